@@ -1,0 +1,5 @@
+import sys
+
+from netgptd.cli import main
+
+sys.exit(main())

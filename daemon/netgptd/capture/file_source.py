@@ -1,0 +1,85 @@
+"""Capture files (pcap and pcapng) as a capture source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from netgptd.capture.pcap_format import CaptureFormatError, CaptureParser
+from netgptd.capture.records import CaptureStats, PacketRecord
+
+CHUNK = 4 << 20
+
+
+class CaptureFileError(Exception):
+    """A file that cannot be read as a capture at all (message names it)."""
+
+
+def read_stream(stream: BinaryIO, parser: CaptureParser, chunk: int = CHUNK) -> Iterator[PacketRecord]:
+    """Feed a byte stream through ``parser`` and yield its records.
+
+    Shared by files and by dumpcap's pipe; stops at end of stream. A stream
+    that turns corrupt part-way raises CaptureFormatError after yielding
+    every record before the damage.
+    """
+    while True:
+        data = stream.read(chunk)
+        if not data:
+            return
+        yield from parser.feed(data)
+
+
+class PcapFileSource:
+    """Reads a pcap or pcapng file with the project's own parser.
+
+    After iteration, ``truncated`` tells whether the file ended inside a
+    record or turned corrupt; ``damage`` says how, for the warning.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.name = f"pcap:{self.path}"
+        self.parser = CaptureParser()
+        self.packets_read = 0
+        self.truncated = False
+        self.damage = ""
+        self._stream: BinaryIO | None = None
+
+    def packets(self) -> Iterator[PacketRecord]:
+        try:
+            self._stream = open(self.path, "rb")
+        except OSError as exc:
+            raise CaptureFileError(f"{self.path}: cannot open: {exc.strerror or exc}") from None
+        try:
+            for record in read_stream(self._stream, self.parser):
+                self.packets_read += 1
+                yield record
+        except CaptureFormatError as exc:
+            if self.parser.format is None:
+                raise CaptureFileError(f"{self.path}: {exc}") from None
+            self.truncated, self.damage = True, str(exc)
+        except OSError as exc:
+            raise CaptureFileError(f"{self.path}: read error: {exc.strerror or exc}") from None
+        else:
+            if self.parser.format is None:
+                raise CaptureFileError(f"{self.path}: not a pcap or pcapng capture (too short)")
+            if self.parser.pending:
+                self.truncated = True
+                self.damage = f"capture ends inside a record ({self.parser.pending} bytes left over)"
+        finally:
+            self.close()
+
+    def stats(self) -> CaptureStats:
+        drops = self.parser.interface_drops.values()
+        if not drops:
+            return CaptureStats(None, None, None)
+        return CaptureStats(
+            sum(d.received or 0 for d in drops),
+            sum(d.dropped_os or 0 for d in drops),
+            sum(d.dropped_interface or 0 for d in drops),
+        )
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None

@@ -1,0 +1,104 @@
+"""EVE JSON events, shaped like Suricata's so existing tooling reads them."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from netgptd.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
+from netgptd.flow.config import STATE_NAMES
+from netgptd.flow.table import Flow
+
+PROTO_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP", 51: "AH",
+               58: "IPv6-ICMP", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP"}  # fmt: skip
+TCP_FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr")
+
+
+def timestamp(ts_ns: int) -> str:
+    """Suricata's timestamp format: 2024-05-01T12:00:00.123456+0000."""
+    seconds, ns = divmod(ts_ns, 1_000_000_000)
+    when = datetime.fromtimestamp(seconds, timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns // 1000:06d}+0000"
+
+
+def ip_text(address: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(address) == 4 else socket.AF_INET6, address)
+
+
+def _tcp_object(flow: Flow) -> dict[str, Any]:
+    both = flow.tcp_flags_toserver | flow.tcp_flags_toclient
+    tcp: dict[str, Any] = {
+        "tcp_flags": f"{both:02x}",
+        "tcp_flags_ts": f"{flow.tcp_flags_toserver:02x}",
+        "tcp_flags_tc": f"{flow.tcp_flags_toclient:02x}",
+    }
+    for bit, name in enumerate(TCP_FLAG_NAMES):
+        if both & (1 << bit):
+            tcp[name] = True
+    return tcp
+
+
+def flow_event(flow: Flow, netgpt: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``event_type: flow`` record of an ended flow.
+
+    ``timestamp`` is the flow's start, as in Suricata. ``netgpt`` holds the
+    model's verdict, all null when no model ran.
+    """
+    event: dict[str, Any] = {
+        "timestamp": timestamp(flow.start_ns),
+        "flow_id": flow.flow_id,
+        "event_type": "flow",
+        "src_ip": ip_text(flow.client_ip),
+    }
+    icmp = flow.proto in (PROTO_ICMP, PROTO_ICMPV6)
+    if not icmp:
+        event["src_port"] = flow.client_port
+    event["dest_ip"] = ip_text(flow.server_ip)
+    if not icmp:
+        event["dest_port"] = flow.server_port
+    event["proto"] = PROTO_NAMES.get(flow.proto, str(flow.proto))
+    if icmp:
+        event["icmp_type"], event["icmp_code"] = flow.client_port, flow.server_port
+    verdict = netgpt or {}
+    app = verdict.get("app")
+    event["app_proto"] = app.lower() if isinstance(app, str) else None
+    event["community_id"] = flow.community_id
+    event["flow"] = {
+        "pkts_toserver": flow.pkts_toserver,
+        "pkts_toclient": flow.pkts_toclient,
+        "bytes_toserver": flow.bytes_toserver,
+        "bytes_toclient": flow.bytes_toclient,
+        "start": timestamp(flow.start_ns),
+        "end": timestamp(flow.last_ns),
+        "age": (flow.last_ns - flow.start_ns) // 1_000_000_000,
+        "state": STATE_NAMES[flow.state],
+        "reason": flow.end_reason,
+    }
+    if flow.proto == PROTO_TCP:
+        event["tcp"] = _tcp_object(flow)
+    event["netgpt"] = {
+        "app": app,
+        "app_confidence": verdict.get("app_confidence"),
+        "attack": verdict.get("attack"),
+        "attack_confidence": verdict.get("attack_confidence"),
+        "model": verdict.get("model"),
+    }
+    return event
+
+
+def stats_event(ts_ns: int, stats: dict[str, Any]) -> dict[str, Any]:
+    return {"timestamp": timestamp(ts_ns), "event_type": "stats", "stats": stats}
+
+
+class EveWriter:
+    """Writes one compact JSON object per line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.events = 0
+
+    def write(self, event: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self.events += 1
