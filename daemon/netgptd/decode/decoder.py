@@ -1,10 +1,11 @@
 """Frame decoder: pure functions from a captured frame to a ``Packet``.
 
 Link layers: Ethernet (802.1Q/QinQ, MPLS, PPPoE), Linux SLL and SLL2, raw
-IPv4/IPv6, BSD loopback/null, PPP and Cisco HDLC. Network: IPv4 (options,
-fragments), IPv6 (extension headers, fragments). Transport: TCP, UDP, ICMP,
-ICMPv6. Tunnels decoded to the inner packet: GRE (v0), VXLAN, GTP-U,
-IP-in-IP and IPv6-in-IPv4; a tunnel whose inner packet does not decode is
+IPv4/IPv6, BSD loopback/null, PPP, Cisco HDLC, 802.11 data (plain or
+radiotap). Network: IPv4 (options, fragments), IPv6 (extension headers,
+fragments). Transport: TCP, UDP, ICMP, ICMPv6, SCTP. Tunnels decoded to the
+inner packet: GRE (v0, and PPTP's v1), VXLAN, GTP-U, IP-in-IP and
+IPv6-in-IPv4; a tunnel whose inner packet does not decode is
 kept as the outer flow, so nothing valid is lost.
 
 Malformed or truncated input raises ``DecodeError`` with a short reason; a
@@ -37,6 +38,8 @@ LINKTYPE_RAW_BSD14 = 14
 LINKTYPE_PPP_HDLC = 50
 LINKTYPE_RAW = 101
 LINKTYPE_CHDLC = 104
+LINKTYPE_IEEE802_11 = 105
+LINKTYPE_RADIOTAP = 127
 LINKTYPE_LOOP = 108
 LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
@@ -54,6 +57,7 @@ ETH_QINQ = 0x88A8
 ETH_LLDP = 0x88CC
 ETH_QINQ_OLD = 0x9100
 ETH_TEB = 0x6558  # transparent Ethernet bridging (GRE)
+GRE_PPP = 0x880B
 
 PPP_IPV4 = 0x0021
 PPP_IPV6 = 0x0057
@@ -103,6 +107,10 @@ def decode(record: PacketRecord) -> Packet:
         if len(data) < 4:
             raise DecodeError("chdlc_truncated")
         return _ethertype(record.ts_ns, data, 4, _u16(data, 2)[0], record.orig_len, 0)
+    if linktype == LINKTYPE_IEEE802_11:
+        return _ieee80211(record.ts_ns, data, 0, record.orig_len, 0)
+    if linktype == LINKTYPE_RADIOTAP:
+        return _radiotap(record.ts_ns, data, record.orig_len)
     raise NotIP(f"linktype_{linktype}")
 
 
@@ -151,6 +159,31 @@ def _ethertype(ts: int, data: bytes, off: int, ethertype: int, wire_len: int, de
     if ethertype <= 1500:
         raise NotIP("llc")
     raise NotIP("other_ethertype")
+
+
+def _ieee80211(ts: int, data: bytes, off: int, wire_len: int, depth: int) -> Packet:
+    """An 802.11 data frame carrying LLC/SNAP."""
+    if len(data) - off < 24:
+        raise DecodeError("ieee80211_truncated")
+    frame_control, flags = data[off], data[off + 1]
+    if (frame_control >> 2) & 0x03 != 2:
+        raise NotIP("ieee80211_management")
+    if flags & 0x40:
+        raise NotIP("ieee80211_protected")
+    pos = off + 24
+    if flags & 0x03 == 0x03:
+        pos += 6  # four addresses (WDS)
+    if frame_control & 0x80:
+        pos += 2  # QoS control
+    if len(data) - pos < 8 or data[pos] != 0xAA or data[pos + 1] != 0xAA:
+        raise NotIP("llc")
+    return _ethertype(ts, data, pos + 8, _u16(data, pos + 6)[0], wire_len, depth)
+
+
+def _radiotap(ts: int, data: bytes, wire_len: int) -> Packet:
+    if len(data) < 4:
+        raise DecodeError("radiotap_truncated")
+    return _ieee80211(ts, data, int.from_bytes(data[2:4], "little"), wire_len, 0)
 
 
 def _mpls(ts: int, data: bytes, off: int, wire_len: int, depth: int) -> Packet:
@@ -370,7 +403,11 @@ def _ip_tunnel(ts: int, data: bytes, off: int, end: int, proto: int, wire_len: i
             return _ipv6(ts, data[:end], off, wire_len, depth)
         if proto == PROTO_GRE and end - off >= 4:
             flags_version, ethertype = _u16x2(data, off)
-            if flags_version & 0x07:  # only version 0; PPTP's v1 stays a GRE flow
+            version = flags_version & 0x07
+            if version == 1 and ethertype == GRE_PPP:  # PPTP's enhanced GRE: key always present
+                pos = off + 8 + 4 * (bool(flags_version & 0x1000) + bool(flags_version & 0x0080))
+                return _ppp(ts, data[:end], pos, wire_len, depth)
+            if version != 0:
                 return None
             pos = off + 4 + 4 * (bool(flags_version & 0x8000) + bool(flags_version & 0x2000) + bool(flags_version & 0x1000))
             if ethertype == ETH_TEB:

@@ -1,0 +1,1 @@
+"""Capture sources: files, pyshark and dumpcap live capture, all yielding PacketRecord."""

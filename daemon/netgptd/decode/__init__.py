@@ -1,0 +1,1 @@
+"""Pure frame decoding: link, network and transport layers and simple tunnels."""

@@ -1,0 +1,1 @@
+"""Pure flow tracking: bidirectional table, timeouts, Community ID."""
