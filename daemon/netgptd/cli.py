@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import ExitStack
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Sequence
 
 from netgptd import __version__, logs
-from netgptd.eve import EveWriter
+from netgptd.plugin_host import PluginError, PluginHost
 from netgptd.replay import replay
 from netgptd.summary import SummaryCollector
 
@@ -17,30 +16,22 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 
 
-def _fanout(*sinks):  # type: ignore[no-untyped-def]
-    def sink(event: dict) -> None:
-        for each in sinks:
-            each(event)
-
-    return sink
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     summary = SummaryCollector()
-    with ExitStack() as stack:
-        sinks = [summary]
-        eve_stream: TextIO | None = None
-        if args.eve == "-":
-            eve_stream = sys.stdout
-        elif args.eve:
-            try:
-                eve_stream = stack.enter_context(open(args.eve, "w", encoding="utf-8"))
-            except OSError as exc:
-                print(f"netgptd: error: --eve {args.eve}: {exc.strerror}", file=sys.stderr)
-                return EXIT_USAGE
-        if eve_stream is not None:
-            sinks.append(EveWriter(eve_stream).write)
-        result = replay(args.pcap, _fanout(*sinks), progress=sys.stderr.isatty() and not args.quiet)
+    try:
+        plugins = PluginHost({"eve": {"path": args.eve, "append": False}} if args.eve else {})
+    except PluginError as exc:
+        print(f"netgptd: error: --eve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    def sink(event: dict) -> None:
+        summary(event)
+        plugins.emit(event)
+
+    try:
+        result = replay(args.pcap, sink, progress=sys.stderr.isatty() and not args.quiet)
+    finally:
+        plugins.close()
     for message in result.failed_files:
         print(f"netgptd: error: {message}", file=sys.stderr)
     if args.eve != "-" and not args.quiet:

@@ -76,8 +76,7 @@ def replay(
                     if ingest.flows.ended:
                         emit(ingest.pop_ended())
             except CaptureFileError as exc:
-                log.error("capture_unreadable", file=str(path), error=str(exc))
-                result.failed_files.append(str(exc))
+                result.failed_files.append(str(exc))  # the caller reports it, one line per file
             if source.truncated:
                 log.warning("capture_truncated", file=str(path), detail=source.damage, packets=source.packets_read)
                 result.truncated_files.append(str(path))

@@ -198,40 +198,56 @@ class CaptureParser:
         off = 0
         n = len(buf)
         append = out.append
+        interfaces = self._interfaces
+        block_head = struct.Struct(self._endian + "II").unpack_from
+        epb_head = struct.Struct(self._endian + "IIIIIII").unpack_from
         while off + 12 <= n:
-            if struct.unpack_from("<I", buf, off)[0] == PCAPNG_SHB:
-                bom_le = struct.unpack_from("<I", buf, off + 8)[0]
-                if bom_le == PCAPNG_BOM:
-                    self._endian = "<"
-                elif struct.unpack_from(">I", buf, off + 8)[0] == PCAPNG_BOM:
-                    self._endian = ">"
-                else:
-                    raise CaptureFormatError(f"pcapng section header at byte {off} has no byte-order magic")
-                self._interfaces = []
-                block_type = PCAPNG_SHB
-            else:
-                block_type = struct.unpack_from(self._endian + "I", buf, off)[0]
-            total = struct.unpack_from(self._endian + "I", buf, off + 4)[0]
-            if total < 12 or total % 4 or total > MAX_RECORD:
+            block_type, total = block_head(buf, off)
+            if block_type == PCAPNG_SHB:  # the same bytes in either byte order
+                self._section(buf, off)
+                interfaces = self._interfaces
+                block_head = struct.Struct(self._endian + "II").unpack_from
+                epb_head = struct.Struct(self._endian + "IIIIIII").unpack_from
+                block_type, total = block_head(buf, off)
+            if total < 12 or total & 3 or total > MAX_RECORD:
                 raise CaptureFormatError(f"corrupt pcapng block at byte {off}: length {total}")
             end = off + total
             if end > n:
                 break
-            body = off + 8
             if block_type == BLOCK_EPB:
-                self._epb(buf, body, end - 4, append)
+                if total < 32:
+                    raise CaptureFormatError(f"corrupt pcapng packet block at byte {off}")
+                _, _, if_id, ts_hi, ts_lo, caplen, origlen = epb_head(buf, off)
+                if caplen > total - 32:
+                    raise CaptureFormatError(f"pcapng packet at byte {off} is longer than its block")
+                if if_id >= len(interfaces):
+                    raise CaptureFormatError(f"pcapng packet at byte {off} names undeclared interface {if_id}")
+                iface = interfaces[if_id]
+                append(_new_record(PacketRecord, (
+                    iface.to_ns((ts_hi << 32) | ts_lo), iface.linktype, buf[off + 28 : off + 28 + caplen], origlen, if_id,
+                )))  # fmt: skip
             elif block_type == BLOCK_IDB:
-                self._idb(buf, body, end - 4)
+                self._idb(buf, off + 8, end - 4)
             elif block_type == BLOCK_SPB:
-                self._spb(buf, body, end - 4, append)
+                self._spb(buf, off + 8, end - 4, append)
             elif block_type == BLOCK_OPB:
-                self._opb(buf, body, end - 4, append)
+                self._opb(buf, off + 8, end - 4, append)
             elif block_type == BLOCK_ISB:
-                self._isb(buf, body, end - 4)
+                self._isb(buf, off + 8, end - 4)
             elif block_type != PCAPNG_SHB:
                 self.blocks_skipped += 1
             off = end
         return off
+
+    def _section(self, buf: bytes, off: int) -> None:
+        """A section header block: a new byte order, no interfaces yet."""
+        if struct.unpack_from("<I", buf, off + 8)[0] == PCAPNG_BOM:
+            self._endian = "<"
+        elif struct.unpack_from(">I", buf, off + 8)[0] == PCAPNG_BOM:
+            self._endian = ">"
+        else:
+            raise CaptureFormatError(f"pcapng section header at byte {off} has no byte-order magic")
+        self._interfaces = []
 
     def _iface(self, index: int, at: int) -> _Interface:
         if index >= len(self._interfaces):
@@ -247,15 +263,6 @@ class CaptureParser:
         if len(opts.get(IDB_OPT_TSOFFSET, b"")) == 8:
             iface.ts_offset_ns = struct.unpack(self._endian + "q", opts[IDB_OPT_TSOFFSET])[0] * 1_000_000_000
         self._interfaces.append(iface)
-
-    def _epb(self, buf: bytes, body: int, end: int, append) -> None:  # type: ignore[no-untyped-def]
-        if_id, ts_hi, ts_lo, caplen, origlen = struct.unpack_from(self._endian + "IIIII", buf, body)
-        data_at = body + 20
-        if data_at + caplen > end:
-            raise CaptureFormatError(f"pcapng packet at byte {body - 8} is longer than its block")
-        iface = self._iface(if_id, body - 8)
-        ts = iface.to_ns((ts_hi << 32) | ts_lo)
-        append(_new_record(PacketRecord, (ts, iface.linktype, buf[data_at : data_at + caplen], origlen, if_id)))
 
     def _opb(self, buf: bytes, body: int, end: int, append) -> None:  # type: ignore[no-untyped-def]
         if_id, _drops, ts_hi, ts_lo, caplen, origlen = struct.unpack_from(self._endian + "HHIIII", buf, body)

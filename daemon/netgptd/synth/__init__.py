@@ -1,0 +1,1 @@
+"""Synthetic traffic: frame builders and capture-file writers (pure, no I/O of their own)."""

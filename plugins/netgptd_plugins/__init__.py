@@ -1,0 +1,1 @@
+"""First-party netgptd plugins, each found through the ``netgptd.plugins`` entry points."""
