@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from netgptd import __version__, logs
 from netgptd.plugin_host import PluginError, PluginHost
 from netgptd.replay import replay
+from netgptd.synth.demo import write_demo_capture
 from netgptd.summary import SummaryCollector
 
 EXIT_OK = 0
@@ -39,6 +41,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_USAGE if result.failed_files else EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="netgptd-demo-") as tmp:
+        capture = write_demo_capture(Path(tmp) / "demo.pcapng")
+        print(f"netgptd demo: replaying the built-in capture of a small office ({capture.stat().st_size:,} bytes)")
+        args.pcap = [capture]
+        return cmd_replay(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netgptd",
@@ -56,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-model", action="store_true", help="skip classification (flow records only)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("demo", help="replay the built-in demo capture and print a summary",
+                       description="Generate the embedded demo capture (a small office, a few minutes, "
+                                   "one port sweep) and replay it like 'netgptd replay'.")  # fmt: skip
+    p.add_argument("--eve", metavar="PATH|-", help="write EVE JSON lines to PATH, or '-' for stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -78,7 +78,9 @@ _AF_INET6 = frozenset((10, 24, 28, 30))  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
 
 _u16 = struct.Struct("!H").unpack_from
 _u16x2 = struct.Struct("!HH").unpack_from
-_u16x3 = struct.Struct("!HHH").unpack_from
+# version/IHL, total length, ID, flags/fragment offset, protocol, addresses
+_ipv4_header = struct.Struct("!BxHHHxBxx4s4s").unpack_from
+_tcp_header = struct.Struct("!HH8xBB").unpack_from  # ports, data offset, flags
 _u32 = struct.Struct("!I").unpack_from
 _new_packet = tuple.__new__
 
@@ -233,7 +235,7 @@ def _ipv4(ts: int, data: bytes, off: int, wire_len: int, depth: int) -> Packet:
     n = len(data)
     if n - off < 20:
         raise DecodeError("ipv4_truncated")
-    vihl = data[off]
+    vihl, total, ident, frag_word, proto, src, dst = _ipv4_header(data, off)
     if vihl >> 4 != 4:
         raise DecodeError("ipv4_bad_version")
     hlen = (vihl & 0x0F) << 2
@@ -241,7 +243,6 @@ def _ipv4(ts: int, data: bytes, off: int, wire_len: int, depth: int) -> Packet:
         raise DecodeError("ipv4_bad_header_length")
     if n - off < hlen:
         raise DecodeError("ipv4_truncated")
-    total, ident, frag_word = _u16x3(data, off + 2)
     if total < hlen:
         raise DecodeError("ipv4_bad_total_length")
     end = off + total
@@ -250,9 +251,6 @@ def _ipv4(ts: int, data: bytes, off: int, wire_len: int, depth: int) -> Packet:
     frag_offset = (frag_word & 0x1FFF) << 3
     frag_more = bool(frag_word & 0x2000)
     frag_id = ident if (frag_offset or frag_more) else NO_FRAGMENT
-    src = data[off + 12 : off + 16]
-    dst = data[off + 16 : off + 20]
-    proto = data[off + 9]
     if frag_offset:
         return _new_packet(
             Packet,
@@ -327,13 +325,12 @@ def _transport(
     if proto == PROTO_TCP:
         if avail < 20:
             raise DecodeError("tcp_truncated")
-        sport, dport = _u16x2(data, l4)
-        doff = (data[l4 + 12] >> 4) << 2
+        sport, dport, doff, flags = _tcp_header(data, l4)
+        doff = (doff >> 4) << 2
         if doff < 20:
             raise DecodeError("tcp_bad_header_length")
         if doff > avail:
             raise DecodeError("tcp_truncated")
-        flags = data[l4 + 13]
         payload = l4 + doff
     elif proto == PROTO_UDP:
         if avail < 8:

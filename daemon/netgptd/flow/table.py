@@ -98,6 +98,8 @@ class FlowTable:
 
     def __init__(self, config: FlowConfig | None = None, first_flow_id: int = 1) -> None:
         self.config = config or FlowConfig()
+        self._buffer_packets = self.config.first_packets
+        self._buffer_bytes = self.config.first_packet_bytes
         self._flows: dict[tuple, Flow] = {}
         self._fragments: dict[tuple, Flow] = {}
         self._buckets: dict[int, list[Flow]] = {}
@@ -166,8 +168,8 @@ class FlowTable:
                 flow.state = STATE_ESTABLISHED
                 self._reschedule(flow)
         buffered = flow.first_packets
-        if buffered is not None and len(buffered) < self.config.first_packets:
-            end = min(packet.end, packet.l3_off + self.config.first_packet_bytes)
+        if buffered is not None and len(buffered) < self._buffer_packets:
+            end = min(packet.end, packet.l3_off + self._buffer_bytes)
             buffered.append((packet.ts_ns, toserver, packet.data[packet.l3_off : end]))
 
     def _create(self, packet: Packet, key: tuple) -> Flow:
@@ -179,7 +181,7 @@ class FlowTable:
         rkey = (key[1], key[0], key[3], key[2], key[4])
         flow = Flow(next(self._ids), (key, rkey), packet, client_is_src,
                     self.config.timeouts_for(packet.proto), self.config.community_id_seed)  # fmt: skip
-        if self.config.first_packets > 0:
+        if self._buffer_packets > 0:
             flow.first_packets = []
         self._flows[key] = flow
         self._flows[rkey] = flow

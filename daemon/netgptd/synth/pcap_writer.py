@@ -65,8 +65,8 @@ def write_pcap(
     snaplen: int = PCAP_SNAPLEN,
     big_endian: bool = False,
 ) -> None:
-    """Write a classic pcap file; its link type is ``linktype`` or that of the
-    first record, and every record must share it."""
+    """Write a classic pcap file; its link type is ``linktype``, else that of
+    the first record (Ethernet when there is none), and every record must share it."""
     endian = ">" if big_endian else "<"
     records = iter(records)
     first = next(records, None)
