@@ -15,6 +15,8 @@ import pytest
 from netgptd.capture.dumpcap_source import CaptureStartError, DumpcapSource
 from netgptd.capture.pyshark_source import PysharkSource
 from netgptd.capture.records import CaptureSource, PacketRecord
+from netgptd.decode.decoder import decode
+from netgptd.decode.packet import PROTO_UDP, DecodeError, NotIP
 
 COUNT = 200
 SEEN_TIMEOUT_S = 20.0
@@ -30,14 +32,14 @@ needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark
 
 
 def udp_payload(record: PacketRecord, port: int) -> bytes | None:
-    """The payload of an Ethernet/IPv4/UDP frame to ``port``, else None."""
-    data = record.data
-    if record.linktype != 1 or data[12:14] != b"\x08\x00" or data[14 + 9] != 17:
+    """The payload of a UDP datagram to ``port``, else None."""
+    try:
+        packet = decode(record)
+    except (DecodeError, NotIP):
         return None
-    udp = 14 + (data[14] & 0x0F) * 4
-    if int.from_bytes(data[udp + 2 : udp + 4], "big") != port:
+    if packet.proto != PROTO_UDP or packet.dport != port:
         return None
-    return data[udp + 8 : udp + int.from_bytes(data[udp + 4 : udp + 6], "big")]
+    return packet.data[packet.payload_off : packet.end]
 
 
 def proc_stat(pid: int) -> tuple[str, int, str, int] | None:

@@ -19,7 +19,10 @@ TCP_FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr")
 def timestamp(ts_ns: int) -> str:
     """Suricata's timestamp format: 2024-05-01T12:00:00.123456+0000."""
     seconds, ns = divmod(ts_ns, 1_000_000_000)
-    when = datetime.fromtimestamp(seconds, timezone.utc)
+    try:
+        when = datetime.fromtimestamp(seconds, timezone.utc)
+    except (ValueError, OverflowError, OSError):  # a corrupt capture's time, beyond years 1..9999
+        when, ns = (datetime(9999, 12, 31, 23, 59, 59) if seconds > 0 else datetime(1970, 1, 1)), 0
     return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns // 1000:06d}+0000"
 
 

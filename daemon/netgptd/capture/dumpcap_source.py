@@ -107,7 +107,7 @@ class DumpcapSource:
             raise CaptureStartError(f"cannot run {self.command[0]}: {exc.strerror or exc}") from None
         try:
             self._await_headers()
-        except CaptureStartError:
+        except BaseException:
             self.close()
             raise
         log.info("dumpcap_started", interface=self.interface, pid=self._proc.pid, command=" ".join(self.command))
@@ -123,7 +123,7 @@ class DumpcapSource:
                     f"dumpcap did not start capturing on {self.interface!r} within {START_TIMEOUT_S:g} s"
                     + _suffix(self._stderr_message())
                 )
-            if not select.select([fd], [], [], remaining)[0]:
+            if not _readable(fd, remaining):
                 continue
             data = os.read(fd, READ_CHUNK)
             if not data:
@@ -223,7 +223,7 @@ class DumpcapSource:
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while (remaining := deadline - time.monotonic()) > 0 and select.select([fd], [], [], remaining)[0]:
+        while (remaining := deadline - time.monotonic()) > 0 and _readable(fd, remaining):
             data = os.read(fd, READ_CHUNK)
             if not data:
                 return
@@ -251,6 +251,13 @@ class DumpcapSource:
                     sum(int(m["dropped"]) for m in found),
                     sum(int(m["ifdrop"]) for m in found),
                 )
+
+
+def _readable(fd: int, timeout_s: float) -> bool:
+    """Whether ``fd`` has data or end of file within the timeout (poll: no FD_SETSIZE limit)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout_s * 1000))
 
 
 def _suffix(message: str) -> str:

@@ -26,7 +26,12 @@ def read_stream(stream: BinaryIO, parser: CaptureParser, chunk: int = CHUNK) -> 
         data = stream.read(chunk)
         if not data:
             return
-        yield from parser.feed(data)
+        try:
+            records = parser.feed(data)
+        except CaptureFormatError as exc:
+            yield from exc.records  # every record before the damage, then the error
+            raise
+        yield from records
 
 
 class PcapFileSource:

@@ -42,7 +42,12 @@ _new_record = tuple.__new__
 
 
 class CaptureFormatError(ValueError):
-    """The bytes are not a pcap/pcapng stream, or are corrupt beyond repair."""
+    """The bytes are not a pcap/pcapng stream, or are corrupt beyond repair.
+
+    ``records`` holds the whole records ``feed`` parsed before the damage.
+    """
+
+    records: tuple[PacketRecord, ...] | list[PacketRecord] = ()
 
 
 class InterfaceDrops(NamedTuple):
@@ -136,10 +141,14 @@ class CaptureParser:
                 self._buf = buf
                 return out
             self._detect(buf)
-        if self._format == "pcap":
-            off = self._feed_pcap(buf, out)
-        else:
-            off = self._feed_pcapng(buf, out)
+        try:
+            if self._format == "pcap":
+                off = self._feed_pcap(buf, out)
+            else:
+                off = self._feed_pcapng(buf, out)
+        except CaptureFormatError as exc:
+            exc.records = out  # the records before the damage are good: the caller keeps them
+            raise
         self._buf = buf[off:]
         return out
 

@@ -43,11 +43,13 @@ _POLL_S = 0.05
 # tshark reports wiretap's WTAP_ENCAP_* numbers (frame.encap_type), not LINKTYPE_*.
 WTAP_ENCAP_TO_LINKTYPE = {
     1: 1,  # Ethernet (also Linux loopback)
+    4: 9,  # PPP
     7: 101,  # raw IP
     15: 0,  # BSD null/loopback
     20: 105,  # IEEE 802.11
     23: 127,  # 802.11 radiotap
     25: 113,  # Linux cooked (SLL)
+    28: 104,  # Cisco HDLC
     129: 228,  # raw IPv4
     130: 229,  # raw IPv6
     141: 239,  # NFLOG
@@ -61,11 +63,12 @@ _END = object()
 class _PromptJsonParser(TsharkJsonParser):
     """Hands over each packet as soon as tshark has written all of it.
 
-    tshark ends a packet's JSON object with ``\n  }`` and writes the ``,``
-    after it only when the next packet comes; pyshark waits for that comma,
-    so on a quiet link the last packet would sit in the buffer indefinitely.
-    Only whole packets close at two spaces of indentation, and JSON strings
-    hold no raw newlines, so the marker is unambiguous.
+    tshark ends a packet's JSON object with a newline, two spaces and ``}``,
+    and writes the ``,`` after it only when the next packet comes; pyshark
+    waits for that comma, so on a quiet link the last packet would sit in
+    the buffer indefinitely. Only whole packets close at two spaces of
+    indentation, and JSON strings hold no raw newlines, so the marker is
+    unambiguous.
     """
 
     def _extract_packet_from_data(self, data: bytes, got_first_packet: bool = True) -> tuple[bytes | None, bytes]:
@@ -77,8 +80,21 @@ class _PromptJsonParser(TsharkJsonParser):
 
 
 class _PromptLiveCapture(pyshark.LiveCapture):  # type: ignore[misc]
+    """LiveCapture with the prompt parser, letting a tshark told to stop exit."""
+
+    stopping_pid: int | None = None
+
     def _setup_tshark_output_parser(self) -> TsharkJsonParser:
         return _PromptJsonParser(self._get_tshark_version())
+
+    async def _cleanup_subprocess(self, process: Any) -> None:
+        if process.pid == self.stopping_pid and process.returncode is None:
+            # pyshark would kill() it at once, and kill() first polls: a tshark
+            # that has just exited gets reaped there, behind the back of
+            # asyncio's child watcher ("Unknown child process pid ...").
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+        await super()._cleanup_subprocess(process)
 
 
 class PysharkSource:
@@ -116,9 +132,14 @@ class PysharkSource:
         if not self._ready.wait(START_TIMEOUT_S) or self._error is not None:
             error = self._error
             self.close()
-            reason = f"{type(error).__name__}: {error}" if error else f"not running after {START_TIMEOUT_S:g} s"
-            raise CaptureStartError(f"pyshark cannot capture on {self.interface!r}: {reason}".rstrip())
-        log.info("pyshark_started", interface=self.interface, pids=sorted(self._procs), temp_files=sorted(self._temp_files))
+            reason = "timed out"
+            if error is not None:  # pyshark's messages may go on for lines (every interface name)
+                first_line = str(error).partition("\n")[0]
+                reason = f"{type(error).__name__}: {first_line}"
+            raise CaptureStartError(f"pyshark cannot capture on {self.interface!r}: {reason}")
+        log.info(
+            "pyshark_started", interface=self.interface, pids=sorted(self._procs), temp_files=sorted(self._temp_files)
+        )
 
     def packets(self) -> Iterator[PacketRecord]:
         self.start()
@@ -143,6 +164,7 @@ class PysharkSource:
             return
         self._track()
         if self._tshark_pid is not None and self._alive(self._tshark_pid):
+            self._capture.stopping_pid = self._tshark_pid
             os.kill(self._tshark_pid, signal.SIGTERM)
         self._thread.join(STOP_TIMEOUT_S)
         killed = self._kill_leftovers()
@@ -191,14 +213,17 @@ class PysharkSource:
                 self._ready.set()
                 break
             await asyncio.sleep(_POLL_S)
+        if not self._ready.is_set():
+            run.cancel()  # closed or timed out before tshark was up
         try:
             await run
-        except Exception:
-            # packets_from_tshark skips its cleanup when tshark fails to start,
-            # after it has started its dumpcap.
+        except asyncio.CancelledError:
+            pass
+        finally:
+            # packets_from_tshark skips its cleanup when tshark fails to start
+            # (or is cancelled) after it has started its dumpcap.
             with contextlib.suppress(Exception):
                 await capture.close_async()
-            raise
 
     def _on_packet(self, packet: Any) -> None:
         if self._stopping.is_set():

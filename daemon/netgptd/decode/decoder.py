@@ -291,6 +291,8 @@ def _ipv6(ts: int, data: bytes, off: int, wire_len: int, depth: int) -> Packet:
             if frag_offset or frag_more:  # else an atomic fragment: a whole packet
                 frag_id = _u32(data, pos + 4)[0]
             proto, pos = data[pos], pos + 8
+            if frag_offset:
+                break  # a later fragment: what follows is data, not headers
         else:
             break
     else:

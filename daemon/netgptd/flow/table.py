@@ -93,6 +93,13 @@ class Flow:
         return nxt
 
 
+def _train_key(packet: Packet) -> tuple:
+    """The key of a packet's fragment train. IPv6 identifies fragments by
+    addresses alone, and its later fragments name the first header after the
+    fragment header (maybe an extension header), not the transport protocol."""
+    return (packet.src, packet.dst, packet.proto if packet.ip_version == 4 else 0, packet.frag_id)
+
+
 class FlowTable:
     """Tracks flows from decoded packets. Feed ``add``; collect ``pop_ended``."""
 
@@ -194,12 +201,12 @@ class FlowTable:
 
     def _remember_fragment_train(self, packet: Packet, flow: Flow) -> None:
         trains = self._fragments
-        trains[(packet.src, packet.dst, packet.proto, packet.frag_id)] = flow
+        trains[_train_key(packet)] = flow
         if len(trains) > self.config.max_fragment_trains:
             del trains[next(iter(trains))]  # oldest train first
 
     def _add_fragment(self, packet: Packet) -> Flow | None:
-        key = (packet.src, packet.dst, packet.proto, packet.frag_id)
+        key = _train_key(packet)
         flow = self._fragments.get(key)
         if flow is None or flow.end_reason:
             self.fragments_unmatched += 1

@@ -18,7 +18,7 @@ import struct
 from typing import Sequence
 
 from netgptd.decode.decoder import ETH_IPV4, ETH_IPV6, ETH_QINQ, ETH_VLAN
-from netgptd.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_ACK
+from netgptd.decode.packet import PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_ACK
 
 Address = str | bytes
 Extension = tuple[int, bytes]  # (header type, header bytes whose first byte ipv6() fills in)
