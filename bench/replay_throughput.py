@@ -40,6 +40,7 @@ from netgptd.synth.pcap_writer import write_pcap
 CORPUS = Path(os.environ.get("NETGPT_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
 COLLECTIONS = ("ndpi/pcap", "mining", "ddos")
 GAP_NS = 3600 * 1_000_000_000
+MAX_SPAN_NS = 7 * 86400 * 1_000_000_000
 
 
 def build_mix(out: Path) -> int:
@@ -55,6 +56,8 @@ def build_mix(out: Path) -> int:
             if not capture:
                 continue
             first = min(r.ts_ns for r in capture)
+            if max(r.ts_ns for r in capture) - first > MAX_SPAN_NS:
+                continue  # a fuzzed capture with nonsense timestamps
             last = 0
             for r in capture:
                 ts = next_start + (r.ts_ns - first)

@@ -6,6 +6,7 @@ remaining flows are flushed (reason ``shutdown``) when it ends.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -14,7 +15,7 @@ import structlog
 from tqdm import tqdm
 
 from netgptd.capture.file_source import CaptureFileError, PcapFileSource
-from netgptd.capture.records import PacketRecord
+from netgptd.capture.records import CaptureStats, PacketRecord
 from netgptd.eve import flow_event, stats_event
 from netgptd.flow.config import FlowConfig
 from netgptd.flow.table import Flow
@@ -30,6 +31,7 @@ class ReplayResult:
     ingest: Ingest
     failed_files: list[str] = field(default_factory=list)
     truncated_files: list[str] = field(default_factory=list)
+    capture_drops: Counter[str] = field(default_factory=Counter)
     last_ts_ns: int = 0
 
 
@@ -43,6 +45,14 @@ def _with_progress(records: Iterator[PacketRecord], bar: tqdm) -> Iterator[Packe
             pending = 0
         yield record
     bar.update(pending)
+
+
+def _count_drops(total: Counter[str], stats: CaptureStats) -> None:
+    """Add the drops a capture recorded (pcapng statistics blocks) where it knows them."""
+    if stats.dropped_kernel is not None:
+        total["kernel"] += stats.dropped_kernel
+    if stats.dropped_interface is not None:
+        total["interface"] += stats.dropped_interface
 
 
 def replay(
@@ -80,8 +90,11 @@ def replay(
             if source.truncated:
                 log.warning("capture_truncated", file=str(path), detail=source.damage, packets=source.packets_read)
                 result.truncated_files.append(str(path))
+            _count_drops(result.capture_drops, source.stats())
             result.last_ts_ns = max(result.last_ts_ns, ingest.flows.now_ns)
             emit(ingest.flush())
-    sink(stats_event(result.last_ts_ns, ingest.stats()))
+    stats = ingest.stats()
+    stats["capture_drops"] = dict(result.capture_drops)
+    sink(stats_event(result.last_ts_ns, stats))
     return result
 
