@@ -1,0 +1,1 @@
+"""Traffic lab: labelled traffic from real tools on loopback addresses."""
