@@ -14,8 +14,10 @@ from pathlib import Path
 import structlog
 
 from netgptd.lab.safety import MAX_DURATION_S, LabError, Supervisor, bounded, wait_until
-from netgptd.lab.scenario import REGISTRY, FlowLabel, LabContext, Scenario
+from netgptd.decode.packet import PROTO_TCP, PROTO_UDP
+from netgptd.lab.scenario import ADDRESS_PLAN, REGISTRY, FlowLabel, LabContext, LabelRule, Scenario
 from netgptd.lab.scenarios import load_all
+from netgptd.replay import replay
 
 log = structlog.get_logger(__name__)
 
@@ -94,12 +96,35 @@ def _run_one(s: Scenario, index: int, out_dir: Path, duration: float) -> LabResu
             time.sleep(CAPTURE_TAIL_S)
             supervisor.stop(dumpcap)
         seconds = time.monotonic() - started
-    labels = _unique(ctx.labels)
+    labels = _unique(ctx.labels + _resolve_rules(ctx.rules, capture))
     with open(labels_path, "w", encoding="utf-8") as f:
         for label in labels:
             f.write(json.dumps(label.to_json(s.name)) + "\n")
     log.info("lab_scenario_done", scenario=s.name, flows=len(labels), seconds=round(seconds, 2))
     return LabResult(s.name, capture, labels_path, len(labels), seconds)
+
+
+def _resolve_rules(rules: list[LabelRule], capture: Path) -> list[FlowLabel]:
+    """Flows of the capture that a LabelRule claims (addresses and ports only)."""
+    if not rules:
+        return []
+    found: list[FlowLabel] = []
+
+    def sink(event: dict) -> None:
+        if event["event_type"] != "flow" or event["proto"] not in ("TCP", "UDP"):
+            return
+        proto = PROTO_TCP if event["proto"] == "TCP" else PROTO_UDP
+        for rule in rules:
+            for (cip, cport), (sip, sport) in (
+                ((event["src_ip"], event["src_port"]), (event["dest_ip"], event["dest_port"])),
+                ((event["dest_ip"], event["dest_port"]), (event["src_ip"], event["src_port"])),
+            ):  # a scan's flow may be oriented either way round by its first packet
+                if rule.matches(proto, cip, sip, sport):
+                    found.append(FlowLabel(proto, cip, cport, sip, sport, rule.app, rule.attack, ADDRESS_PLAN))
+                    return
+
+    replay([capture], sink)
+    return found
 
 
 def _unique(labels: list[FlowLabel]) -> list[FlowLabel]:

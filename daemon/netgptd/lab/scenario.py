@@ -26,8 +26,16 @@ LAB_NET_PREFIX = "127.77"  # scenario i uses 127.77.i.0/24
 PROBE_HOST = 254  # readiness probes come from here and are never labelled
 
 
+EXACT = "exact"
+ADDRESS_PLAN = "address_plan"
+
+
 @dataclass(frozen=True)
 class FlowLabel:
+    """A labelled flow. ``source`` says how the scenario knows its 5-tuple:
+    ``exact`` (a socket it bound, a pinned source port, a server's accept
+    log) or ``address_plan`` (a LabelRule matched by addresses and ports)."""
+
     proto: int
     client_ip: str
     client_port: int
@@ -35,6 +43,7 @@ class FlowLabel:
     server_port: int
     app: str
     attack: str = BENIGN
+    source: str = EXACT
 
     @property
     def community_id(self) -> str:
@@ -52,7 +61,27 @@ class FlowLabel:
             "app": self.app,
             "attack": self.attack,
             "scenario": scenario,
+            "source": self.source,
         }
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """Labels every flow from ``client_ip`` to ``server_ip`` (on ``server_ports``,
+    or any) over ``proto``, for tools whose client ports a scenario cannot
+    learn (nmap's connect scan, hydra). It is matched on addresses and ports
+    alone, which the scenario assigned to the tool: never on content."""
+
+    proto: int
+    client_ip: str
+    server_ip: str
+    app: str
+    attack: str
+    server_ports: frozenset[int] | None = None
+
+    def matches(self, proto: int, client_ip: str, server_ip: str, server_port: int) -> bool:
+        return (proto == self.proto and client_ip == self.client_ip and server_ip == self.server_ip
+                and (self.server_ports is None or server_port in self.server_ports))  # fmt: skip
 
 
 @dataclass
@@ -65,6 +94,7 @@ class LabContext:
     supervisor: Supervisor
     workdir: Path
     labels: list[FlowLabel] = field(default_factory=list)
+    rules: list[LabelRule] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     max_rate: int = MAX_RATE_PPS
 
@@ -92,6 +122,12 @@ class LabContext:
         if proto not in (PROTO_TCP, PROTO_UDP):
             raise LabError(f"labels are for TCP and UDP flows, not protocol {proto}")
         self.labels.append(FlowLabel(proto, client[0], client[1], server[0], server[1], app, attack))
+
+    def label_rule(self, proto: int, client_ip: str, server_ip: str, app: str, attack: str,
+                   server_ports: set[int] | range | None = None) -> None:  # fmt: skip
+        """Label, after the capture, every flow of a tool by its addresses (see LabelRule)."""
+        ports = frozenset(server_ports) if server_ports is not None else None
+        self.rules.append(LabelRule(proto, client_ip, server_ip, app, attack, ports))
 
     def free_port(self, ip: str, kind: int = socket.SOCK_STREAM) -> int:
         with socket.socket(socket.AF_INET, kind) as s:
