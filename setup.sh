@@ -9,13 +9,19 @@ case "$mode" in run|test) ;; *) echo "usage: $0 run|test" >&2; exit 2;; esac
 
 # System packages: capture tools (tshark/dumpcap for pyshark and the fast live
 # path), mosquitto and prometheus for the integration tests, ndpiReader for
-# the comparisons, venv support for Python.
+# the comparisons, the traffic lab's tools, venv support for Python.
 missing=()
 command -v tshark >/dev/null || missing+=(tshark)
 command -v dumpcap >/dev/null || missing+=(tshark)
 [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v ndpiReader >/dev/null || missing+=(libndpi-bin)
+# the traffic lab's real tools
+for tool in nmap hping3 hydra slowhttptest; do command -v $tool >/dev/null || missing+=($tool); done
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh >/dev/null || missing+=(openssh-client)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v openssl >/dev/null || missing+=(openssl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v gcc >/dev/null || missing+=(build-essential python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -35,5 +41,5 @@ if [ "$mode" = run ]; then
   .venv/bin/python -m pip install -q -e . >/dev/null
   exec .venv/bin/netgptd demo
 fi
-.venv/bin/python -m pip install -q -e '.[dev]' >/dev/null
+.venv/bin/python -m pip install -q -e '.[dev,lab]' >/dev/null
 exec .venv/bin/python -m pytest -p no:cacheprovider "${@:2}"
