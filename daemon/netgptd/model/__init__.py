@@ -1,0 +1,1 @@
+"""NetGPT: tokenizer (pure), model bundle, serving; training lives in netgptd.train."""
