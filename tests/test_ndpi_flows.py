@@ -15,7 +15,6 @@ nDPI mostly does not.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import structlog
 
 from netgptd.flow.config import FlowConfig, Timeouts
 from netgptd.replay import replay
+from netgptd.train.labels import ndpi_endpoint, ndpi_ip
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,43 +80,6 @@ Endpoint = tuple[str, int]
 Pair = tuple[str, Endpoint, Endpoint]
 
 
-def ndpi_ip(text: str) -> str:
-    """An address as ndpiReader prints it.
-
-    IPv4 as usual. For IPv6, nDPI writes every run of zero groups as ``::``,
-    even a single zero group and even several runs in one address
-    (2600:1901:0:7a0b:: prints as ``2600:1901::7a0b::``); other groups are
-    lower-case hex without leading zeros.
-    """
-    address = ipaddress.ip_address(text)
-    if address.version == 4:
-        return str(address)
-    packed = address.packed
-    groups = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, 16, 2)]
-    out = ""
-    previous_zero = False
-    for i, group in enumerate(groups):
-        if group == 0:
-            if not previous_zero:
-                out += "::"
-            previous_zero = True
-            continue
-        if i > 0 and not previous_zero:
-            out += ":"
-        out += f"{group:x}"
-        previous_zero = False
-    return out
-
-
-def _endpoint(text: str) -> Endpoint:
-    """``1.2.3.4:80`` or ``[2001:db8::1]:443`` from an nDPI flow line."""
-    if text.startswith("["):
-        address, port = text[1:].rsplit("]:", 1)
-    else:
-        address, port = text.rsplit(":", 1)
-    return address, int(port)
-
-
 def _pair(proto: str, a: Endpoint, b: Endpoint) -> Pair:
     first, second = sorted((a, b))
     return proto, first, second
@@ -139,7 +102,7 @@ def ndpi_flows(label: Path) -> tuple[set[Pair], int]:
             m = LABEL_LINE.match(line)
             if m:
                 lines += 1
-                pairs.add(_pair(m[1], _endpoint(m[2]), _endpoint(m[3])))
+                pairs.add(_pair(m[1], ndpi_endpoint(m[2]), ndpi_endpoint(m[3])))
     return pairs, lines
 
 
@@ -215,10 +178,10 @@ def test_label_line_parsing() -> None:
     v6 = "\t3\tUDP [2001:b020:6::c2a0:bbff:fe73:eb57]:62976 -> [ff02::1]:62976 [proto: 0/Unknown]"
     m4, m6 = LABEL_LINE.match(v4), LABEL_LINE.match(v6)
     assert m4 and m6
-    assert _pair(m4[1], _endpoint(m4[2]), _endpoint(m4[3])) == (
+    assert _pair(m4[1], ndpi_endpoint(m4[2]), ndpi_endpoint(m4[3])) == (
         "TCP", ("161.117.13.29", 80), ("192.168.2.126", 45380))  # fmt: skip
-    assert _endpoint(m6[2]) == ("2001:b020:6::c2a0:bbff:fe73:eb57", 62976)
-    assert _endpoint(m6[3]) == ("ff02::1", 62976)
+    assert ndpi_endpoint(m6[2]) == ("2001:b020:6::c2a0:bbff:fe73:eb57", 62976)
+    assert ndpi_endpoint(m6[3]) == ("ff02::1", 62976)
     assert LABEL_LINE.match("\t1\tICMP 10.0.0.1:0 -> 10.0.0.2:0 [proto: 81/ICMP]") is None
     assert LABEL_LINE.match("Unknown\t24\t6428\t14") is None
 

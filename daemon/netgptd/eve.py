@@ -14,6 +14,7 @@ from netgptd.flow.table import Flow
 PROTO_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP", 51: "AH",
                58: "IPv6-ICMP", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP"}  # fmt: skip
 TCP_FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr")
+VERDICT_KEYS = ("app", "app_confidence", "attack", "attack_confidence", "model")
 
 
 def timestamp(ts_ns: int) -> str:
@@ -43,16 +44,12 @@ def _tcp_object(flow: Flow) -> dict[str, Any]:
     return tcp
 
 
-def flow_event(flow: Flow, netgpt: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``event_type: flow`` record of an ended flow.
-
-    ``timestamp`` is the flow's start, as in Suricata. ``netgpt`` holds the
-    model's verdict, all null when no model ran.
-    """
+def _flow_header(flow: Flow, event_type: str, ts_ns: int) -> dict[str, Any]:
+    """The fields every flow-related event starts with, Suricata's order."""
     event: dict[str, Any] = {
-        "timestamp": timestamp(flow.start_ns),
+        "timestamp": timestamp(ts_ns),
         "flow_id": flow.flow_id,
-        "event_type": "flow",
+        "event_type": event_type,
         "src_ip": ip_text(flow.client_ip),
     }
     icmp = flow.proto in (PROTO_ICMP, PROTO_ICMPV6)
@@ -64,10 +61,20 @@ def flow_event(flow: Flow, netgpt: dict[str, Any] | None = None) -> dict[str, An
     event["proto"] = PROTO_NAMES.get(flow.proto, str(flow.proto))
     if icmp:
         event["icmp_type"], event["icmp_code"] = flow.client_port, flow.server_port
-    verdict = netgpt or {}
-    app = verdict.get("app")
+    app = (flow.verdict or {}).get("app")
     event["app_proto"] = app.lower() if isinstance(app, str) else None
     event["community_id"] = flow.community_id
+    return event
+
+
+def flow_event(flow: Flow) -> dict[str, Any]:
+    """The ``event_type: flow`` record of an ended flow.
+
+    ``timestamp`` is the flow's start, as in Suricata. The ``netgpt`` object
+    holds the model's verdict (``flow.verdict``), all null when no model ran.
+    """
+    event = _flow_header(flow, "flow", flow.start_ns)
+    verdict = flow.verdict or {}
     event["flow"] = {
         "pkts_toserver": flow.pkts_toserver,
         "pkts_toclient": flow.pkts_toclient,
@@ -81,12 +88,20 @@ def flow_event(flow: Flow, netgpt: dict[str, Any] | None = None) -> dict[str, An
     }
     if flow.proto == PROTO_TCP:
         event["tcp"] = _tcp_object(flow)
-    event["netgpt"] = {
-        "app": app,
-        "app_confidence": verdict.get("app_confidence"),
-        "attack": verdict.get("attack"),
-        "attack_confidence": verdict.get("attack_confidence"),
-        "model": verdict.get("model"),
+    event["netgpt"] = {key: verdict.get(key) for key in VERDICT_KEYS}
+    return event
+
+
+def alert_event(flow: Flow, ts_ns: int, signature: str, category: str, severity: int, confidence: float,
+                source: str) -> dict[str, Any]:  # fmt: skip
+    """An ``event_type: alert`` about a flow; ``source`` is ``model`` or the rule's name."""
+    event = _flow_header(flow, "alert", ts_ns)
+    event["alert"] = {
+        "signature": signature,
+        "category": category,
+        "severity": severity,
+        "confidence": round(confidence, 4),
+        "source": source,
     }
     return event
 

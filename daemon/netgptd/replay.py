@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from netgptd.capture.file_source import CaptureFileError, PcapFileSource
 from netgptd.capture.records import CaptureStats, PacketRecord
+from netgptd.classify import ClassificationStage, VerdictSource
 from netgptd.eve import flow_event, stats_event
 from netgptd.flow.config import FlowConfig
 from netgptd.flow.table import Flow
@@ -60,19 +61,29 @@ def replay(
     sink: EventSink,
     flow_config: FlowConfig | None = None,
     progress: bool = False,
+    classifier: VerdictSource | None = None,
+    alert_confidence: float = 0.9,
 ) -> ReplayResult:
     """Replay capture files; every ended flow goes to ``sink`` as an EVE event.
 
-    An unreadable file or one that is not a capture is logged and listed in
-    ``failed_files``; the others are still processed.
+    With a ``classifier``, flows carry the model's verdict and attacks above
+    ``alert_confidence`` also give alert events. An unreadable file or one
+    that is not a capture is listed in ``failed_files``; the others are
+    still processed.
     """
     result = ReplayResult(Ingest(flow_config))
     ingest = result.ingest
+    stage = ClassificationStage(classifier, sink, alert_confidence=alert_confidence) if classifier else None
+    if stage is not None:
+        ingest.flows.on_buffer_full = stage.buffer_full
     paths = [Path(p) for p in paths]
     total = sum(p.stat().st_size for p in paths if p.is_file())
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="replay", disable=not progress)
 
     def emit(flows: list[Flow]) -> None:
+        if stage is not None:
+            stage.ended(flows)
+            return
         for flow in flows:
             sink(flow_event(flow))
 
@@ -93,7 +104,11 @@ def replay(
             _count_drops(result.capture_drops, source.stats())
             result.last_ts_ns = max(result.last_ts_ns, ingest.flows.now_ns)
             emit(ingest.flush())
+            if stage is not None:
+                stage.run()
     stats = ingest.stats()
+    if stage is not None:
+        stats["classified"], stats["alerts"] = stage.classified, stage.alerts
     stats["capture_drops"] = dict(result.capture_drops)
     sink(stats_event(result.last_ts_ns, stats))
     return result

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from typing import Iterator
+from typing import Callable, Iterator
 
 from netgptd.decode.packet import NO_FRAGMENT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
 from netgptd.flow.community_id import community_id
@@ -39,7 +39,7 @@ class Flow:
         "flow_id", "keys", "proto", "ip_version", "client_ip", "client_port", "server_ip", "server_port",
         "start_ns", "last_ns", "pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient",
         "state", "tcp_flags_toserver", "tcp_flags_toclient", "first_packets", "timer_at", "timeouts",
-        "end_reason", "seed",
+        "end_reason", "seed", "verdict",
     )  # fmt: skip
 
     def __init__(self, flow_id: int, keys: tuple[tuple, tuple], packet: Packet, client_is_src: bool,
@@ -64,6 +64,7 @@ class Flow:
         self.timeouts = timeouts
         self.end_reason = ""
         self.seed = seed
+        self.verdict: dict | None = None  # the model's, once classified
 
     @property
     def community_id(self) -> str:
@@ -117,6 +118,8 @@ class FlowTable:
         self.active = 0
         self.emergency = False
         self.ended: list[Flow] = []
+        # Called once when a flow's first-packet buffer fills: where early classification hooks in.
+        self.on_buffer_full: Callable[[Flow], None] | None = None
         self.flows_created = 0
         self.evictions: dict[str, int] = dict.fromkeys(REASONS, 0)
         self.emergency_entered = 0
@@ -178,6 +181,8 @@ class FlowTable:
         if buffered is not None and len(buffered) < self._buffer_packets:
             end = min(packet.end, packet.l3_off + self._buffer_bytes)
             buffered.append((packet.ts_ns, toserver, packet.data[packet.l3_off : end]))
+            if len(buffered) == self._buffer_packets and self.on_buffer_full is not None:
+                self.on_buffer_full(flow)
 
     def _create(self, packet: Packet, key: tuple) -> Flow:
         if self.active >= self.config.max_flows:

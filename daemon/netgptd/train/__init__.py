@@ -1,0 +1,1 @@
+"""Training, evaluation and export of NetGPT (the ``train`` extra: torch, transformers, peft)."""

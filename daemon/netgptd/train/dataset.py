@@ -1,0 +1,136 @@
+"""Labelled flows of captures, tokenised, and the split by capture file.
+
+No torch here: the examples are plain lists, so evaluation baselines and
+tests can use them without the training extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import structlog
+from tqdm import tqdm
+
+from netgptd.capture.file_source import CaptureFileError, PcapFileSource
+from netgptd.eve import PROTO_NAMES, ip_text
+from netgptd.flow.config import FlowConfig
+from netgptd.flow.table import Flow
+from netgptd.ingest import Ingest
+from netgptd.model.tokenizer import TokenizerConfig
+from netgptd.train.labels import Label, labeller_for
+
+log = structlog.get_logger(__name__)
+
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
+
+
+@dataclass(frozen=True)
+class FlowExample:
+    """One labelled flow: its first packets (direction, bytes from the IP header on)."""
+
+    capture: str
+    collection: str
+    packets: tuple[tuple[bool, bytes], ...]
+    server_port: int
+    proto: int
+    label: Label
+
+
+@dataclass
+class Corpus:
+    examples: list[FlowExample] = field(default_factory=list)
+    left_out: Counter[str] = field(default_factory=Counter)
+
+    def captures(self) -> list[str]:
+        return sorted({e.capture for e in self.examples})
+
+
+def capture_files(roots: Iterable[Path]) -> list[Path]:
+    """Capture files under ``roots`` that have a label source."""
+    files = []
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix in CAPTURE_SUFFIXES)
+        files += [p for p in paths if labeller_for(p) is not None]
+    return files
+
+
+def flows_of(capture: Path, config: TokenizerConfig) -> list[Flow]:
+    ingest = Ingest(FlowConfig(first_packets=config.packets, first_packet_bytes=config.buffer_bytes))
+    for record in PcapFileSource(capture).packets():
+        ingest.feed(record)
+    return ingest.pop_ended() + ingest.flush()
+
+
+def load_corpus(roots: Iterable[Path], config: TokenizerConfig, max_per_capture: int = 400,
+                seed: int = 0, progress: bool = True) -> Corpus:  # fmt: skip
+    """Every labelled TCP/UDP flow of the captures, at most ``max_per_capture``
+    of each (a sample, so that flood captures do not drown the rest)."""
+    corpus = Corpus()
+    rng = random.Random(seed)
+    files = capture_files(roots)
+    for capture in tqdm(files, desc="flows", unit="capture", disable=not progress):
+        labeller = labeller_for(capture)
+        assert labeller is not None
+        try:
+            flows = flows_of(capture, config)
+        except CaptureFileError as exc:
+            log.warning("capture_skipped", capture=str(capture), error=str(exc))
+            continue
+        examples = []
+        for flow in flows:
+            proto = PROTO_NAMES.get(flow.proto)
+            if proto not in ("TCP", "UDP") or not flow.first_packets:
+                continue
+            client = (ip_text(flow.client_ip), flow.client_port)
+            server = (ip_text(flow.server_ip), flow.server_port)
+            label = labeller(proto, client, server, flow.community_id)
+            if label is None:
+                corpus.left_out["unlabelled"] += 1
+                continue
+            packets = tuple((toserver, data) for _, toserver, data in flow.first_packets)
+            examples.append(FlowExample(capture.name, capture.parent.name, packets, flow.server_port, flow.proto, label))
+        if len(examples) > max_per_capture:
+            corpus.left_out["sampled_out"] += len(examples) - max_per_capture
+            examples = rng.sample(examples, max_per_capture)
+        corpus.examples += examples
+    return corpus
+
+
+def _hash(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+
+
+def test_captures(corpus: Corpus, test_share: float = 0.25) -> set[str]:
+    """The split is by capture file, never by flow: within each collection
+    (captures sharing a folder), the ``test_share`` of captures with the
+    lowest name hash are held out, so every collection is in both parts."""
+    by_collection: dict[str, set[str]] = {}
+    for e in corpus.examples:
+        by_collection.setdefault(e.collection, set()).add(e.capture)
+    held_out: set[str] = set()
+    for names in by_collection.values():
+        count = max(1, round(len(names) * test_share)) if len(names) > 1 else 0
+        held_out.update(sorted(names, key=_hash)[:count])
+    return held_out
+
+
+def split(corpus: Corpus, test_share: float = 0.25) -> tuple[list[FlowExample], list[FlowExample]]:
+    held_out = test_captures(corpus, test_share)
+    train = [e for e in corpus.examples if e.capture not in held_out]
+    test = [e for e in corpus.examples if e.capture in held_out]
+    return train, test
+
+
+def app_classes(train: list[FlowExample], min_flows: int = 20, min_captures: int = 2) -> list[str]:
+    """Applications with enough training flows, from enough captures, plus ``unknown``."""
+    flows = Counter(e.label.app for e in train)
+    captures: dict[str, set[str]] = {}
+    for e in train:
+        captures.setdefault(e.label.app, set()).add(e.capture)
+    keep = sorted(a for a, n in flows.items() if n >= min_flows and len(captures[a]) >= min_captures and a != "unknown")
+    return keep + ["unknown"]
