@@ -23,18 +23,19 @@ EXIT_USAGE = 2
 
 def cmd_replay(args: argparse.Namespace) -> int:
     summary = SummaryCollector()
+    enabled: dict[str, dict] = {}
+    if args.rules:
+        enabled["rules"] = {}
+    if args.eve:
+        enabled["eve"] = {"path": args.eve, "append": False}
     try:
-        plugins = PluginHost({"eve": {"path": args.eve, "append": False}} if args.eve else {})
+        plugins = PluginHost(enabled)
     except PluginError as exc:
-        print(f"netgptd: error: --eve: {exc}", file=sys.stderr)
+        print(f"netgptd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-
-    def sink(event: dict) -> None:
-        summary(event)
-        plugins.emit(event)
-
+    plugins.add(summary, "summary")
     try:
-        result = replay(args.pcap, sink, progress=sys.stderr.isatty() and not args.quiet)
+        result = replay(args.pcap, plugins.emit, progress=sys.stderr.isatty() and not args.quiet)
     finally:
         plugins.close()
     for message in result.failed_files:
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pcap", nargs="+", type=Path, metavar="PCAP", help="pcap or pcapng file(s); each is its own capture")
     p.add_argument("--eve", metavar="PATH|-", help="write EVE JSON lines to PATH, or '-' for stdout")
     p.add_argument("--no-model", action="store_true", help="skip classification (flow records only)")
+    p.add_argument("--no-rules", dest="rules", action="store_false", help="skip the flood and sweep rule detectors")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_replay)
 
@@ -94,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "one port sweep) and replay it like 'netgptd replay'.")  # fmt: skip
     p.add_argument("--eve", metavar="PATH|-", help="write EVE JSON lines to PATH, or '-' for stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, rules=True)
 
     lab = sub.add_parser("lab", help="record labelled traffic from real tools on loopback",
                          description="Traffic lab: scenarios start servers and clients (real tools) on "

@@ -25,8 +25,12 @@ log = structlog.get_logger(__name__)
 
 class HookSpecs:
     @hookspec
-    def netgpt_event(self, event: dict[str, Any]) -> None:
-        """An EVE event (flow, alert, stats, ...) ready to leave the sensor."""
+    def netgpt_event(self, event: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """An EVE event (flow, alert, stats, ...) ready to leave the sensor.
+
+        A detector returns the events it raises (alerts); they go to every
+        plugin in turn, but what they raise in answer is not passed on again.
+        """
 
     @hookspec
     def netgpt_close(self) -> None:
@@ -61,16 +65,27 @@ class PluginHost:
                 raise PluginError(f"plugin {name!r}: {exc}") from None
             self.manager.register(plugin, name=name)
 
-    def _call(self, hook: str, **kwargs: Any) -> None:
+    def add(self, plugin: object, name: str) -> None:
+        """Register an in-process plugin object (not from an entry point)."""
+        self.manager.register(plugin, name=name)
+
+    def _call(self, hook: str, **kwargs: Any) -> list[Any]:
+        results = []
         for impl in getattr(self.manager.hook, hook).get_hookimpls():
             try:
-                impl.function(**kwargs)
+                result = impl.function(**kwargs)
             except Exception:  # a plugin's failure must not stop the pipeline
                 self.errors[impl.plugin_name] += 1
                 log.exception("plugin_failed", plugin=impl.plugin_name, hook=hook)
+                continue
+            if result:
+                results.append(result)
+        return results
 
     def emit(self, event: dict[str, Any]) -> None:
-        self._call("netgpt_event", event=event)
+        for raised in self._call("netgpt_event", event=event):
+            for new_event in raised:
+                self._call("netgpt_event", event=new_event)
 
     def close(self) -> None:
         self._call("netgpt_close")

@@ -5,20 +5,27 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from netgptd.plugin_host import hookimpl
+
 
 
 class SummaryCollector:
-    """An event sink that keeps what the summary needs."""
+    """A plugin that keeps what the summary needs."""
 
     def __init__(self) -> None:
         self.by_proto: Counter[str] = Counter()
         self.by_service: Counter[str] = Counter()
         self.by_reason: Counter[str] = Counter()
+        self.alerts: Counter[str] = Counter()
         self.stats: dict[str, Any] = {}
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    @hookimpl
+    def netgpt_event(self, event: dict[str, Any]) -> None:
         if event["event_type"] == "stats":
             self.stats = event["stats"]
+            return
+        if event["event_type"] == "alert":
+            self.alerts[f"{event['alert']['category']} ({event['alert']['source']})"] += 1
             return
         if event["event_type"] != "flow":
             return
@@ -40,6 +47,7 @@ class SummaryCollector:
             lines.append(f"  {reason:<24}{count:>8,}")
         lines.append("flows by protocol: " + ", ".join(f"{p} {n}" for p, n in self.by_proto.most_common()))
         lines.append("flows ended by:    " + ", ".join(f"{r} {n}" for r, n in self.by_reason.most_common()))
+        lines.append("alerts:            " + (", ".join(f"{a} {n}" for a, n in self.alerts.most_common()) or "none"))
         lines.append(f"top {top} services (app, or proto/server port):")
         for service, count in self.by_service.most_common(top):
             lines.append(f"  {service:<24}{count:>8,}")

@@ -1,0 +1,134 @@
+"""Rule detectors for multi-flow attacks, over flow records (pure, time from the flows).
+
+A SYN flood or a port sweep is not in any single flow: it is a rate of
+flows. These rules count flow records in a sliding window and raise one
+alert per offender and window (then stay quiet for a cool-down):
+
+- ``syn_flood``: many half-open TCP flows (the client's SYN got no
+  SYN-ACK, or got a RST) to one victim address;
+- ``synack_reflection``: SYN-ACKs from many servers to one address that
+  sent no SYN (a reflection attack's victim);
+- ``udp_flood``: unanswered UDP from many sources to one address
+  (amplification replies land this way);
+- ``port_sweep``: one source reaching many distinct ports of one victim
+  (TCP or UDP), most of them unanswered or refused;
+- ``host_sweep``: one source reaching the same port on many hosts;
+- ``bruteforce``: many short, completed TCP connections from one source
+  to one service (SSH, FTP, HTTP logins).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from netgptd.eve import timestamp
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    window_s: float = 10.0
+    cooldown_s: float = 60.0
+    syn_flood_flows: int = 200
+    udp_flood_sources: int = 200
+    port_sweep_ports: int = 25
+    host_sweep_hosts: int = 25
+    bruteforce_connections: int = 20
+
+
+RULES = {  # name: (alert category, severity)
+    "syn_flood": ("dos", 1),
+    "synack_reflection": ("dos", 1),
+    "udp_flood": ("dos", 1),
+    "port_sweep": ("scan", 2),
+    "host_sweep": ("scan", 2),
+    "bruteforce": ("bruteforce", 1),
+}
+
+
+def _epoch(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+
+def _half_open(event: dict[str, Any]) -> bool:
+    tcp = event.get("tcp", {})
+    server_flags = int(tcp.get("tcp_flags_tc", "0"), 16)
+    client_flags = int(tcp.get("tcp_flags_ts", "0"), 16)
+    answered = server_flags & 0x12 == 0x12  # SYN-ACK from the server
+    return bool(client_flags & 0x02) and (not answered or bool(server_flags & 0x04))
+
+
+def _reflected_synack(event: dict[str, Any]) -> bool:
+    tcp = event.get("tcp", {})
+    return int(tcp.get("tcp_flags_ts", "0"), 16) == 0 and int(tcp.get("tcp_flags_tc", "0"), 16) & 0x12 == 0x12
+
+
+def _unanswered(event: dict[str, Any]) -> bool:
+    flow = event["flow"]
+    if event["proto"] == "TCP":
+        return _half_open(event)
+    return flow["pkts_toclient"] == 0
+
+
+class FlowRateRules:
+    """Feed flow events with ``observe``; it returns the alert events it raises."""
+
+    def __init__(self, settings: RuleSettings | None = None) -> None:
+        self.settings = settings or RuleSettings()
+        # (rule, key) -> deque of (time, distinct value)
+        self._windows: dict[tuple[str, tuple], deque[tuple[float, object]]] = defaultdict(deque)
+        self._quiet_until: dict[tuple[str, tuple], float] = {}
+
+    def observe(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        if event.get("event_type") != "flow" or event.get("proto") not in ("TCP", "UDP"):
+            return []
+        when = _epoch(event["flow"]["start"])
+        src, dst, port = event["src_ip"], event["dest_ip"], event["dest_port"]
+        alerts = []
+        s = self.settings
+        tcp = event["proto"] == "TCP"
+        if tcp and _half_open(event):
+            alerts += self._count("syn_flood", (dst,), when, (src, event["src_port"]), s.syn_flood_flows,
+                                  event, f"SYN flood on {dst}")  # fmt: skip
+        if tcp and _reflected_synack(event):  # the victim is the "client" the SYN-ACKs go to
+            alerts += self._count("synack_reflection", (src,), when, (dst, port), s.syn_flood_flows, event,
+                                  f"SYN-ACK reflection flood on {src}")  # fmt: skip
+        if not tcp and event["flow"]["pkts_toclient"] == 0:
+            alerts += self._count("udp_flood", (dst,), when, (src, event["src_port"]), s.udp_flood_sources, event,
+                                  f"UDP flood on {dst}")  # fmt: skip
+        if _unanswered(event):
+            alerts += self._count("port_sweep", (src, dst, event["proto"]), when, port, s.port_sweep_ports, event,
+                                  f"port sweep of {dst} by {src}")  # fmt: skip
+            alerts += self._count("host_sweep", (src, port, event["proto"]), when, dst, s.host_sweep_hosts, event,
+                                  f"host sweep of port {port} by {src}")  # fmt: skip
+        flow = event["flow"]
+        if event["proto"] == "TCP" and not _half_open(event) and flow["state"] == "closed" and flow["pkts_toserver"] <= 40:
+            alerts += self._count("bruteforce", (src, dst, port), when, event["src_port"], s.bruteforce_connections,
+                                  event, f"brute force on {dst}:{port} from {src}")  # fmt: skip
+        return alerts
+
+    def _count(self, rule: str, key: tuple, when: float, value: object, threshold: int, event: dict[str, Any],
+               signature: str) -> list[dict[str, Any]]:  # fmt: skip
+        window = self._windows[(rule, key)]
+        window.append((when, value))
+        while window and window[0][0] < when - self.settings.window_s:
+            window.popleft()
+        distinct = len({v for _, v in window})
+        if distinct < threshold or when < self._quiet_until.get((rule, key), float("-inf")):
+            return []
+        self._quiet_until[(rule, key)] = when + self.settings.cooldown_s
+        category, severity = RULES[rule]
+        alert: dict[str, Any] = {"timestamp": timestamp(int(when * 1e9)), "flow_id": event["flow_id"], "event_type": "alert"}
+        alert.update({k: event[k] for k in ("src_ip", "src_port", "dest_ip", "dest_port", "proto", "community_id")})
+        alert["alert"] = {
+            "signature": signature,
+            "category": category,
+            "severity": severity,
+            "confidence": round(min(1.0, distinct / (2 * threshold)), 4),  # 0.5 at the threshold
+            "source": rule,
+            "flows": distinct,
+            "window_s": self.settings.window_s,
+        }
+        return [alert]

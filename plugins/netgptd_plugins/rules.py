@@ -1,0 +1,20 @@
+"""Rule detectors plugin: flood and sweep alerts from flow rates (netgptd.rules)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netgptd.plugin_host import hookimpl
+from netgptd.rules import FlowRateRules, RuleSettings
+
+
+class RulesPlugin:
+    def __init__(self, **settings: Any) -> None:
+        unknown = set(settings) - set(RuleSettings.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(sorted(unknown))}")
+        self.rules = FlowRateRules(RuleSettings(**settings))
+
+    @hookimpl
+    def netgpt_event(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.rules.observe(event)
