@@ -3,22 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import structlog
+
 from netgptd import __version__, logs
+from netgptd.flow.config import FlowConfig
 from netgptd.lab import runner
+from netgptd.model.bundle import DEFAULT_BUNDLE, BundleError, load_bundle
+from netgptd.model.session import Classifier, ModelSession
 from netgptd.lab.safety import LabError
 from netgptd.plugin_host import PluginError, PluginHost
 from netgptd.replay import replay
 from netgptd.synth.demo import write_demo_capture
 from netgptd.summary import SummaryCollector
 
+log = structlog.get_logger(__name__)
+
 EXIT_OK = 0
 EXIT_USAGE = 2
+DEFAULT_CORPUS = Path(os.environ.get("NETGPT_CORPUS", "../shared/corpus"))
+
+
+def _classifier(args: argparse.Namespace) -> tuple[Classifier | None, FlowConfig | None]:
+    """The model for a replay: --model, else the shipped one; none with --no-model.
+
+    Without --model and without a shipped model, replay goes on without
+    classification and says so once.
+    """
+    if args.no_model:
+        return None, None
+    path = args.model or DEFAULT_BUNDLE
+    if args.model is None and not (DEFAULT_BUNDLE / "manifest.json").exists():
+        log.warning("no_model", detail=f"no model shipped at {DEFAULT_BUNDLE}: flows are not classified")
+        return None, None
+    bundle = load_bundle(path)
+    classifier = Classifier(ModelSession(bundle), cache_size=args.verdict_cache)
+    tokenizer = bundle.tokenizer
+    return classifier, FlowConfig(first_packets=tokenizer.packets, first_packet_bytes=tokenizer.buffer_bytes)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -35,7 +62,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     plugins.add(summary, "summary")
     try:
-        result = replay(args.pcap, plugins.emit, progress=sys.stderr.isatty() and not args.quiet)
+        classifier, flow_config = _classifier(args)
+    except BundleError as exc:
+        print(f"netgptd: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = replay(args.pcap, plugins.emit, flow_config=flow_config, progress=sys.stderr.isatty() and not args.quiet,
+                        classifier=classifier, alert_confidence=args.alert_confidence)  # fmt: skip
     finally:
         plugins.close()
     for message in result.failed_files:
@@ -72,6 +105,47 @@ def cmd_lab_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from netgptd.train.model import ModelShape
+        from netgptd.train.pipeline import train_bundle
+        from netgptd.train.trainer import TrainSettings
+    except ImportError as exc:
+        print(f"netgptd: error: training needs the train extra (pip install -e '.[train]'): {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from netgptd.model.tokenizer import TokenizerConfig
+    from netgptd.train.evaluate import render
+
+    missing = [str(c) for c in args.corpus if not c.exists()]
+    if missing:
+        print(f"netgptd: error: --corpus: no such folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = TrainSettings(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
+                             seed=args.seed, threads=args.threads)  # fmt: skip
+    shape = ModelShape(layers=args.layers, width=args.width, heads=args.heads, positions=args.max_tokens + 8)
+    tokenizer = TokenizerConfig(packets=args.packets, header_bytes=args.header_bytes, payload_bytes=args.payload_bytes,
+                                max_tokens=args.max_tokens)  # fmt: skip
+    evaluation = train_bundle(args.corpus, args.out, settings, shape, tokenizer, args.name, __version__,
+                              quantize=args.quantize, max_per_capture=args.max_per_capture,
+                              progress=sys.stderr.isatty())  # fmt: skip
+    print(render(evaluation))
+    print(f"model bundle written to {args.out}")
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from netgptd.train.evaluate import render
+
+    try:
+        bundle = load_bundle(args.model)
+    except BundleError as exc:
+        print(f"netgptd: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{bundle.model_id}: evaluation recorded at training (split by capture file)")
+    print(render(bundle.manifest["evaluation"]))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netgptd",
@@ -87,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pcap", nargs="+", type=Path, metavar="PCAP", help="pcap or pcapng file(s); each is its own capture")
     p.add_argument("--eve", metavar="PATH|-", help="write EVE JSON lines to PATH, or '-' for stdout")
     p.add_argument("--no-model", action="store_true", help="skip classification (flow records only)")
+    p.add_argument("--model", type=Path, metavar="DIR", help="model bundle (default: the one shipped with netgptd)")
+    p.add_argument("--alert-confidence", type=float, default=0.9, metavar="P",
+                   help="model attack verdicts at or above P also give alerts (default 0.9)")  # fmt: skip
+    p.add_argument("--verdict-cache", type=int, default=0, metavar="N",
+                   help="reuse verdicts per server side, N entries (default 0: off)")  # fmt: skip
     p.add_argument("--no-rules", dest="rules", action="store_false", help="skip the flood and sweep rule detectors")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_replay)
@@ -96,7 +175,33 @@ def build_parser() -> argparse.ArgumentParser:
                                    "one port sweep) and replay it like 'netgptd replay'.")  # fmt: skip
     p.add_argument("--eve", metavar="PATH|-", help="write EVE JSON lines to PATH, or '-' for stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
-    p.set_defaults(func=cmd_demo, rules=True)
+    p.set_defaults(func=cmd_demo, rules=True, no_model=False, model=None, alert_confidence=0.9, verdict_cache=0)
+
+    p = sub.add_parser("train", help="pretrain and fine-tune NetGPT, evaluate it, write a model bundle",
+                       description="Train NetGPT on labelled captures (split by capture file), evaluate it on the "
+                                   "held-out captures against two baselines, and write model.onnx + manifest.json.")  # fmt: skip
+    p.add_argument("--corpus", type=Path, nargs="+", default=[DEFAULT_CORPUS], metavar="DIR",
+                   help=f"capture folders with labels (default {DEFAULT_CORPUS})")  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the bundle goes")
+    p.add_argument("--name", default="netgpt-small")
+    p.add_argument("--pretrain-epochs", type=int, default=2)
+    p.add_argument("--finetune-epochs", type=int, default=6)
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--packets", type=int, default=3, help="packets of each flow the model reads")
+    p.add_argument("--header-bytes", type=int, default=24, help="header bytes per packet (after anonymisation)")
+    p.add_argument("--payload-bytes", type=int, default=24, help="payload bytes per packet")
+    p.add_argument("--max-tokens", type=int, default=112)
+    p.add_argument("--max-per-capture", type=int, default=400, help="flows sampled from each capture at most")
+    p.add_argument("--quantize", action="store_true", help="ship the int8 (dynamic) quantised model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="print a model bundle's evaluation (per-class P/R/F1, baselines, leakage)")
+    p.add_argument("--model", type=Path, required=True, metavar="DIR")
+    p.set_defaults(func=cmd_eval)
 
     lab = sub.add_parser("lab", help="record labelled traffic from real tools on loopback",
                          description="Traffic lab: scenarios start servers and clients (real tools) on "

@@ -17,7 +17,7 @@ or an attack class), so the same classes serve apps and attacks.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -76,7 +76,10 @@ def byte_features(examples: Sequence[FlowExample], packets: int = PACKETS, width
     return x
 
 
-def _lbfgs(f, w0: np.ndarray, iterations: int, memory: int = 10, tolerance: float = 1e-6) -> np.ndarray:  # type: ignore[no-untyped-def]
+Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+def _lbfgs(f: Objective, w0: np.ndarray, iterations: int, memory: int = 10, tolerance: float = 1e-6) -> np.ndarray:
     """Minimise a smooth convex ``f(w) -> (value, gradient)`` by L-BFGS with
     a backtracking (Armijo) line search."""
     w = w0
@@ -84,7 +87,7 @@ def _lbfgs(f, w0: np.ndarray, iterations: int, memory: int = 10, tolerance: floa
     s_list: list[np.ndarray] = []
     y_list: list[np.ndarray] = []
     for _ in range(iterations):
-        if np.linalg.norm(grad) <= tolerance * max(1.0, np.linalg.norm(w)):
+        if float(np.linalg.norm(grad)) <= tolerance * max(1.0, float(np.linalg.norm(w))):
             break
         # Two-loop recursion: the quasi-Newton direction.
         q = grad.copy()
@@ -96,7 +99,7 @@ def _lbfgs(f, w0: np.ndarray, iterations: int, memory: int = 10, tolerance: floa
         if s_list:
             q *= (s_list[-1] @ y_list[-1]) / (y_list[-1] @ y_list[-1])
         else:
-            q /= max(1.0, np.linalg.norm(grad))
+            q /= max(1.0, float(np.linalg.norm(grad)))
         for (s, y), a in zip(zip(s_list, y_list), reversed(alphas)):
             q += s * (a - (y @ q) / (y @ s))
         direction = -q
@@ -119,10 +122,10 @@ def _lbfgs(f, w0: np.ndarray, iterations: int, memory: int = 10, tolerance: floa
             if len(s_list) > memory:
                 s_list.pop(0)
                 y_list.pop(0)
-        if abs(value - value_new) <= 1e-10 * max(1.0, abs(value)):
-            w, value, grad = w_new, value_new, grad_new
-            break
+        converged = abs(value - value_new) <= 1e-10 * max(1.0, abs(value))
         w, value, grad = w_new, value_new, grad_new
+        if converged:
+            break
     return w
 
 
@@ -135,7 +138,10 @@ class ByteLogReg:
         self.seed = seed
         self.class_weighting = class_weighting
         self.classes: list[str] = []
-        self.mean = self.scale = self.weights = self.bias = np.zeros(0)
+        self.mean: np.ndarray = np.zeros(0)
+        self.scale: np.ndarray = np.zeros(0)
+        self.weights: np.ndarray = np.zeros((0, 0))
+        self.bias: np.ndarray = np.zeros(0)
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:
         return (x - self.mean) / self.scale

@@ -105,17 +105,32 @@ def _hash(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
 
 
+def _fingerprint(capture: str, examples: list[FlowExample]) -> str:
+    """Captures with the same first flows are copies of one another (the
+    mining collection holds such a pair): they must fall on one side."""
+    first = sorted(examples, key=lambda e: e.packets)[:5]
+    return hashlib.sha256(repr([e.packets for e in first]).encode()).hexdigest()
+
+
 def test_captures(corpus: Corpus, test_share: float = 0.25) -> set[str]:
     """The split is by capture file, never by flow: within each collection
     (captures sharing a folder), the ``test_share`` of captures with the
-    lowest name hash are held out, so every collection is in both parts."""
-    by_collection: dict[str, set[str]] = {}
+    lowest name hash are held out, so every collection is in both parts.
+    Copies of a capture (same first flows) go with the capture."""
+    per_capture: dict[str, list[FlowExample]] = {}
     for e in corpus.examples:
-        by_collection.setdefault(e.collection, set()).add(e.capture)
+        per_capture.setdefault(e.capture, []).append(e)
+    groups: dict[tuple[str, str], set[str]] = {}
+    for name, examples in per_capture.items():
+        groups.setdefault((examples[0].collection, _fingerprint(name, examples)), set()).add(name)
+    by_collection: dict[str, list[set[str]]] = {}
+    for (collection, _), names in groups.items():
+        by_collection.setdefault(collection, []).append(names)
     held_out: set[str] = set()
-    for names in by_collection.values():
-        count = max(1, round(len(names) * test_share)) if len(names) > 1 else 0
-        held_out.update(sorted(names, key=_hash)[:count])
+    for collection_groups in by_collection.values():
+        count = max(1, round(len(collection_groups) * test_share)) if len(collection_groups) > 1 else 0
+        for names in sorted(collection_groups, key=lambda g: min(_hash(n) for n in g))[:count]:
+            held_out |= names
     return held_out
 
 

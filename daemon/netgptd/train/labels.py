@@ -6,8 +6,9 @@
   baseline would be graded on its own answers.
 - ``mining/``: every TCP flow goes to a pool (the collection's own label):
   ``Mining``/``mining``; DNS look-ups are benign ``DNS``.
-- ``ddos/``: the file name says the attack and attack flows dominate each
-  file: every flow is ``dos``, application ``unknown``.
+- ``ddos/``: left out of the model's data. A flood is a rate of flows, not
+  a kind of flow (one SYN of a flood is any SYN): the rule detectors find
+  floods and sweeps, and are evaluated on these captures per capture.
 - lab captures: ``NAME.labels.jsonl`` beside ``NAME.pcapng``, by Community ID.
 """
 
@@ -109,10 +110,6 @@ def mining_labeller(proto: str, client: Endpoint, server: Endpoint, community_id
     return None
 
 
-def ddos_labeller(proto: str, client: Endpoint, server: Endpoint, community_id: str) -> Label | None:
-    return Label(UNKNOWN, "dos")
-
-
 def lab_labeller(label_file: Path) -> Labeller:
     table: dict[str, Label] = {}
     with open(label_file, encoding="utf-8") as f:
@@ -136,6 +133,4 @@ def labeller_for(capture: Path) -> Labeller | None:
         return ndpi_labeller(out) if out.is_file() else None
     if capture.parent.name == "mining":
         return mining_labeller
-    if capture.parent.name == "ddos":
-        return ddos_labeller
     return None

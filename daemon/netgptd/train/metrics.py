@@ -111,7 +111,7 @@ def format_table(reports: Mapping[str, Report], title: str = "", confusions: int
     width = max([len("class"), len("macro-F1")] + [len(c.name) for c in first.classes])
     group = max(14, *(len(n) for n in names))
     head = f"{'class':<{width}} {'flows':>6}  " + "  ".join(f"{n:^{group}}" for n in names)
-    sub = f"{'':<{width}} {'':>6}  " + "  ".join(f"{'P    R    F1':>{group}}" for _ in names)
+    sub = f"{'':<{width}} {'':>6}  " + "  ".join(f"{'   P    R   F1':>{group}}" for _ in names)
     lines = [title] if title else []
     lines += [head, sub, "-" * len(head)]
     for c in first.classes:

@@ -1,0 +1,128 @@
+"""A model bundle: ``model.onnx`` and the ``manifest.json`` that describes it.
+
+The manifest carries what serving needs beside the weights (the label
+names of both heads, the tokenizer parameters the model was trained with)
+and what a reader needs to trust it: the sha256 of the model file, a
+summary of the training data and the evaluation table. A model file that
+does not match its manifest is refused: serving a model under the wrong
+labels or tokenizer would give confident nonsense.
+
+No torch here: the daemon loads bundles with onnxruntime alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from netgptd.model.tokenizer import TokenizerConfig
+
+MANIFEST_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.onnx"
+INPUTS = ("input_ids", "attention_mask")
+OUTPUTS = ("app_logits", "attack_logits")
+REQUIRED_KEYS = ("manifest_version", "name", "version", "model_file", "sha256", "apps", "attacks", "tokenizer")
+
+# The model shipped inside the package.
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default"
+
+
+class BundleError(Exception):
+    """A bundle that cannot be served; the message is one readable line."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+    apps: tuple[str, ...]
+    attacks: tuple[str, ...]
+    tokenizer: TokenizerConfig
+    name: str
+    version: str
+    model_file: Path
+
+    @property
+    def model_id(self) -> str:
+        """``name@version``, as verdicts name their model."""
+        return f"{self.name}@{self.version}"
+
+    def model_bytes(self) -> bytes:
+        """The model file's content, checked against the manifest's sha256.
+
+        Serving builds its session from these bytes rather than the path, so
+        the file checked is the file run.
+        """
+        try:
+            data = self.model_file.read_bytes()
+        except OSError as exc:
+            raise BundleError(f"{self.model_file.name} in {self.path} cannot be read: {exc.strerror or exc}") from None
+        actual, expected = hashlib.sha256(data).hexdigest(), str(self.manifest["sha256"])
+        if actual != expected:
+            raise BundleError(
+                f"{self.model_file.name} in {self.path} does not match its manifest "
+                f"(sha256 {actual[:12]}… != {expected[:12]}…): refusing to load"
+            )
+        return data
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _labels(manifest: dict[str, Any], key: str, where: Path) -> tuple[str, ...]:
+    labels = manifest[key]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise BundleError(f"{MANIFEST_FILE} in {where}: '{key}' must be a non-empty list of names")
+    return tuple(labels)
+
+
+def load_bundle(directory: str | Path) -> Bundle:
+    """Read and check a bundle; raises ``BundleError`` naming what is wrong."""
+    path = Path(directory)
+    manifest_path = path / MANIFEST_FILE
+    if not path.is_dir():
+        raise BundleError(f"no model bundle at {path}: not a directory")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"no model bundle at {path}: {MANIFEST_FILE} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{MANIFEST_FILE} in {path} cannot be read: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{MANIFEST_FILE} in {path} is not a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise BundleError(f"{MANIFEST_FILE} in {path} lacks required key {', '.join(repr(k) for k in missing)}")
+    if manifest["manifest_version"] != MANIFEST_VERSION:
+        raise BundleError(
+            f"{MANIFEST_FILE} in {path} has manifest_version {manifest['manifest_version']!r}; "
+            f"this netgptd reads version {MANIFEST_VERSION}"
+        )
+    model_name = str(manifest["model_file"])
+    if Path(model_name).name != model_name or model_name in ("", ".", ".."):
+        raise BundleError(f"{MANIFEST_FILE} in {path}: model_file {model_name!r} must be a file name in the bundle")
+    if not isinstance(manifest["tokenizer"], dict):
+        raise BundleError(f"{MANIFEST_FILE} in {path}: 'tokenizer' must be an object")
+    bundle = Bundle(
+        path=path,
+        manifest=manifest,
+        apps=_labels(manifest, "apps", path),
+        attacks=_labels(manifest, "attacks", path),
+        tokenizer=TokenizerConfig.from_dict(manifest["tokenizer"]),
+        name=str(manifest["name"]),
+        version=str(manifest["version"]),
+        model_file=path / model_name,
+    )
+    if not bundle.model_file.is_file():
+        raise BundleError(f"{model_name} in {path} is missing")
+    bundle.model_bytes()
+    return bundle

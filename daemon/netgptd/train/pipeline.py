@@ -1,0 +1,61 @@
+"""``netgptd train``: corpus → split by capture → pretrain → fine-tune → evaluate → bundle."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import structlog
+import torch
+
+from netgptd.model.tokenizer import TokenizerConfig, vocab_size
+from netgptd.train.dataset import FlowExample, app_classes, load_corpus, split
+from netgptd.train.evaluate import evaluate, render
+from netgptd.train.export import write_bundle
+from netgptd.train.labels import ATTACKS
+from netgptd.train.model import ModelShape, NetGPT
+from netgptd.train.trainer import TrainSettings, finetune, pretrain, seed_everything
+
+log = structlog.get_logger(__name__)
+
+
+def attack_classes(train: Sequence[FlowExample]) -> list[str]:
+    """The attack classes the training data holds, ``benign`` first."""
+    present = {e.label.attack for e in train}
+    return [a for a in ATTACKS if a in present or a == "benign"]
+
+
+def train_bundle(roots: Sequence[Path], out: Path, settings: TrainSettings, shape: ModelShape,
+                 tokenizer: TokenizerConfig, name: str, version: str, quantize: bool = False,
+                 max_per_capture: int = 400, progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Train, evaluate on held-out captures, and write the bundle; returns the evaluation."""
+    started = time.monotonic()
+    seed_everything(settings.seed, settings.threads)
+    corpus = load_corpus(roots, tokenizer, max_per_capture=max_per_capture, seed=settings.seed, progress=progress)
+    train, test = split(corpus)
+    apps, attacks = app_classes(train), attack_classes(train)
+    log.info("training_data", train_flows=len(train), test_flows=len(test), apps=len(apps), attacks=attacks)
+    model = NetGPT(shape, vocab_size(apps), len(apps), len(attacks))
+    pretrain_loss = pretrain(model, train, apps, tokenizer, settings, progress)
+    finetune_loss = finetune(model, train, apps, attacks, tokenizer, settings, progress)
+    evaluation = evaluate(model, train, test, apps, attacks, tokenizer, roots=roots, seed=settings.seed)
+    summary = {
+        "corpus": [str(r) for r in roots],
+        "train_flows": len(train),
+        "test_flows": len(test),
+        "train_captures": len({e.capture for e in train}),
+        "left_out": dict(corpus.left_out),
+        "settings": asdict(settings),
+        "pretrain_loss": pretrain_loss,
+        "finetune_loss": finetune_loss,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds": round(time.monotonic() - started, 1),
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {settings.threads} threads",
+    }
+    write_bundle(out, model, apps, attacks, tokenizer, shape, summary, evaluation, name, version, quantized=quantize)
+    (out / "EVALUATION.txt").write_text(render(evaluation) + "\n", encoding="utf-8")
+    return evaluation
