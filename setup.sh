@@ -41,5 +41,5 @@ if [ "$mode" = run ]; then
   .venv/bin/python -m pip install -q -e . >/dev/null
   exec .venv/bin/netgptd demo
 fi
-.venv/bin/python -m pip install -q -e '.[dev,lab]' >/dev/null
+.venv/bin/python -m pip install -q -e '.[dev,lab,train]' >/dev/null
 exec .venv/bin/python -m pytest -p no:cacheprovider "${@:2}"
