@@ -311,6 +311,22 @@ def test_first_packets_exclude_ethernet_padding() -> None:
     assert flow is not None and flow.first_packets is not None and len(flow.first_packets[0][2]) == 28
 
 
+def test_payload_only_buffer_keeps_the_first_packet_then_payload_carriers() -> None:
+    """A TCP handshake's empty segments do not fill the buffer the model reads,
+    and the early-classification hook fires once, when the buffer is full."""
+    table = FlowTable(config(first_packets=3, buffer_payload_only=True))
+    full: list[Flow] = []
+    table.on_buffer_full = full.append
+    for p in (t4(0, A, B, 40000, 443, "S"), t4(0.1, B, A, 443, 40000, "SA"), t4(0.2, A, B, 40000, 443, "A"),
+              t4(0.3, A, B, 40000, 443, "PA", b"hello"), t4(0.4, B, A, 443, 40000, "A"),
+              t4(0.5, B, A, 443, 40000, "PA", b"world"), t4(0.6, A, B, 40000, 443, "PA", b"more")):  # fmt: skip
+        flow = table.add(p)
+    assert flow is not None and flow.first_packets is not None
+    assert [(toserver, data[-5:]) for _, toserver, data in flow.first_packets] == [
+        (True, flow.first_packets[0][2][-5:]), (True, b"hello"), (False, b"world")]  # fmt: skip
+    assert full == [flow]
+
+
 def test_first_packets_off() -> None:
     table = FlowTable(config(first_packets=0))
     flow = table.add(u4(0, A, B, 1, 2, b"x"))

@@ -16,7 +16,9 @@ from netgptd import __version__, logs
 from netgptd.flow.config import FlowConfig
 from netgptd.lab import runner
 from netgptd.model.bundle import DEFAULT_BUNDLE, BundleError, load_bundle
+from netgptd.model.generate import GenerationError, generate, write_capture
 from netgptd.model.session import Classifier, ModelSession
+from netgptd.model.tokenizer import TokenizerConfig
 from netgptd.lab.safety import LabError
 from netgptd.plugin_host import PluginError, PluginHost
 from netgptd.replay import replay
@@ -45,7 +47,7 @@ def _classifier(args: argparse.Namespace) -> tuple[Classifier | None, FlowConfig
     bundle = load_bundle(path)
     classifier = Classifier(ModelSession(bundle), cache_size=args.verdict_cache)
     tokenizer = bundle.tokenizer
-    return classifier, FlowConfig(first_packets=tokenizer.packets, first_packet_bytes=tokenizer.buffer_bytes)
+    return classifier, tokenizer.flow_config()
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -86,6 +88,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return cmd_replay(args)
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Sample flows of one app from the bundle's LM into a pcap, then classify them with its classifier."""
+    try:
+        bundle = load_bundle(args.model or DEFAULT_BUNDLE)
+        result = generate(bundle, args.app, args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+        write_capture(args.out, result)
+    except (BundleError, GenerationError) as exc:
+        print(f"netgptd: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"netgptd: error: {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    written = len(result.flows)
+    dropped = sum(result.dropped.values())
+    notes = f"{result.sampled} sampled, {dropped} dropped"
+    if dropped:
+        notes += f" ({', '.join(f'{k} {v}' for k, v in sorted(result.dropped.items()))})"
+    notes += f", {result.repaired_flows} repaired"
+    print(f"netgptd generate: {written} {args.app} flows ({len(result.records)} packets) written to {args.out} ({notes})")
+    if not written:
+        return EXIT_OK
+    events: list[dict] = []
+    tokenizer = bundle.tokenizer
+    try:
+        classifier = Classifier(ModelSession(bundle))
+    except (BundleError, ValueError) as exc:
+        print(f"netgptd: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    replay([args.out], events.append, classifier=classifier,
+           flow_config=tokenizer.flow_config())  # fmt: skip
+    flows = [e for e in events if e.get("event_type") == "flow"]
+    hits = sum(1 for e in flows if (e.get("netgpt") or {}).get("app") == args.app)
+    share = 100.0 * hits / len(flows) if flows else 0.0
+    print(f"classified as {args.app} by {bundle.model_id}: {hits} of {len(flows)} flows ({share:.1f}%)")
+    return EXIT_OK
+
+
 def cmd_lab_list(args: argparse.Namespace) -> int:
     for name, s in runner.scenarios().items():
         missing = runner.missing_requirements(s)
@@ -113,7 +152,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"netgptd: error: training needs the train extra (pip install -e '.[train]'): {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from netgptd.model.tokenizer import TokenizerConfig
     from netgptd.train.evaluate import render
 
     missing = [str(c) for c in args.corpus if not c.exists()]
@@ -144,6 +182,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{bundle.model_id}: evaluation recorded at training (split by capture file)")
     print(render(bundle.manifest["evaluation"]))
     return EXIT_OK
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,15 +248,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--packets", type=int, default=3, help="packets of each flow the model reads")
-    p.add_argument("--header-bytes", type=int, default=24, help="header bytes per packet (after anonymisation)")
-    p.add_argument("--payload-bytes", type=int, default=24, help="payload bytes per packet")
-    p.add_argument("--max-tokens", type=int, default=112)
+    tok = TokenizerConfig()
+    p.add_argument("--packets", type=int, default=tok.packets, help="packets of each flow the model reads")
+    p.add_argument("--header-bytes", type=int, default=tok.header_bytes, help="header bytes per packet (after anonymisation)")
+    p.add_argument("--payload-bytes", type=int, default=tok.payload_bytes, help="payload bytes per packet")
+    p.add_argument("--max-tokens", type=int, default=tok.max_tokens)
     p.add_argument("--max-per-capture", type=int, default=400, help="flows sampled from each capture at most")
     p.add_argument("--quantize", action="store_true", help="ship the int8 (dynamic) quantised model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="generate flows of one application with NetGPT's LM into a pcap",
+                       description="Sample flows of APP from the model's language model (prompt [GEN] [APP=x]), "
+                                   "rebuild their packets (addresses, ports, sequence numbers made up; lengths "
+                                   "and checksums computed), write them as a pcap, and report the share of them "
+                                   "the same model classifies as APP.")  # fmt: skip
+    p.add_argument("--app", required=True, help="application to generate (one of the model's apps)")
+    p.add_argument("-n", type=_positive, default=100, metavar="N", help="flows to generate (default 100)")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="OUT.pcap", help="capture file to write")
+    p.add_argument("--model", type=Path, metavar="DIR", help="model bundle (default: the one shipped with netgptd)")
+    p.add_argument("--temperature", type=_non_negative, default=1.0, metavar="T",
+                   help="sampling temperature (default 1.0; 0: greedy)")  # fmt: skip
+    p.add_argument("--top-k", type=_count, default=0, metavar="K", help="sample among the K likeliest tokens (default 0: all)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("eval", help="print a model bundle's evaluation (per-class P/R/F1, baselines, leakage)")
     p.add_argument("--model", type=Path, required=True, metavar="DIR")

@@ -50,7 +50,10 @@ PROTO_KEYS = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMP
 @dataclass(frozen=True)
 class FlowConfig:
     """``first_packets`` packets of each flow are kept, each cut to
-    ``first_packet_bytes`` from the IP header on (0 turns buffering off)."""
+    ``first_packet_bytes`` from the IP header on (0 turns buffering off).
+    With ``buffer_payload_only``, after the flow's first packet only packets
+    that carry payload are kept: a TCP handshake's empty segments would
+    otherwise fill the buffer before the first byte of the application."""
 
     timeouts: dict[str, Timeouts] = field(default_factory=_default_timeouts)
     max_flows: int = 262144
@@ -58,6 +61,7 @@ class FlowConfig:
     emergency_evict: float = 0.01  # share of max_flows evicted at once when full
     first_packets: int = 8
     first_packet_bytes: int = 256
+    buffer_payload_only: bool = False
     community_id_seed: int = 0
     max_fragment_trains: int = 4096
 

@@ -108,6 +108,7 @@ class FlowTable:
         self.config = config or FlowConfig()
         self._buffer_packets = self.config.first_packets
         self._buffer_bytes = self.config.first_packet_bytes
+        self._payload_only = self.config.buffer_payload_only
         self._flows: dict[tuple, Flow] = {}
         self._fragments: dict[tuple, Flow] = {}
         self._buckets: dict[int, list[Flow]] = {}
@@ -178,7 +179,8 @@ class FlowTable:
                 flow.state = STATE_ESTABLISHED
                 self._reschedule(flow)
         buffered = flow.first_packets
-        if buffered is not None and len(buffered) < self._buffer_packets:
+        if (buffered is not None and len(buffered) < self._buffer_packets
+                and (packet.payload_off < packet.end or not buffered or not self._payload_only)):  # fmt: skip
             end = min(packet.end, packet.l3_off + self._buffer_bytes)
             buffered.append((packet.ts_ns, toserver, packet.data[packet.l3_off : end]))
             if len(buffered) == self._buffer_packets and self.on_buffer_full is not None:

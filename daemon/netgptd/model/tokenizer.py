@@ -24,6 +24,7 @@ from typing import Sequence
 
 from netgptd.capture.records import PacketRecord
 from netgptd.decode.decoder import LINKTYPE_RAW, decode
+from netgptd.flow.config import FlowConfig
 from netgptd.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, DecodeError, NotIP
 
 PAD = 256
@@ -44,11 +45,17 @@ TCP_OPT_END, TCP_OPT_NOP, TCP_OPT_TIMESTAMP = 0, 1, 8
 class TokenizerConfig:
     """Lives in the model's manifest: serving reads it from there."""
 
-    packets: int = 4
-    header_bytes: int = 40
-    payload_bytes: int = 48
-    max_tokens: int = 160
+    packets: int = 3
+    header_bytes: int = 20
+    payload_bytes: int = 32
+    max_tokens: int = 128
     server_port: bool = True
+    payload_packets: bool = True  # the flow's first packet, then packets with payload
+
+    def flow_config(self) -> FlowConfig:
+        """The flow table settings that buffer what this tokenizer reads."""
+        return FlowConfig(first_packets=self.packets, first_packet_bytes=self.buffer_bytes,
+                          buffer_payload_only=self.payload_packets)  # fmt: skip
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -18,7 +18,6 @@ from tqdm import tqdm
 
 from netgptd.capture.file_source import CaptureFileError, PcapFileSource
 from netgptd.eve import PROTO_NAMES, ip_text
-from netgptd.flow.config import FlowConfig
 from netgptd.flow.table import Flow
 from netgptd.ingest import Ingest
 from netgptd.model.tokenizer import TokenizerConfig
@@ -60,7 +59,7 @@ def capture_files(roots: Iterable[Path]) -> list[Path]:
 
 
 def flows_of(capture: Path, config: TokenizerConfig) -> list[Flow]:
-    ingest = Ingest(FlowConfig(first_packets=config.packets, first_packet_bytes=config.buffer_bytes))
+    ingest = Ingest(config.flow_config())
     for record in PcapFileSource(capture).packets():
         ingest.feed(record)
     return ingest.pop_ended() + ingest.flush()
