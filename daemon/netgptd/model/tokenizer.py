@@ -62,7 +62,8 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> TokenizerConfig:
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        # Manifests written before ``payload_packets`` existed read every packet.
+        known = {"payload_packets": False} | {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         return cls(**known)  # type: ignore[arg-type]
 
     @property
