@@ -20,6 +20,7 @@ from netgptd.model.generate import GenerationError, generate, write_capture
 from netgptd.model.session import Classifier, ModelSession
 from netgptd.model.tokenizer import TokenizerConfig
 from netgptd.lab.safety import LabError
+from netgptd.lab.scenarios import UNAVAILABLE
 from netgptd.plugin_host import PluginError, PluginHost
 from netgptd.replay import replay
 from netgptd.synth.demo import write_demo_capture
@@ -105,7 +106,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     notes = f"{result.sampled} sampled, {dropped} dropped"
     if dropped:
         notes += f" ({', '.join(f'{k} {v}' for k, v in sorted(result.dropped.items()))})"
-    notes += f", {result.repaired_flows} repaired"
+    notes += f", {result.repaired} repaired, {result.usual_port} on port {result.fallback_port} for a sampled port 0"
     print(f"netgptd generate: {written} {args.app} flows ({len(result.records)} packets) written to {args.out} ({notes})")
     if not written:
         return EXIT_OK
@@ -130,6 +131,8 @@ def cmd_lab_list(args: argparse.Namespace) -> int:
         missing = runner.missing_requirements(s)
         note = f"  (needs {', '.join(missing)})" if missing else ""
         print(f"{name:<18}{s.kind:<8}{s.summary}{note}")
+    for name, needs in sorted(UNAVAILABLE.items()):
+        print(f"{name:<18}{'?':<8}(needs {needs})")
     return EXIT_OK
 
 
@@ -211,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time network intelligence: flows, NetGPT traffic classification, edge LLM.",
     )
     parser.add_argument("--version", action="version", version=f"netgptd {__version__}")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
+                        help="structlog JSON events on stderr at this level and above (default warning)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("replay", help="replay capture files into EVE JSON flow records",

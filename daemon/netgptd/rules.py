@@ -19,7 +19,7 @@ alert per offender and window (then stay quiet for a cool-down):
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -72,13 +72,36 @@ def _unanswered(event: dict[str, Any]) -> bool:
     return flow["pkts_toclient"] == 0
 
 
+class _Window:
+    """Values seen in a sliding time window, with their distinct count kept
+    up to date as they come and go (a flood puts tens of thousands in one)."""
+
+    def __init__(self) -> None:
+        self._entries: deque[tuple[float, object]] = deque()
+        self._counts: Counter[object] = Counter()
+
+    def add(self, when: float, value: object) -> None:
+        self._entries.append((when, value))
+        self._counts[value] += 1
+
+    def expire(self, before: float) -> None:
+        while self._entries and self._entries[0][0] < before:
+            _, value = self._entries.popleft()
+            self._counts[value] -= 1
+            if not self._counts[value]:
+                del self._counts[value]
+
+    @property
+    def distinct(self) -> int:
+        return len(self._counts)
+
+
 class FlowRateRules:
     """Feed flow events with ``observe``; it returns the alert events it raises."""
 
     def __init__(self, settings: RuleSettings | None = None) -> None:
         self.settings = settings or RuleSettings()
-        # (rule, key) -> deque of (time, distinct value)
-        self._windows: dict[tuple[str, tuple], deque[tuple[float, object]]] = defaultdict(deque)
+        self._windows: dict[tuple[str, tuple], _Window] = defaultdict(_Window)
         self._quiet_until: dict[tuple[str, tuple], float] = {}
 
     def observe(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -112,10 +135,9 @@ class FlowRateRules:
     def _count(self, rule: str, key: tuple, when: float, value: object, threshold: int, event: dict[str, Any],
                signature: str) -> list[dict[str, Any]]:  # fmt: skip
         window = self._windows[(rule, key)]
-        window.append((when, value))
-        while window and window[0][0] < when - self.settings.window_s:
-            window.popleft()
-        distinct = len({v for _, v in window})
+        window.add(when, value)
+        window.expire(when - self.settings.window_s)
+        distinct = window.distinct
         if distinct < threshold or when < self._quiet_until.get((rule, key), float("-inf")):
             return []
         self._quiet_until[(rule, key)] = when + self.settings.cooldown_s

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import structlog
 from netgptd.lab.safety import MAX_DURATION_S, LabError, Supervisor, bounded, wait_until
 from netgptd.decode.packet import PROTO_TCP, PROTO_UDP
 from netgptd.lab.scenario import ADDRESS_PLAN, REGISTRY, FlowLabel, LabContext, LabelRule, Scenario
-from netgptd.lab.scenarios import load_all
+from netgptd.lab.scenarios import UNAVAILABLE, load_all
 from netgptd.replay import replay
 
 log = structlog.get_logger(__name__)
@@ -58,6 +59,8 @@ def select(names: list[str]) -> list[Scenario]:
             chosen.update({k: s for k, s in known.items() if name == "all" or s.kind == name})
         elif name in known:
             chosen[name] = known[name]
+        elif name in UNAVAILABLE:
+            raise LabError(f"scenario {name!r} needs {UNAVAILABLE[name]}")
         else:
             raise LabError(f"unknown scenario {name!r}; 'netgptd lab list' shows them")
     return list(chosen.values())
@@ -75,7 +78,14 @@ def run_lab(names: list[str], out_dir: Path, duration: float) -> list[LabResult]
         raise LabError(f"missing software: {detail} (run ./setup.sh)")
     out_dir.mkdir(parents=True, exist_ok=True)
     index = {name: i for i, name in enumerate(scenarios(), start=1)}
-    return [_run_one(s, index[s.name], out_dir, duration) for s in chosen]
+    # Lab servers write to connections their clients dropped (scanners, floods,
+    # slow attacks): that must be EPIPE, not a SIGPIPE ending the whole run with
+    # its tools and routes left behind (the CLI restores SIGPIPE's default for pipes).
+    sigpipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        return [_run_one(s, index[s.name], out_dir, duration) for s in chosen]
+    finally:
+        signal.signal(signal.SIGPIPE, sigpipe)
 
 
 def _run_one(s: Scenario, index: int, out_dir: Path, duration: float) -> LabResult:

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from netgptd.decode.packet import PROTO_TCP
 from netgptd.lab.scenario import LabContext, scenario
+from netgptd.lab.scenarios._servers import well_known_port
 
 PAGES = ["/", "/index.html", "/news", "/api/items?page=2", "/static/app.js"]
 
@@ -38,7 +39,7 @@ def serve_http(ip: str, port: int, handler: type[BaseHTTPRequestHandler]) -> Thr
 @scenario("http1", "benign", "HTTP/1.1 page fetches (Python http.server and http.client)")
 def http1(ctx: LabContext) -> None:
     server_ip, client_ip = ctx.host(10), ctx.host(20)
-    port = ctx.free_port(server_ip)
+    port = well_known_port(ctx, server_ip, 80)
     server = serve_http(server_ip, port, _Pages)
     try:
         ctx.wait_listening(server_ip, port)

@@ -1,0 +1,132 @@
+"""Helpers the scenarios share: Python servers in daemon threads (socketserver,
+asyncio, pyftpdlib), external servers logging into the workdir, checked tool runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+
+from netgptd.lab.safety import LabError
+from netgptd.lab.scenario import LabContext
+
+if TYPE_CHECKING:
+    from pyftpdlib.servers import FTPServer
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+S = TypeVar("S", bound=socketserver.BaseServer)
+
+
+def serve_in_thread(server: S) -> S:
+    """Run ``server.serve_forever()`` in a daemon thread; end it with
+    ``shutdown()`` and ``server_close()``."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class QuietErrors:
+    """For socketserver servers: log a client hanging up mid-exchange (a
+    readiness probe does so on purpose) at debug level, not as a traceback."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        log.debug("lab_server_client_error", client=client_address, error=repr(sys.exc_info()[1]))
+
+
+class QuietTCPServer(QuietErrors, socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class LoopThread:
+    """An asyncio event loop in a daemon thread, for asyncio servers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run ``coro`` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+@contextmanager
+def ftp_serving(server: FTPServer, poll_s: float = 0.05) -> Iterator[None]:
+    """Poll a pyftpdlib server's IO loop in a daemon thread while the block
+    runs, then close it. pyftpdlib's per-session log, which it would send to
+    stderr when no handler is set, is kept quiet."""
+    ftp_log = logging.getLogger("pyftpdlib")
+    if not ftp_log.handlers:
+        ftp_log.addHandler(logging.NullHandler())
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            server.ioloop.loop(timeout=poll_s, blocking=False)
+        server.close_all()
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def well_known_port(ctx: LabContext, ip: str, port: int, kinds: Sequence[int] = (socket.SOCK_STREAM,)) -> int:
+    """``port`` where it is free on ``ip`` for every socket kind (the scenario
+    owns ``ip``, so it is unless something listens on the wildcard address),
+    else a free port. Servers use their protocol's port: nDPI recognises some
+    protocols (DNS, Modbus) only there, and benign and attack flows of one
+    protocol must not differ by port alone."""
+    for kind in kinds:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no conflict
+            try:
+                s.bind((ip, port))
+            except OSError as e:
+                log.warning("lab_well_known_port_taken", scenario=ctx.scenario, ip=ip, port=port, error=str(e))
+                return ctx.free_port(ip, kinds[0])
+    return port
+
+
+def start_daemon(ctx: LabContext, name: str, argv: Sequence[str], ip: str, port: int) -> Path:
+    """Start an external server with its output in ``workdir/NAME.log`` and
+    wait until it accepts on ip:port; returns the log's path."""
+    log_path = ctx.workdir / f"{name}.log"
+    with open(log_path, "wb") as log_file:
+        ctx.supervisor.start(argv, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        ctx.wait_listening(ip, port)
+    except LabError as e:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+        raise LabError(f"{e} ({name} said: {tail[0] if tail else 'nothing'})") from None
+    return log_path
+
+
+def run_tool(ctx: LabContext, argv: Sequence[str], timeout: float = 30.0) -> str:
+    """Run a tool to completion; its output, or LabError if it failed."""
+    done = ctx.supervisor.run(argv, timeout=timeout)
+    output = done.stdout.decode(errors="replace")
+    if done.returncode != 0:
+        last = output.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise LabError(f"{ctx.scenario}: {argv[0]} failed: {last[0]}")
+    return output
