@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+import structlog
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS_ENV = "NETGPT_CORPUS"
@@ -94,3 +96,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if CORPUS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.corpus)
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """A test that runs the CLI in-process configures structlog (JSON, level
+    warning); the next test starts from structlog's defaults again."""
+    yield
+    structlog.reset_defaults()
