@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -69,21 +69,18 @@ def _optimizer(model: nn.Module, lr: float, steps: int) -> tuple[torch.optim.Opt
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
-def pretrain(model: NetGPT, examples: Sequence[FlowExample], apps: Sequence[str], config: TokenizerConfig,
-             settings: TrainSettings, progress: bool = True) -> list[float]:  # fmt: skip
-    """Causal LM over the flows' token sequences; returns the loss per epoch."""
-    rng = random.Random(settings.seed)
-    steps = settings.pretrain_epochs * math.ceil(len(examples) / settings.batch)
-    optimizer, scheduler = _optimizer(model, settings.lr, steps)
+def _run_epochs(model: NetGPT, count: int, epochs: int, settings: TrainSettings, rng: random.Random, name: str,
+                batch_loss: Callable[[list[int]], torch.Tensor], progress: bool) -> list[float]:  # fmt: skip
+    """The loop both stages share: shuffled batches of example indices, AdamW
+    with warm-up and cosine decay, clipped gradients; mean loss per epoch."""
+    optimizer, scheduler = _optimizer(model, settings.lr, epochs * math.ceil(count / settings.batch))
     losses = []
     model.train()
-    for epoch in range(settings.pretrain_epochs):
+    for epoch in range(epochs):
         total = n = 0.0
-        bar = tqdm(_batches(len(examples), settings.batch, rng), desc=f"pretrain {epoch + 1}/{settings.pretrain_epochs}",
-                   disable=not progress)  # fmt: skip
+        bar = tqdm(_batches(count, settings.batch, rng), desc=f"{name} {epoch + 1}/{epochs}", disable=not progress)
         for batch in bar:
-            ids, mask = _tensors([generation_tokens(examples[i], apps, config, rng) for i in batch])
-            loss = model.lm_loss(ids, mask)
+            loss = batch_loss(batch)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -93,6 +90,18 @@ def pretrain(model: NetGPT, examples: Sequence[FlowExample], apps: Sequence[str]
             bar.set_postfix(loss=f"{total / n:.3f}")
         losses.append(total / max(n, 1))
     return losses
+
+
+def pretrain(model: NetGPT, examples: Sequence[FlowExample], apps: Sequence[str], config: TokenizerConfig,
+             settings: TrainSettings, progress: bool = True) -> list[float]:  # fmt: skip
+    """Causal LM over the flows' token sequences; returns the loss per epoch."""
+    rng = random.Random(settings.seed)
+
+    def batch_loss(batch: list[int]) -> torch.Tensor:
+        ids, mask = _tensors([generation_tokens(examples[i], apps, config, rng) for i in batch])
+        return model.lm_loss(ids, mask)
+
+    return _run_epochs(model, len(examples), settings.pretrain_epochs, settings, rng, "pretrain", batch_loss, progress)
 
 
 def class_weights(indices: Sequence[int], classes: int) -> torch.Tensor:
@@ -110,35 +119,20 @@ def finetune(model: NetGPT, examples: Sequence[FlowExample], apps: Sequence[str]
     attack_index = [attacks.index(e.label.attack) for e in examples]
     app_loss = nn.CrossEntropyLoss(weight=class_weights(app_index, len(apps)))
     attack_loss = nn.CrossEntropyLoss(weight=class_weights(attack_index, len(attacks)))
-    steps = settings.finetune_epochs * math.ceil(len(examples) / settings.batch)
-    optimizer, scheduler = _optimizer(model, settings.lr, steps)
-    losses = []
-    model.train()
-    for epoch in range(settings.finetune_epochs):
-        total = n = 0.0
-        bar = tqdm(_batches(len(examples), settings.batch, rng), desc=f"finetune {epoch + 1}/{settings.finetune_epochs}",
-                   disable=not progress)  # fmt: skip
-        for batch in bar:
-            rows = [
-                encode_flow(examples[i].packets, examples[i].server_port, config, prompt=(CLS,), rng=rng,
-                            shuffle_probability=settings.shuffle_probability,
-                            segment_probability=settings.segment_probability, port_dropout=settings.port_dropout)
-                for i in batch
-            ]  # fmt: skip
-            ids, mask = _tensors(rows)
-            app_logits, attack_logits = model.classify(ids, mask)
-            loss = app_loss(app_logits, torch.tensor([app_index[i] for i in batch])) + attack_loss(
-                attack_logits, torch.tensor([attack_index[i] for i in batch])
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            total, n = total + loss.item(), n + 1
-            bar.set_postfix(loss=f"{total / n:.3f}")
-        losses.append(total / max(n, 1))
-    return losses
+
+    def batch_loss(batch: list[int]) -> torch.Tensor:
+        rows = [
+            encode_flow(examples[i].packets, examples[i].server_port, config, prompt=(CLS,), rng=rng,
+                        shuffle_probability=settings.shuffle_probability,
+                        segment_probability=settings.segment_probability, port_dropout=settings.port_dropout)
+            for i in batch
+        ]  # fmt: skip
+        app_logits, attack_logits = model.classify(*_tensors(rows))
+        return app_loss(app_logits, torch.tensor([app_index[i] for i in batch])) + attack_loss(
+            attack_logits, torch.tensor([attack_index[i] for i in batch])
+        )
+
+    return _run_epochs(model, len(examples), settings.finetune_epochs, settings, rng, "finetune", batch_loss, progress)
 
 
 @torch.no_grad()
