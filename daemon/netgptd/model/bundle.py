@@ -1,5 +1,9 @@
 """A model bundle: ``model.onnx`` and the ``manifest.json`` that describes it.
 
+Bundles written since generation exists also hold ``lm.onnx``, the LM
+head (``netgptd generate``), named and checksummed in the manifest
+(``lm_file``, ``lm_sha256``); older bundles load without it.
+
 The manifest carries what serving needs beside the weights (the label
 names of both heads, the tokenizer parameters the model was trained with)
 and what a reader needs to trust it: the sha256 of the model file, a
@@ -25,6 +29,8 @@ MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 INPUTS = ("input_ids", "attention_mask")
 OUTPUTS = ("app_logits", "attack_logits")
+LM_FILE = "lm.onnx"
+LM_OUTPUTS = ("logits",)
 REQUIRED_KEYS = ("manifest_version", "name", "version", "model_file", "sha256", "apps", "attacks", "tokenizer")
 
 # The model shipped inside the package.
@@ -45,6 +51,7 @@ class Bundle:
     name: str
     version: str
     model_file: Path
+    lm_file: Path | None = None  # the LM head, for generation; None in bundles exported before it
 
     @property
     def model_id(self) -> str:
@@ -57,14 +64,25 @@ class Bundle:
         Serving builds its session from these bytes rather than the path, so
         the file checked is the file run.
         """
+        return self._checked_bytes(self.model_file, str(self.manifest["sha256"]))
+
+    def lm_bytes(self) -> bytes:
+        """The LM file's content, checked against the manifest's ``lm_sha256``;
+        ``BundleError`` when this bundle has no LM."""
+        if self.lm_file is None:
+            raise BundleError(f"the model bundle at {self.path} has no language model ({LM_FILE}): it was exported "
+                              f"before generation existed; retrain it with 'netgptd train' to generate traffic")  # fmt: skip
+        return self._checked_bytes(self.lm_file, str(self.manifest["lm_sha256"]))
+
+    def _checked_bytes(self, file: Path, expected: str) -> bytes:
         try:
-            data = self.model_file.read_bytes()
+            data = file.read_bytes()
         except OSError as exc:
-            raise BundleError(f"{self.model_file.name} in {self.path} cannot be read: {exc.strerror or exc}") from None
-        actual, expected = hashlib.sha256(data).hexdigest(), str(self.manifest["sha256"])
+            raise BundleError(f"{file.name} in {self.path} cannot be read: {exc.strerror or exc}") from None
+        actual = hashlib.sha256(data).hexdigest()
         if actual != expected:
             raise BundleError(
-                f"{self.model_file.name} in {self.path} does not match its manifest "
+                f"{file.name} in {self.path} does not match its manifest "
                 f"(sha256 {actual[:12]}… != {expected[:12]}…): refusing to load"
             )
         return data
@@ -83,6 +101,13 @@ def _labels(manifest: dict[str, Any], key: str, where: Path) -> tuple[str, ...]:
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise BundleError(f"{MANIFEST_FILE} in {where}: '{key}' must be a non-empty list of names")
     return tuple(labels)
+
+
+def _file_name(manifest: dict[str, Any], key: str, where: Path) -> str:
+    name = str(manifest[key])
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise BundleError(f"{MANIFEST_FILE} in {where}: {key} {name!r} must be a file name in the bundle")
+    return name
 
 
 def load_bundle(directory: str | Path) -> Bundle:
@@ -107,9 +132,10 @@ def load_bundle(directory: str | Path) -> Bundle:
             f"{MANIFEST_FILE} in {path} has manifest_version {manifest['manifest_version']!r}; "
             f"this netgptd reads version {MANIFEST_VERSION}"
         )
-    model_name = str(manifest["model_file"])
-    if Path(model_name).name != model_name or model_name in ("", ".", ".."):
-        raise BundleError(f"{MANIFEST_FILE} in {path}: model_file {model_name!r} must be a file name in the bundle")
+    model_name = _file_name(manifest, "model_file", path)
+    lm_name = _file_name(manifest, "lm_file", path) if manifest.get("lm_file") is not None else None
+    if lm_name is not None and "lm_sha256" not in manifest:
+        raise BundleError(f"{MANIFEST_FILE} in {path} names lm_file {lm_name!r} but lacks required key 'lm_sha256'")
     if not isinstance(manifest["tokenizer"], dict):
         raise BundleError(f"{MANIFEST_FILE} in {path}: 'tokenizer' must be an object")
     bundle = Bundle(
@@ -121,8 +147,13 @@ def load_bundle(directory: str | Path) -> Bundle:
         name=str(manifest["name"]),
         version=str(manifest["version"]),
         model_file=path / model_name,
+        lm_file=path / lm_name if lm_name is not None else None,
     )
     if not bundle.model_file.is_file():
         raise BundleError(f"{model_name} in {path} is missing")
     bundle.model_bytes()
+    if bundle.lm_file is not None:
+        if not bundle.lm_file.is_file():
+            raise BundleError(f"{lm_name} in {path} is missing")
+        bundle.lm_bytes()
     return bundle
