@@ -46,7 +46,7 @@ ATTACKS = ("benign",)
 TOKENIZER = TokenizerConfig(packets=3, header_bytes=24, payload_bytes=16, max_tokens=96)
 SHAPE = ModelShape(layers=1, width=48, heads=2, positions=104)
 CLIENT, SERVER = "192.0.2.10", "198.51.100.20"
-SYN_OPTIONS = bytes.fromhex("020405b4") + bytes.fromhex("0402") + bytes.fromhex("080a") + bytes(8) + bytes.fromhex("01030307")
+SYN_OPTIONS = bytes.fromhex("020405b4" "0402" "080a" + "00" * 8 + "01030307")  # MSS, SACK ok, timestamps, NOP, WS
 
 
 def tls_flow(rng: random.Random) -> tuple[tuple[bool, bytes], ...]:
@@ -101,7 +101,8 @@ def model() -> NetGPT:
         net = NetGPT(SHAPE, vocab_size(APPS), len(APPS), len(ATTACKS))
         flows = examples(128)
         pretrain(net, flows, APPS, TOKENIZER, TrainSettings(pretrain_epochs=20, batch=32, lr=1e-2), progress=False)
-        finetune(net, flows, APPS, ATTACKS, TOKENIZER, TrainSettings(finetune_epochs=2, batch=32, lr=2e-3), progress=False)
+        finetune(net, flows, APPS, ATTACKS, TOKENIZER, TrainSettings(finetune_epochs=2, batch=32, lr=2e-3),
+                 progress=False)
     finally:
         torch.set_num_threads(threads)
     return net.eval()
@@ -211,7 +212,8 @@ def test_training_sequences_parse_back(bundle_dir: Path) -> None:
         again = [(p.toserver, r.data[14:]) for p, r in zip(parsed.packets, rebuilt)]
         original = [(toserver, data) for toserver, data in example.packets]
         # the same tokens, up to the client port the tokenizer drops anyway
-        assert encode_flow(again, example.server_port, TOKENIZER) == encode_flow(original, example.server_port, TOKENIZER)
+        port = example.server_port
+        assert encode_flow(again, port, TOKENIZER) == encode_flow(original, port, TOKENIZER)
 
 
 # -- repairs -------------------------------------------------------------------------
@@ -252,26 +254,37 @@ def test_repairs_make_valid_packets() -> None:
     ]  # fmt: skip
     parsed = parse_sequence(tokens, TOKENIZER)
     assert parsed is not None and parsed.port == 443
-    assert [(p.toserver, p.tcp_flags, len(p.payload)) for p in parsed.packets] == [(True, TCP_SYN, 0), (True, 0x18, 1360)]
+    assert [(p.toserver, p.tcp_flags, p.length) for p in parsed.packets] == [(True, TCP_SYN, 0), (True, 0x18, 1360)]
     # MSS kept, the option of length 0 ended, the rest (cut by the header window) completed
     assert parsed.packets[0].tcp_options == bytes((2, 4, 5, 0xB4)) + bytes(16) and not parsed.packets[0].dont_fragment
-    assert parsed.packets[1].payload[:16] == bytes(range(16)) and not any(parsed.packets[1].payload[16:])
+    assert parsed.packets[1].payload == bytes(range(16)) and parsed.packets[1].fill == 1360 - 16
     assert set(parsed.repairs) == {"packets_cut", "packet_wrong_protocol", "fragment_cleared", "tcp_options_fixed",
                                    "tcp_flags_fixed"}  # fmt: skip
-    cut = parse_sequence(PROMPT + [C2S, *_tcp_header(60, TCP_SYN, doff=10, options=[2, 4, 5, 0xB4, 8, 10, 0]), PAY, EOS],
-                         TOKENIZER)  # fmt: skip
+    cut = parse_sequence(PROMPT + [C2S, *_tcp_header(60, TCP_SYN, doff=10, options=[2, 4, 5, 0xB4, 8, 10, 0]), PAY,
+                                   EOS], TOKENIZER)  # fmt: skip
     assert cut is not None and not cut.repairs  # a timestamp cut by the window: completed, zero as anonymised
     assert cut.packets[0].tcp_options == bytes((2, 4, 5, 0xB4, 8, 10)) + bytes(14)
+    kind_only = parse_sequence(PROMPT + [C2S, *_tcp_header(60, TCP_SYN, doff=10, options=[2, 4, 5, 0xB4, 4, 2, 8]),
+                                         PAY, EOS], TOKENIZER)  # fmt: skip
+    assert kind_only is not None and not kind_only.repairs  # cut after its kind: a timestamp option has 10 bytes
+    assert kind_only.packets[0].tcp_options == bytes((2, 4, 5, 0xB4, 4, 2, 8, 10)) + bytes(12)
     leading = parse_sequence(PROMPT + [S2C, *_tcp_header(40, 0x10), PAY, C2S, *_tcp_header(40, 0x10), PAY, EOS],
                              TOKENIZER)  # fmt: skip
     assert leading is not None and [p.toserver for p in leading.packets] == [True]
     assert leading.repairs == {"leading_server_packet": 1}
-    short = parse_sequence(PROMPT + [C2S, *_tcp_header(40, 2), PAY, S2C, *_tcp_header(900, 0x12), PAY, 7, 7, EOS],
-                           TOKENIZER)  # fmt: skip
-    assert short is not None and len(short.packets[1].payload) == 2 and short.repairs["length_fixed"] == 1
+    # A short payload followed by another packet is whole: the length fields follow it.
+    short = parse_sequence(PROMPT + [C2S, *_tcp_header(40, 2), PAY, S2C, *_tcp_header(900, 0x12), PAY, 7, 7,
+                                     C2S, *_tcp_header(40, 0x10), PAY, EOS], TOKENIZER)  # fmt: skip
+    assert short is not None and short.packets[1].length == 2 and short.repairs == {"length_fixed": 1}
+    # The same at the end of the sequence was cut there (max_tokens): extended to the length said.
+    last = parse_sequence(PROMPT + [C2S, *_tcp_header(40, 2), PAY, S2C, *_tcp_header(900, 0x12), PAY, 7, 7, EOS],
+                          TOKENIZER)  # fmt: skip
+    assert last is not None and (last.packets[1].payload, last.packets[1].fill) == (bytes((7, 7)), 858)
+    assert not last.repairs
     records = build_flow(parsed, Endpoints("10.77.0.1", "10.77.1.1", 40000, 443), 0, np.random.default_rng(0))
     for record in records:
         check_frame(record.data)
+    assert len(records[1].data) == 14 + 40 + 1360 and records[1].data[54:70] == bytes(range(16))
 
 
 # -- the capture -----------------------------------------------------------------
@@ -306,7 +319,8 @@ def test_generate_cli_writes_a_valid_capture(bundle_dir: Path, tmp_path: Path, c
     argv = ["generate", "--app", app, "-n", "20", "-o", str(out), "--model", str(bundle_dir), "--seed", "1"]
     assert cli.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"netgptd generate: 20 {app} flows (") and f" on port {port} for a sampled port 0)" in lines[0]
+    assert lines[0].startswith(f"netgptd generate: 20 {app} flows (")
+    assert lines[0].endswith(f" on port {port} for a sampled port 0)")
     assert lines[1].startswith(f"classified as {app} by netgpt-gen@0.1: ") and lines[1].endswith("%)")
     hits, flows = map(int, lines[1].split(": ")[1].split(" flows")[0].split(" of "))
     assert flows == 20 and hits >= 12  # two apps a port and a protocol apart: the tiny model tells them

@@ -70,8 +70,9 @@ class Bundle:
         """The LM file's content, checked against the manifest's ``lm_sha256``;
         ``BundleError`` when this bundle has no LM."""
         if self.lm_file is None:
-            raise BundleError(f"the model bundle at {self.path} has no language model ({LM_FILE}): it was exported "
-                              f"before generation existed; retrain it with 'netgptd train' to generate traffic")  # fmt: skip
+            raise BundleError(f"the model bundle at {self.path} has no language model ({LM_FILE}): it was "
+                              f"exported before generation existed; retrain it with 'netgptd train' to generate "
+                              f"traffic")  # fmt: skip
         return self._checked_bytes(self.lm_file, str(self.manifest["lm_sha256"]))
 
     def _checked_bytes(self, file: Path, expected: str) -> bytes:

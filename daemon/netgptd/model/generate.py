@@ -8,7 +8,8 @@ all flows of a batch in lock-step, the whole sequence recomputed at each
 step: the model is tiny), keeping to that grammar while sampling where it
 is cheap to: the port is two bytes, the client's packet comes first, a
 packet's header is an IPv4 header's kept fields up to the length they
-announce (version 4, TCP or UDP, one protocol per flow), packets after the
+announce (version 4, TCP or UDP, one protocol per flow, IP options short
+enough to leave the transport fields in the header window), packets after the
 first carry payload where the tokenizer reads only those
 (``payload_packets``), payloads and packet counts stay within the
 tokenizer's limits, and no prompt token appears inside.
@@ -18,11 +19,12 @@ rebuilt from the kept fields, and what anonymisation removed is made up
 (client 10.77.0.x, server 10.77.1.x, a random client port, TTL 64,
 sequential TCP sequence and acknowledgement numbers, IP IDs); lengths and
 checksums are computed by ``netgptd.synth.frames``. A payload that filled
-the tokenizer's window was cut there, so it is extended (zero bytes) to the
-length its header announces; a shorter one is whole and the length fields
-follow it. What cannot make a valid packet is repaired or dropped, and
-counted; every frame written is decoded once more before it is, so a
-capture never holds a broken one.
+the tokenizer's window, or that [EOS] ended (a flow cut at ``max_tokens``),
+was cut there, so it is extended (random bytes) to the length its header
+announces; a shorter one is whole and the length fields follow it. What
+cannot make a valid packet is repaired or dropped, and counted; every frame
+written is decoded once more before it is, so a capture never holds a
+broken one.
 
 numpy and onnxruntime only, never torch.
 """
@@ -54,6 +56,7 @@ CLIENT_NET, SERVER_NET = "10.77.0.", "10.77.1."
 START_NS = 1_700_000_000 * 1_000_000_000  # the first flow's start (2023-11-14): fixed, so a seed gives one file
 FLOW_GAP_NS = (2_000_000, 10_000_000)  # between flows, and (below) between a flow's packets: a few ms
 PACKET_GAP_NS = (500_000, 5_000_000)
+TCP_OPTION_SIZES = {2: 4, 3: 3, 4: 2, 8: 10}  # MSS, window scale, SACK permitted, timestamps
 
 # Server ports of well-known applications, for sequences whose sampled port
 # is 0 (the LM learnt port dropout); other applications take the LM's most
@@ -92,8 +95,9 @@ class LanguageModel:
         self.vocab = vocab_size(bundle.apps)
         width = self.session.get_outputs()[0].shape[-1]
         if width != self.vocab:
-            raise BundleError(f"{bundle.lm_file.name if bundle.lm_file else 'lm'} in {bundle.path}: logits have width "
-                              f"{width}, its manifest's {len(bundle.apps)} apps make a vocabulary of {self.vocab}")  # fmt: skip
+            name = bundle.lm_file.name if bundle.lm_file else "lm"
+            raise BundleError(f"{name} in {bundle.path}: logits have width {width}, its manifest's "
+                              f"{len(bundle.apps)} apps make a vocabulary of {self.vocab}")  # fmt: skip
         positions = (bundle.manifest.get("shape") or {}).get("positions")
         self.max_tokens = min(bundle.tokenizer.max_tokens, int(positions)) if positions else bundle.tokenizer.max_tokens
 
@@ -159,7 +163,9 @@ class Grammar:
         self.next_packet = mask([C2S, S2C, EOS])
         self.byte_or_next = mask([*range(256), C2S, S2C, EOS])
         self.byte_or_eos = mask([*range(256), EOS])
-        self.version = mask(range(0x45, 0x50))  # IPv4 with a header of 20 to 60 bytes
+        # IPv4, with no more options than leave the TCP data offset and flags inside the header window
+        longest = max(5, min(15, 5 + (config.header_bytes - IPV4_FIELDS - 2) // 4))
+        self.version = mask(range(0x45, 0x41 + longest))
         self.protos = {None: mask([PROTO_TCP, PROTO_UDP]), PROTO_TCP: mask([PROTO_TCP]), PROTO_UDP: mask([PROTO_UDP])}
         self.data_offset = mask(range(0x50, 0x100))  # TCP data offset 5 to 15 words
 
@@ -279,11 +285,17 @@ class PacketFields:
     tos: int
     dont_fragment: bool
     ip_options: bytes
-    payload: bytes
+    payload: bytes  # as generated
     tcp_flags: int = 0
     window: int = 0
     urgent: int = 0
     tcp_options: bytes = b""
+    fill: int = 0  # bytes the payload is extended by (made up): it was cut where generation ended
+
+    @property
+    def length(self) -> int:
+        """The payload's length on the wire."""
+        return len(self.payload) + self.fill
 
 
 @dataclass
@@ -293,12 +305,14 @@ class ParsedFlow:
     repairs: Counter[str]
 
 
-def _options(prefix: bytes, length: int) -> tuple[bytes, bool]:
+def _options(prefix: bytes, length: int, sizes: dict[int, int] | None = None) -> tuple[bytes, bool]:
     """An option area of ``length`` bytes (TCP and IPv4 share the layout) from the
-    ``prefix`` generated: zero-filled where the tokenizer's header window cut it
-    (a cut timestamp gets zero values, as anonymisation writes them), and ended
-    (end-of-list) before any option that does not fit. Returns (area, repaired):
-    completing a cut is what the window implies, not a repair."""
+    ``prefix`` generated, which the tokenizer's header window may have cut: an
+    option cut after its kind gets its usual size from ``sizes``, a cut option
+    is completed with zero bytes (a cut timestamp gets zero values, as
+    anonymisation writes them), and the area is ended (end-of-list) before an
+    option that does not fit. Returns (area, repaired): completing what the
+    window cut is not a repair, ending the list before a malformed option is."""
     area = bytearray(prefix[:length]) + bytes(max(0, length - len(prefix)))
     pos = 0
     while pos < length:
@@ -308,10 +322,12 @@ def _options(prefix: bytes, length: int) -> tuple[bytes, bool]:
         if kind == 1:
             pos += 1
             continue
+        if pos + 1 >= len(prefix) and pos + 1 < length and sizes and kind in sizes:
+            area[pos + 1] = sizes[kind]  # the window cut this option after its kind
         size = area[pos + 1] if pos + 1 < length else 0
         if size < 2 or pos + size > length:
             area[pos:] = bytes(length - pos)
-            return bytes(area), True
+            return bytes(area), pos + 1 < len(prefix)
         pos += size
     if pos < length and any(area[pos:]):
         area[pos:] = bytes(length - pos)  # after end-of-list: padding
@@ -320,8 +336,14 @@ def _options(prefix: bytes, length: int) -> tuple[bytes, bool]:
 
 
 def _packet(toserver: bool, header: bytes, payload: bytes, config: TokenizerConfig, proto: int | None,
-            repairs: Counter[str]) -> PacketFields | None:  # fmt: skip
-    """The fields of one packet from its header bytes (canonical order), or None to drop it."""
+            repairs: Counter[str], last: bool = False) -> PacketFields | None:  # fmt: skip
+    """The fields of one packet from its header bytes (canonical order), or None to drop it.
+
+    A payload is taken as cut, and extended (``fill``) to the length its
+    header announces, when it fills the tokenizer's window or when it is
+    the ``last`` of a sequence that ended there ([EOS] or ``max_tokens``:
+    a flow cut at ``max_tokens`` is what the LM learnt [EOS] after a partial
+    payload from); otherwise it is whole and the length fields follow it."""
     if len(header) < IPV4_FIELDS or header[0] >> 4 != 4 or header[0] & 0x0F < 5:
         repairs["packet_not_ipv4"] += 1
         return None
@@ -346,18 +368,18 @@ def _packet(toserver: bool, header: bytes, payload: bytes, config: TokenizerConf
             rest = rest[:2] + (rest[2:4] if len(rest) >= 4 else b"\xff\xff") + b"\0\0"
         fields.tcp_flags = rest[1]
         fields.window, fields.urgent = struct.unpack_from("!HH", rest, 2)
-        fields.tcp_options, changed = _options(rest[6:], (rest[0] >> 4) * 4 - 20)
+        fields.tcp_options, changed = _options(rest[6:], (rest[0] >> 4) * 4 - 20, TCP_OPTION_SIZES)
         repairs["tcp_options_fixed"] += changed
         l4 = 20 + len(fields.tcp_options)
     else:
         l4 = 8
     claimed = max(0, total - ihl - l4)
-    if len(payload) >= config.payload_bytes and claimed > len(payload):
-        # The tokenizer cut this payload at its window: the header says how long it was.
-        payload = payload + bytes(min(claimed, MTU - ihl - l4) - len(payload))
-    if claimed != len(payload):
+    room = max(0, MTU - ihl - l4)
+    fields.payload = payload[:room]
+    if (last or len(payload) >= config.payload_bytes) and claimed > len(payload):
+        fields.fill = min(claimed, room) - len(fields.payload)
+    if claimed != fields.length:
         repairs["length_fixed"] += 1
-    fields.payload = payload[: max(0, MTU - ihl - l4)]
     return fields
 
 
@@ -404,6 +426,7 @@ def parse_sequence(tokens: Sequence[int], config: TokenizerConfig, default_proto
     else:
         repairs["port_missing"] += 1
     raw: list[tuple[bool, bytearray, bytearray | None]] = []  # (to server, header, payload or None before [PAY])
+    ended = True  # by [EOS] or the end of the tokens, not by a token out of place
     for token in tokens[i:]:
         if token == EOS:
             break
@@ -417,6 +440,7 @@ def parse_sequence(tokens: Sequence[int], config: TokenizerConfig, default_proto
             repairs["stray_bytes"] += 1
         else:
             repairs["bad_token"] += 1
+            ended = False
             break
     if len(raw) > config.packets:
         repairs["packets_cut"] += len(raw) - config.packets
@@ -427,11 +451,12 @@ def parse_sequence(tokens: Sequence[int], config: TokenizerConfig, default_proto
     first = next((bytes(h)[6] for _, h, p in raw if p is not None and len(h) >= IPV4_FIELDS), None)
     proto = first if first in (PROTO_TCP, PROTO_UDP) else default_proto
     packets: list[PacketFields] = []
-    for toserver, header, payload in raw:
+    last = len(raw) - 1 if ended and not repairs["packets_cut"] else -1
+    for k, (toserver, header, payload) in enumerate(raw):
         if payload is None:
             repairs["packet_unfinished"] += 1
             continue
-        fields = _packet(toserver, bytes(header), bytes(payload), config, proto, repairs)
+        fields = _packet(toserver, bytes(header), bytes(payload), config, proto, repairs, last=k == last)
         if fields is not None:
             packets.append(fields)
     if packets and not packets[0].toserver:
@@ -453,21 +478,24 @@ class Endpoints:
 
 
 def build_flow(flow: ParsedFlow, ends: Endpoints, start_ns: int, rng: np.random.Generator) -> list[PacketRecord]:
-    """The flow's Ethernet frames, every length and checksum computed, timestamps a few ms apart."""
+    """The flow's Ethernet frames, every length and checksum computed, timestamps a few ms apart;
+    payloads cut where generation ended are extended with random bytes (zeros would stand out
+    where a classifier reads them, and most cut payloads are encrypted or compressed)."""
     seq = {True: int(rng.integers(1 << 32)), False: int(rng.integers(1 << 32))}
     ident = {True: int(rng.integers(1 << 16)), False: int(rng.integers(1 << 16))}
     records, ts = [], start_ns
     for p in flow.packets:
+        payload = p.payload + rng.bytes(p.fill)
         src, dst = (ends.client, ends.server) if p.toserver else (ends.server, ends.client)
         sport, dport = (ends.client_port, ends.server_port) if p.toserver else (ends.server_port, ends.client_port)
         if p.proto == PROTO_TCP:
             ack = seq[not p.toserver] if p.tcp_flags & TCP_ACK else 0
-            l4 = frames.tcp(src, dst, sport, dport, p.tcp_flags, p.payload, seq=seq[p.toserver], ack=ack,
+            l4 = frames.tcp(src, dst, sport, dport, p.tcp_flags, payload, seq=seq[p.toserver], ack=ack,
                             window=p.window, options=p.tcp_options, urgent=p.urgent)  # fmt: skip
-            seq[p.toserver] = (seq[p.toserver] + len(p.payload) + bool(p.tcp_flags & TCP_SYN)
+            seq[p.toserver] = (seq[p.toserver] + len(payload) + bool(p.tcp_flags & TCP_SYN)
                                + bool(p.tcp_flags & TCP_FIN)) & 0xFFFFFFFF  # fmt: skip
         else:
-            l4 = frames.udp(src, dst, sport, dport, p.payload)
+            l4 = frames.udp(src, dst, sport, dport, payload)
         packet = frames.ipv4(src, dst, p.proto, l4, ttl=64, ident=ident[p.toserver],
                              flags=frames.IP_DF if p.dont_fragment else 0, options=p.ip_options, tos=p.tos)  # fmt: skip
         ident[p.toserver] = (ident[p.toserver] + 1) & 0xFFFF
@@ -488,7 +516,7 @@ def _decodes_as(records: Sequence[PacketRecord], flow: ParsedFlow, ends: Endpoin
             return False
         if (got.proto, (got.src, got.sport), (got.dst, got.dport)) != (p.proto, want[p.toserver], want[not p.toserver]):
             return False
-        if got.payload_len != len(p.payload):
+        if got.payload_len != p.length:
             return False
     return True
 

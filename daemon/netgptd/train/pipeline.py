@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import platform
 import time
 from dataclasses import asdict
@@ -40,6 +41,9 @@ def train_bundle(roots: Sequence[Path], out: Path, settings: TrainSettings, shap
     log.info("training_data", train_flows=len(train), test_flows=len(test), apps=len(apps), attacks=attacks)
     model = NetGPT(shape, vocab_size(apps), len(apps), len(attacks))
     pretrain_loss = pretrain(model, train, apps, tokenizer, settings, progress)
+    # Fine-tuning the backbone for classification wears the LM down (its loss
+    # roughly doubles): generation uses the weights as pretraining left them.
+    language_model = copy.deepcopy(model)
     finetune_loss = finetune(model, train, apps, attacks, tokenizer, settings, progress)
     evaluation = evaluate(model, train, test, apps, attacks, tokenizer, roots=roots, seed=settings.seed)
     summary = {
@@ -56,6 +60,7 @@ def train_bundle(roots: Sequence[Path], out: Path, settings: TrainSettings, shap
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {settings.threads} threads",
     }
-    write_bundle(out, model, apps, attacks, tokenizer, shape, summary, evaluation, name, version, quantized=quantize)
+    write_bundle(out, model, apps, attacks, tokenizer, shape, summary, evaluation, name, version, quantized=quantize,
+                 lm_model=language_model)  # fmt: skip
     (out / "EVALUATION.txt").write_text(render(evaluation) + "\n", encoding="utf-8")
     return evaluation
