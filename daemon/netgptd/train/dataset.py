@@ -126,9 +126,11 @@ def test_captures(corpus: Corpus, test_share: float = 0.25) -> set[str]:
     for (collection, _), names in groups.items():
         by_collection.setdefault(collection, []).append(names)
     held_out: set[str] = set()
-    for collection_groups in by_collection.values():
+    for collection, collection_groups in by_collection.items():
         count = max(1, round(len(collection_groups) * test_share)) if len(collection_groups) > 1 else 0
-        for names in sorted(collection_groups, key=lambda g: min(_hash(n) for n in g))[:count]:
+        # The collection's name is in the hash: repeated lab runs (same file
+        # names, one folder each) hold out different scenarios.
+        for names in sorted(collection_groups, key=lambda g: min(_hash(f"{collection}/{n}") for n in g))[:count]:
             held_out |= names
     return held_out
 

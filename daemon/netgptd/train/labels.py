@@ -115,7 +115,8 @@ def lab_labeller(label_file: Path) -> Labeller:
     with open(label_file, encoding="utf-8") as f:
         for line in f:
             entry = json.loads(line)
-            table[entry["community_id"]] = Label(entry["app"], entry["attack"])
+            app = UNKNOWN if entry["app"] == "Unknown" else entry["app"]  # nDPI's spelling of it
+            table[entry["community_id"]] = Label(app, entry["attack"])
 
     def lookup(proto: str, client: Endpoint, server: Endpoint, community_id: str) -> Label | None:
         return table.get(community_id)
