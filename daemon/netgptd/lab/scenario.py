@@ -148,11 +148,12 @@ class LabContext:
         if not wait_until(accepts, timeout):
             raise LabError(f"{self.scenario}: nothing listens on {ip}:{port} after {timeout:g} s")
 
-    def pace(self, count: int) -> None:
-        """Sleep so that ``count`` sends since the start stay under ``max_rate`` per second."""
-        ahead = count / self.max_rate - (time.monotonic() - self.started)
+    def pace(self, count: int, rate: float | None = None) -> None:
+        """Sleep so that ``count`` sends since the start stay under ``rate`` per
+        second (and ``max_rate``), but not past the scenario's end."""
+        ahead = count / min(rate or self.max_rate, self.max_rate) - (time.monotonic() - self.started)
         if ahead > 0:
-            time.sleep(ahead)
+            time.sleep(min(ahead, self.remaining))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ import http.client
 import socket
 import socketserver
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -128,14 +127,6 @@ def fetch(ctx: LabContext, client_ip: str, server: Peer, requests: Iterable[Requ
         conn.close()
         ctx.label(PROTO_TCP, client, server, "HTTP", attack)
     return sent
-
-
-def pace(ctx: LabContext, count: int, rate: float) -> None:
-    """Sleep so that ``count`` sends since the start stay under ``rate`` per
-    second (and ``ctx.max_rate``), but not past the scenario's end."""
-    ahead = count / min(rate, ctx.max_rate) - (time.monotonic() - ctx.started)
-    if ahead > 0:
-        time.sleep(min(ahead, ctx.remaining))
 
 
 class LabZone(BaseResolver):

@@ -3,9 +3,7 @@ is in no word list. The client ports come from the server's accept log."""
 
 from __future__ import annotations
 
-import logging
 import secrets
-import threading
 
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
@@ -14,12 +12,9 @@ from pyftpdlib.servers import FTPServer
 
 from netgptd.lab.scenario import LabContext, scenario
 from netgptd.lab.scenarios._attack_targets import ATTACKER, VICTIM, Peer, hydra, label_peers
-from netgptd.lab.scenarios._servers import well_known_port
+from netgptd.lab.scenarios._servers import ftp_serving, well_known_port
 
 FAILED_LOGIN_DELAY_S = 0.5  # pyftpdlib's default (3 s) would hold hydra to a login every few seconds
-POLL_S = 0.05
-
-
 class _AcceptLogFTPServer(FTPServer):  # type: ignore[misc]
     """pyftpdlib's server with an accept log: ``peers``."""
 
@@ -32,32 +27,17 @@ class _AcceptLogFTPServer(FTPServer):  # type: ignore[misc]
         return super().handle_accepted(sock, addr)
 
 
-def _serve(server: _AcceptLogFTPServer, stop: threading.Event) -> None:
-    while not stop.is_set():
-        server.ioloop.loop(timeout=POLL_S, blocking=False)
-    server.close_all()
-
-
 @scenario("bruteforce-ftp", "attack", "FTP password guessing (hydra) against a pyftpdlib server",
           requires=("hydra", "ip"), python=("pyftpdlib",))  # fmt: skip
 def bruteforce_ftp(ctx: LabContext) -> None:
     victim_ip, attacker_ip = ctx.host(VICTIM), ctx.host(ATTACKER)
-    ftp_log = logging.getLogger("pyftpdlib")
-    if not ftp_log.handlers:  # else pyftpdlib logs every session to stderr
-        ftp_log.addHandler(logging.NullHandler())
     authorizer = DummyAuthorizer()
     authorizer.add_user("netgptd-lab", secrets.token_hex(16), str(ctx.workdir), perm="elr")
     handler = type("LabFTPHandler", (FTPHandler,), {"authorizer": authorizer,
                                                      "auth_failed_timeout": FAILED_LOGIN_DELAY_S})  # fmt: skip
     port = well_known_port(ctx, victim_ip, 21)
     server = _AcceptLogFTPServer((victim_ip, port), handler)
-    stop = threading.Event()
-    thread = threading.Thread(target=_serve, args=(server, stop), daemon=True)
-    thread.start()
-    try:
+    with ftp_serving(server):
         ctx.wait_listening(victim_ip, port)
         hydra(ctx, (victim_ip, port), ["ftp"])
-    finally:
-        stop.set()
-        thread.join(5)
     label_peers(ctx, server.peers, attacker_ip, (victim_ip, port), "FTP_CONTROL", "bruteforce")

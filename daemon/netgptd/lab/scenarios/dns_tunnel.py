@@ -17,7 +17,7 @@ from dnslib.server import DNSHandler
 from netgptd.decode.packet import PROTO_UDP
 from netgptd.lab.safety import LabError
 from netgptd.lab.scenario import BENIGN, LabContext, scenario
-from netgptd.lab.scenarios._attack_targets import (ATTACKER, CLIENT, VICTIM, LabZone, Peer, pace, serve_dns,
+from netgptd.lab.scenarios._attack_targets import (ATTACKER, CLIENT, VICTIM, LabZone, Peer, serve_dns,
                                                    stop_servers)
 
 ZONE = "netgptd.lab"
@@ -90,6 +90,6 @@ def dns_tunnel(ctx: LabContext) -> None:
             _ask(ctx, attacker_ip, server, name, "TXT", "tunnel")
             if sent % BENIGN_EVERY == 1:
                 _ask(ctx, client_ip, server, next(benign_names), "A", BENIGN)
-            pace(ctx, sent, QUERY_RATE)
+            ctx.pace(sent, QUERY_RATE)
     finally:
         stop_servers([dns.server])

@@ -14,7 +14,7 @@ import subprocess
 from netgptd.decode.packet import PROTO_TCP
 from netgptd.lab.safety import STOP_GRACE_S, LabError
 from netgptd.lab.scenario import LabContext, scenario
-from netgptd.lab.scenarios._attack_targets import (ATTACKER, CLIENT, VICTIM, Request, fetch, pace,
+from netgptd.lab.scenarios._attack_targets import (ATTACKER, CLIENT, VICTIM, Request, fetch,
                                                    serve_logged_http, stop_servers)
 from netgptd.lab.scenarios._servers import well_known_port
 from netgptd.lab.scenarios.http1 import PAGES, _Pages
@@ -58,7 +58,7 @@ def syn_flood(ctx: LabContext) -> None:
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
             while flood.poll() is None and ctx.running():
                 fetched += fetch(ctx, client_ip, (victim_ip, port), pages)
-                pace(ctx, fetched, BENIGN_RATE)
+                ctx.pace(fetched, BENIGN_RATE)
             for source_port in range(BASE_PORT, BASE_PORT + _stop_flood(ctx, flood)):
                 ctx.label(PROTO_TCP, (attacker_ip, source_port), (victim_ip, port), "Unknown", "dos")
     finally:

@@ -9,7 +9,7 @@ import itertools
 from urllib.parse import quote, quote_plus
 
 from netgptd.lab.scenario import LabContext, scenario
-from netgptd.lab.scenarios._attack_targets import (ATTACKER, CLIENT, VICTIM, Request, fetch, pace,
+from netgptd.lab.scenarios._attack_targets import (ATTACKER, CLIENT, VICTIM, Request, fetch,
                                                    serve_logged_http, stop_servers)
 from netgptd.lab.scenarios._servers import well_known_port
 from netgptd.lab.scenarios.http1 import PAGES, _Pages
@@ -76,6 +76,6 @@ def web_attacks(ctx: LabContext) -> None:
             fetch(ctx, attacker_ip, (victim_ip, port), [request], "webattack")
             if sent % BENIGN_EVERY == 1:
                 fetch(ctx, client_ip, (victim_ip, port), pages)
-            pace(ctx, sent, REQUEST_RATE)
+            ctx.pace(sent, REQUEST_RATE)
     finally:
         stop_servers([server])
