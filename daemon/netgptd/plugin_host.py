@@ -1,16 +1,28 @@
 """Plugins: pluggy hooks, found through the ``netgptd.plugins`` entry points.
 
 A plugin is a factory registered under a name in the ``netgptd.plugins``
-entry-point group; it is called with its settings (a dict) and returns an
-object with ``@hookimpl`` methods. Every hook implementation is called on
-its own: one that raises is logged and counted, and the others still run.
+entry-point group; it is called with its settings (the keyword arguments of
+its ``__init__``, checked against their annotations before the call, so a
+wrong key or type is named) and returns an object with ``@hookimpl``
+methods. Every hook implementation is called on its own: one that raises is
+logged and counted, and the others still run.
+
+Hooks run in the pipeline's asyncio loop thread. ``netgpt_start`` and
+``netgpt_close`` may return an awaitable (a plugin with network I/O starts
+its tasks there and flushes in close); the host awaits it, close with a
+deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import typing
 from collections import Counter
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Awaitable, Mapping
 
 import pluggy
 import structlog
@@ -23,7 +35,22 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class SensorContext:
+    """What a plugin may know of the sensor it runs in (given to ``netgpt_start``)."""
+
+    site: str = "default"
+    sensor: str = "sensor"
+    state_dir: Path = Path(".")
+    version: str = ""
+    model: Mapping[str, str] = field(default_factory=dict)  # name, version, provider; empty without a model
+
+
 class HookSpecs:
+    @hookspec
+    def netgpt_start(self, sensor: SensorContext) -> Awaitable[None] | None:
+        """The pipeline starts; called inside its running asyncio loop."""
+
     @hookspec
     def netgpt_event(self, event: dict[str, Any]) -> list[dict[str, Any]] | None:
         """An EVE event (flow, alert, stats, ...) ready to leave the sensor.
@@ -33,7 +60,16 @@ class HookSpecs:
         """
 
     @hookspec
-    def netgpt_close(self) -> None:
+    def netgpt_batch(self, size: int, seconds: float) -> None:
+        """One model inference ran: how many flows, and its wall time."""
+
+    @hookspec
+    def netgpt_status(self) -> dict[str, Any] | None:
+        """The plugin's own counters and gauges, for the periodic stats event
+        (under ``stats.plugins.<name>``)."""
+
+    @hookspec
+    def netgpt_close(self) -> Awaitable[None] | None:
         """The pipeline stops: flush and release what the plugin holds."""
 
 
@@ -46,32 +82,85 @@ def available() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Whether a TOML value fits a simple annotation (str, int, float, bool, list, dict, unions of them)."""
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if origin is not None:
+        annotation = origin
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation) if isinstance(annotation, type) else True
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def check_settings(name: str, factory: Any, settings: Mapping[str, Any]) -> None:
+    """Refuse unknown keys and values of the wrong type, naming ``[plugins.NAME] key``."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    signature = inspect.signature(factory)
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable annotations: leave the types to the plugin
+        hints = {}
+    params = signature.parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for key, value in settings.items():
+        if key not in params:
+            if takes_any:
+                continue
+            known = ", ".join(k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD) or "none"
+            raise PluginError(f"[plugins.{name}] {key}: unknown setting (known: {known})")
+        hint = hints.get(key, Any)
+        if not _type_ok(value, hint):
+            raise PluginError(f"[plugins.{name}] {key}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
+
+
+def load_plugin(name: str, settings: Mapping[str, Any]) -> object:
+    """Find plugin ``name``, check its settings and make it (PluginError names what is wrong)."""
+    installed = available()
+    if name not in installed:
+        known = ", ".join(sorted(installed)) or "none"
+        raise PluginError(f"unknown plugin {name!r} (installed: {known})")
+    factory = installed[name].load()
+    check_settings(name, factory, settings)
+    try:
+        return factory(**settings)
+    except (TypeError, ValueError, OSError) as exc:
+        raise PluginError(f"[plugins.{name}] {exc}") from None
+
+
 class PluginHost:
-    """Loads the enabled plugins and fans events out to them."""
+    """Loads the enabled plugins and fans hook calls out to them."""
 
     def __init__(self, enabled: Mapping[str, Mapping[str, Any]]) -> None:
         self.manager = pluggy.PluginManager(PROJECT)
         self.manager.add_hookspecs(HookSpecs)
         self.errors: Counter[str] = Counter()
-        installed = available()
+        self.settings: dict[str, dict[str, Any]] = {}
         for name, settings in enabled.items():
-            if name not in installed:
-                known = ", ".join(sorted(installed)) or "none"
-                raise PluginError(f"unknown plugin {name!r} (installed: {known})")
-            factory = installed[name].load()
-            try:
-                plugin = factory(**settings)
-            except (TypeError, ValueError, OSError) as exc:
-                raise PluginError(f"plugin {name!r}: {exc}") from None
-            self.manager.register(plugin, name=name)
+            self.add(load_plugin(name, settings), name)
+            self.settings[name] = dict(settings)
 
     def add(self, plugin: object, name: str) -> None:
-        """Register an in-process plugin object (not from an entry point)."""
+        """Register a plugin object (from an entry point, or in-process)."""
         self.manager.register(plugin, name=name)
 
-    def _call(self, hook: str, **kwargs: Any) -> list[Any]:
+    def _call(self, hook: str, names: set[str] | None = None, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of ``hook`` (of the plugins in ``names``, if given); (name, result) pairs."""
         results = []
         for impl in getattr(self.manager.hook, hook).get_hookimpls():
+            if names is not None and impl.plugin_name not in names:
+                continue
             try:
                 result = impl.function(**kwargs)
             except Exception:  # a plugin's failure must not stop the pipeline
@@ -79,13 +168,44 @@ class PluginHost:
                 log.exception("plugin_failed", plugin=impl.plugin_name, hook=hook)
                 continue
             if result:
-                results.append(result)
+                results.append((impl.plugin_name, result))
         return results
 
+    async def _await_all(self, hook: str, pending: list[tuple[str, Any]], timeout: float) -> None:
+        for name, result in pending:
+            if not inspect.isawaitable(result):
+                continue
+            try:
+                await asyncio.wait_for(result, timeout)
+            except Exception as exc:  # noqa: BLE001 -- counted and logged like any plugin failure
+                self.errors[name] += 1
+                log.error("plugin_failed", plugin=name, hook=hook, error=f"{type(exc).__name__}: {exc}")
+
+    async def start(self, sensor: SensorContext, names: set[str] | None = None, timeout: float = 10.0) -> None:
+        await self._await_all("netgpt_start", self._call("netgpt_start", names, sensor=sensor), timeout)
+
     def emit(self, event: dict[str, Any]) -> None:
-        for raised in self._call("netgpt_event", event=event):
+        for _, raised in self._call("netgpt_event", event=event):
             for new_event in raised:
                 self._call("netgpt_event", event=new_event)
 
+    def batch(self, size: int, seconds: float) -> None:
+        self._call("netgpt_batch", size=size, seconds=seconds)
+
+    def status(self) -> dict[str, Any]:
+        """Each plugin's own status, by plugin name."""
+        return {name: result for name, result in self._call("netgpt_status")}
+
+    async def aclose(self, names: set[str] | None = None, timeout: float = 10.0) -> None:
+        """Close plugins (all, or those in ``names``), awaiting their flushes up to ``timeout`` each."""
+        await self._await_all("netgpt_close", self._call("netgpt_close", names), timeout)
+        for name in list(names or self.settings):
+            if names is not None and self.manager.has_plugin(name):
+                self.manager.unregister(name=name)
+                self.settings.pop(name, None)
+
     def close(self) -> None:
-        self._call("netgpt_close")
+        """Close every plugin without a loop (replay): awaitables are run to completion."""
+        pending = self._call("netgpt_close")
+        if any(inspect.isawaitable(r) for _, r in pending):
+            asyncio.run(self._await_all("netgpt_close", pending, 10.0))

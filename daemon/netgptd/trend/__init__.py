@@ -1,0 +1,1 @@
+"""Traffic windows and trend forecasting (the edge LLM's first by-product)."""
