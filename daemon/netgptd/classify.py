@@ -18,6 +18,16 @@ BENIGN = "benign"
 SEVERITY = {"dos": 1, "bruteforce": 1, "webattack": 1, "scan": 2, "tunnel": 2, "mining": 2}
 
 
+def model_alert(flow: Flow, verdict: dict[str, Any], threshold: float) -> dict[str, Any] | None:
+    """The alert event for an attack verdict at or above ``threshold``; None for benign or unsure."""
+    attack = verdict.get("attack")
+    confidence = verdict.get("attack_confidence") or 0.0
+    if attack in (None, BENIGN) or confidence < threshold:
+        return None
+    signature = f"NetGPT {attack} detected ({verdict.get('app')})"
+    return alert_event(flow, flow.last_ns, signature, attack, SEVERITY.get(attack, 3), confidence, "model")
+
+
 class VerdictSource(Protocol):
     def verdicts(self, flows: Sequence[Flow]) -> list[dict[str, Any]]: ...
 
@@ -49,22 +59,16 @@ class ClassificationStage:
 
     def run(self) -> None:
         """Classify everything waiting, then emit the ended flows' records."""
-        todo = [f for f in self._early if f.verdict is None]
-        todo += [f for f in self._ended if f.verdict is None and f.first_packets]
+        # A flow can be in both lists (its buffer filled, then it ended before the batch ran): once.
+        todo = list({f.flow_id: f for f in [*self._early, *self._ended] if f.verdict is None and f.first_packets}.values())
         for flow, verdict in zip(todo, self.classifier.verdicts(todo)):
             flow.verdict = verdict
             self.classified += 1
-            self._maybe_alert(flow, verdict, flow.last_ns)
+            alert = model_alert(flow, verdict, self.alert_confidence)
+            if alert is not None:
+                self.alerts += 1
+                self.emit(alert)
         self._early.clear()
         ended, self._ended = self._ended, []
         for flow in ended:
             self.emit(flow_event(flow))
-
-    def _maybe_alert(self, flow: Flow, verdict: dict[str, Any], ts_ns: int) -> None:
-        attack = verdict.get("attack")
-        confidence = verdict.get("attack_confidence") or 0.0
-        if attack in (None, BENIGN) or confidence < self.alert_confidence:
-            return
-        self.alerts += 1
-        signature = f"NetGPT {attack} detected ({verdict.get('app')})"
-        self.emit(alert_event(flow, ts_ns, signature, attack, SEVERITY.get(attack, 3), confidence, "model"))

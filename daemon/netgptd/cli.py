@@ -22,6 +22,7 @@ from netgptd.model.tokenizer import TokenizerConfig
 from netgptd.lab.safety import LabError
 from netgptd.lab.scenarios import UNAVAILABLE
 from netgptd.plugin_host import PluginError, PluginHost
+from netgptd import service
 from netgptd.replay import replay
 from netgptd.synth.demo import write_demo_capture
 from netgptd.summary import SummaryCollector
@@ -214,9 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time network intelligence: flows, NetGPT traffic classification, edge LLM.",
     )
     parser.add_argument("--version", action="version", version=f"netgptd {__version__}")
-    parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
-                        help="structlog JSON events on stderr at this level and above (default warning)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        help="structlog JSON events at this level and above (default: warning on stderr; "
+                             "for 'run', info on stdout)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    service.add_parsers(sub)
 
     p = sub.add_parser("replay", help="replay capture files into EVE JSON flow records",
                        description="Replay pcap/pcapng files through decoder and flow table; "
@@ -301,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Like other Unix tools: a closed pipe (`netgptd replay --eve - ... | head`) ends us quietly.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = build_parser().parse_args(argv)
-    logs.configure(sys.stderr, args.log_level)
+    logs.configure(sys.stderr, args.log_level or "warning")
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -62,6 +62,8 @@ class DumpcapSource:
     ``packets()`` is being iterated, which then ends.
     """
 
+    live = True
+
     def __init__(
         self,
         interface: str,

@@ -41,6 +41,8 @@ class PcapFileSource:
     record or turned corrupt; ``damage`` says how, for the warning.
     """
 
+    live = False
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.name = f"pcap:{self.path}"

@@ -100,6 +100,8 @@ class _PromptLiveCapture(pyshark.LiveCapture):  # type: ignore[misc]
 class PysharkSource:
     """Packets from a live interface, read through pyshark.LiveCapture."""
 
+    live = True
+
     def __init__(self, interface: str, bpf: str | None = None) -> None:
         self.interface = interface
         self.bpf = bpf

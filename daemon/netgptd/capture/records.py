@@ -32,6 +32,9 @@ class CaptureSource(Protocol):
     """Anything that yields packet records: a file, pyshark, dumpcap."""
 
     name: str
+    # Live sources may wait for packets without end; their close() may be
+    # called from another thread to end packets(). A file never waits.
+    live: bool
 
     def packets(self) -> Iterator[PacketRecord]:
         """Yield records until the source ends (file end, stop, error)."""

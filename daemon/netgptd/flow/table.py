@@ -132,10 +132,7 @@ class FlowTable:
         """Account one packet; returns its flow (None for an unmatched fragment)."""
         ts = packet.ts_ns
         if ts > self.now_ns:
-            self.now_ns = ts
-            if ts // NS > self._now_s:
-                self._now_s = ts // NS
-                self._expire()
+            self.advance(ts)
         if packet.l4_off < 0:
             return self._add_fragment(packet)
         proto = packet.proto
@@ -154,6 +151,19 @@ class FlowTable:
         if packet.frag_more and packet.frag_id != NO_FRAGMENT:
             self._remember_fragment_train(packet, flow)
         return flow
+
+    def advance(self, now_ns: int) -> None:
+        """Move the table's clock forward (a packet, or a live capture's quiet spell): due flows end."""
+        if now_ns <= self.now_ns:
+            return
+        self.now_ns = now_ns
+        if now_ns // NS > self._now_s:
+            self._now_s = now_ns // NS
+            self._expire()
+
+    def set_buffers(self, first_packets: int, first_packet_bytes: int, payload_only: bool) -> None:
+        """Buffer what a new model reads (after a reload); flows already buffering keep what they have."""
+        self._buffer_packets, self._buffer_bytes, self._payload_only = first_packets, first_packet_bytes, payload_only
 
     def _account(self, flow: Flow, packet: Packet, toserver: bool) -> None:
         if packet.ts_ns > flow.last_ns:

@@ -37,6 +37,9 @@ class ModelSession:
         self.requested = tuple(prefer)
         available = ort.get_available_providers()
         offered = [p for p in self.requested if p in available]
+        if CUDA in offered and hasattr(ort, "preload_dlls"):
+            # onnxruntime-gpu finds CUDA and cuDNN from the nvidia-* wheels (the gpu extra) only when asked to.
+            ort.preload_dlls()
         if not offered:
             raise ValueError(f"none of the execution providers {', '.join(self.requested)} is in this onnxruntime "
                              f"(it has {', '.join(available)})")  # fmt: skip

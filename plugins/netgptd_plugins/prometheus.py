@@ -1,0 +1,224 @@
+"""Prometheus exporter: the sensor's counters, flow verdicts and inference timings on ``/metrics``.
+
+Two sources feed it:
+
+* The periodic ``stats`` event carries totals the pipeline keeps. The plugin
+  keeps a private copy of the latest one (its reference replaced in one
+  assignment, in the loop thread) and a custom collector turns it into
+  metric families at scrape time, in the HTTP server's thread, which only
+  reads it. A scrape thus sees one snapshot whole, and the values are
+  exactly what the pipeline counted, with no delta arithmetic to drift.
+  A key the snapshot lacks (no MQTT plugin, replay) gives no series.
+* Flow and alert events and ``netgpt_batch`` calls are counted as they pass,
+  in prometheus_client's own counters and histograms (which lock).
+
+Cardinality: no label holds an address, a port or a flow id. ``app`` and
+``attack`` are the class names of the loaded model (bounded by its label
+set) or ``unclassified``; alert ``category`` and ``source`` are the model's
+attack classes and the configured rule names; the labels taken from the
+stats event (reasons, kinds, queues, plugins) are fixed by the daemon's
+code and configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+import threading
+from typing import Any, Iterator, Mapping, NamedTuple
+from wsgiref.simple_server import WSGIServer
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from netgptd import __version__
+from netgptd.plugin_host import SensorContext, hookimpl
+
+log = structlog.get_logger(__name__)
+
+UNCLASSIFIED = "unclassified"
+CONFIDENCE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+INFERENCE_SECONDS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(11))  # 1 .. 1024
+_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
+
+
+class _Stat(NamedTuple):
+    """One metric read from the stats snapshot: the value at ``path``, or with
+    ``label``, the ``{label value: number}`` mapping there."""
+
+    path: tuple[str, ...]
+    name: str
+    help: str
+    counter: bool = True
+    label: str | None = None
+
+
+STATS_METRICS = (
+    _Stat(("uptime",), "netgpt_uptime_seconds", "Seconds since the pipeline started.", counter=False),
+    _Stat(("packets",), "netgpt_packets_total", "Packets captured."),
+    _Stat(("bytes",), "netgpt_bytes_total", "Bytes captured (on-wire length)."),
+    _Stat(("capture_drops",), "netgpt_capture_drops_total", "Packets the capture dropped, by where.", label="where"),
+    _Stat(("decode_errors",), "netgpt_decode_errors_total", "Packets that did not decode, by reason.", label="reason"),
+    _Stat(("skipped",), "netgpt_skipped_packets_total", "Packets skipped (not IP), by kind.", label="kind"),
+    _Stat(("flows",), "netgpt_flows_total", "Flows created."),
+    _Stat(("active_flows",), "netgpt_flows_active", "Flows in the flow table.", counter=False),
+    _Stat(("evictions",), "netgpt_flow_evictions_total", "Flows ended, by reason.", label="reason"),
+    _Stat(("emergency_entered",), "netgpt_flow_emergency_total", "Times the flow table entered emergency mode."),
+    _Stat(("fragments_unmatched",), "netgpt_fragments_unmatched_total", "IP fragments that matched no flow."),
+    _Stat(("classified",), "netgpt_flows_classified_total", "Flows the model classified."),
+    _Stat(("unclassified",), "netgpt_flows_unclassified_total", "Flows left unclassified, by reason.", label="reason"),
+    _Stat(("queues",), "netgpt_queue_depth", "Items waiting in each pipeline queue.", counter=False, label="queue"),
+    _Stat(("queue_limits",), "netgpt_queue_capacity", "Capacity of each pipeline queue.", counter=False, label="queue"),
+    _Stat(("watchdog", "pings"), "netgpt_watchdog_pings_total", "Watchdog pings sent."),
+    _Stat(("watchdog", "stalls"), "netgpt_watchdog_stalls_total", "Pipeline stalls the watchdog saw."),
+    _Stat(("plugin_errors",), "netgpt_plugin_errors_total", "Plugin hook failures, by plugin.", label="plugin"),
+    _Stat(("plugins", "mqtt", "connected"), "netgpt_mqtt_connected", "1 while connected to the broker.", counter=False),
+    _Stat(("plugins", "mqtt", "outbox_depth"), "netgpt_mqtt_outbox_depth", "Events waiting to be published.",
+          counter=False),  # fmt: skip
+    _Stat(("plugins", "mqtt", "outbox_dropped"), "netgpt_mqtt_outbox_dropped_total", "Events dropped, outbox full."),
+    _Stat(("plugins", "mqtt", "published"), "netgpt_mqtt_published_total", "Events published."),
+    _Stat(("plugins", "mqtt", "reconnects"), "netgpt_mqtt_reconnects_total", "Reconnections to the broker."),
+)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` as (host, port); ValueError naming ``listen`` otherwise."""
+    host, _, port = listen.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        host_ok = _is_ipv6(host)
+    else:
+        host_ok = bool(_HOSTNAME.fullmatch(host))
+    if not host_ok or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:9400 or [::1]:9400")
+    return host, int(port)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _at(stats: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = stats
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float))
+
+
+class _SnapshotCollector:
+    """Metric families from the latest stats snapshot and the sensor's identity, built per scrape."""
+
+    def __init__(self) -> None:
+        self.stats: Mapping[str, Any] = {}
+        self.sensor: SensorContext | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        stats, sensor = self.stats, self.sensor  # one read each: the scrape sees one snapshot
+        if sensor is not None:
+            build = GaugeMetricFamily("netgpt_build_info", "The daemon's version (value 1).", labels=["version"])
+            build.add_metric([sensor.version or __version__], 1)
+            yield build
+            if sensor.model:
+                keys = ["name", "version", "provider"]
+                model = GaugeMetricFamily("netgpt_model_info", "The loaded model (value 1).", labels=keys)
+                model.add_metric([str(sensor.model.get(k, "")) for k in keys], 1)
+                yield model
+        for stat in STATS_METRICS:
+            value = _at(stats, stat.path)
+            family_type = CounterMetricFamily if stat.counter else GaugeMetricFamily
+            if stat.label is None and _is_number(value):
+                yield family_type(stat.name, stat.help, value=value)
+            elif stat.label is not None and isinstance(value, Mapping):
+                family = family_type(stat.name, stat.help, labels=[stat.label])
+                for key, number in sorted(value.items()):
+                    if _is_number(number):
+                        family.add_metric([str(key)], number)
+                yield family
+
+
+class PrometheusPlugin:
+    """Serves ``/metrics`` on ``listen`` from its own registry (not the process-global one)."""
+
+    def __init__(self, listen: str = "127.0.0.1:9400") -> None:
+        self.listen = listen
+        self.host, self.port = parse_listen(listen)
+        self.registry = CollectorRegistry()
+        self._snapshot = _SnapshotCollector()
+        self.registry.register(self._snapshot)
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        r = self.registry
+        self.flows_ended = Counter("netgpt_flows_ended_total", "Ended flows by verdict.", ["app", "attack"], registry=r)
+        self.flow_bytes = Counter("netgpt_flow_bytes_total", "Bytes of ended flows, by app.", ["app"], registry=r)
+        self.flow_packets = Counter("netgpt_flow_packets_total", "Packets of ended flows, by app.", ["app"], registry=r)
+        self.app_confidence = Histogram("netgpt_app_confidence", "The model's app confidence per classified flow.",
+                                        buckets=CONFIDENCE_BUCKETS, registry=r)  # fmt: skip
+        self.attack_confidence = Histogram("netgpt_attack_confidence", "The model's attack confidence per classified "
+                                           "flow.", buckets=CONFIDENCE_BUCKETS, registry=r)  # fmt: skip
+        self.alerts = Counter("netgpt_alerts_total", "Alerts raised.", ["category", "severity", "source"], registry=r)
+        self.inference_seconds = Histogram("netgpt_inference_duration_seconds", "Wall time of one model inference.",
+                                           buckets=INFERENCE_SECONDS_BUCKETS, registry=r)  # fmt: skip
+        self.batch_size = Histogram("netgpt_inference_batch_size", "Flows per model inference.",
+                                    buckets=BATCH_SIZE_BUCKETS, registry=r)  # fmt: skip
+
+    @hookimpl
+    def netgpt_start(self, sensor: SensorContext) -> None:
+        """Bind the HTTP server; an address that cannot be bound is logged, and the daemon runs on without metrics."""
+        self._snapshot.sensor = sensor
+        try:
+            self._server, self._thread = start_http_server(self.port, addr=self.host, registry=self.registry)
+        except OSError as exc:
+            log.error("metrics_listen_failed", listen=self.listen, error=exc.strerror or str(exc))
+            return
+        log.info("metrics_listening", listen=self.listen)
+
+    @hookimpl
+    def netgpt_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event_type")
+        if kind == "stats" and isinstance(event.get("stats"), Mapping):
+            # A private copy: the pipeline may go on changing the dict it emitted.
+            self._snapshot.stats = copy.deepcopy(event["stats"])
+        elif kind == "flow":
+            self._flow(event)
+        elif kind == "alert":
+            alert = event.get("alert") or {}
+            self.alerts.labels(*(str(alert.get(k, "")) for k in ("category", "severity", "source"))).inc()
+
+    def _flow(self, event: Mapping[str, Any]) -> None:
+        verdict = event.get("netgpt") or {}
+        counts = event.get("flow") or {}
+        app = str(verdict.get("app") or UNCLASSIFIED)
+        self.flows_ended.labels(app, str(verdict.get("attack") or UNCLASSIFIED)).inc()
+        self.flow_bytes.labels(app).inc(counts.get("bytes_toserver", 0) + counts.get("bytes_toclient", 0))
+        self.flow_packets.labels(app).inc(counts.get("pkts_toserver", 0) + counts.get("pkts_toclient", 0))
+        for key, histogram in (("app_confidence", self.app_confidence), ("attack_confidence", self.attack_confidence)):
+            if _is_number(verdict.get(key)):
+                histogram.observe(verdict[key])
+
+    @hookimpl
+    def netgpt_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.inference_seconds.observe(seconds)
+
+    @hookimpl
+    def netgpt_close(self) -> None:
+        """Stop serving (blocks up to the server's 0.5 s poll interval) and free the port."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+        self._server = self._thread = None
