@@ -22,6 +22,7 @@ for tool in nmap hping3 hydra slowhttptest; do command -v $tool >/dev/null || mi
 command -v ssh >/dev/null || missing+=(openssh-client)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v gcc >/dev/null || missing+=(build-essential python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then

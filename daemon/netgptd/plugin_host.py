@@ -16,6 +16,7 @@ deadline.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import typing
 from collections import Counter
@@ -105,21 +106,29 @@ def _type_name(annotation: Any) -> str:
 
 
 def check_settings(name: str, factory: Any, settings: Mapping[str, Any]) -> None:
-    """Refuse unknown keys and values of the wrong type, naming ``[plugins.NAME] key``."""
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    signature = inspect.signature(factory)
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # unresolvable annotations: leave the types to the plugin
-        hints = {}
-    params = signature.parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    """Refuse unknown keys and values of the wrong type, naming ``[plugins.NAME] key``.
+
+    The keys are the factory's keyword parameters, or the fields of its
+    ``SETTINGS`` dataclass when it declares one (a plugin taking ``**settings``).
+    """
+    declared = getattr(factory, "SETTINGS", None)
+    if declared is not None and dataclasses.is_dataclass(declared):
+        fields = {f.name: f for f in dataclasses.fields(declared)}
+        hints, takes_any, target = typing.get_type_hints(declared), False, declared
+    else:
+        target = factory.__init__ if inspect.isclass(factory) else factory
+        params = inspect.signature(factory).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        fields = {k: p for k, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+        try:
+            hints = typing.get_type_hints(target)
+        except Exception:  # unresolvable annotations: leave the types to the plugin
+            hints = {}
     for key, value in settings.items():
-        if key not in params:
+        if key not in fields:
             if takes_any:
                 continue
-            known = ", ".join(k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD) or "none"
-            raise PluginError(f"[plugins.{name}] {key}: unknown setting (known: {known})")
+            raise PluginError(f"[plugins.{name}] {key}: unknown setting (known: {', '.join(fields) or 'none'})")
         hint = hints.get(key, Any)
         if not _type_ok(value, hint):
             raise PluginError(f"[plugins.{name}] {key}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")

@@ -9,6 +9,8 @@ from netgptd.rules import FlowRateRules, RuleSettings
 
 
 class RulesPlugin:
+    SETTINGS = RuleSettings  # what [plugins.rules] may set (checked by the plugin host)
+
     def __init__(self, **settings: Any) -> None:
         unknown = set(settings) - set(RuleSettings.__dataclass_fields__)
         if unknown:
