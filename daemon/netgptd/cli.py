@@ -23,6 +23,8 @@ from netgptd.lab.safety import LabError
 from netgptd.lab.scenarios import UNAVAILABLE
 from netgptd.plugin_host import PluginError, PluginHost
 from netgptd import service
+from netgptd.argtypes import count, non_negative, positive
+from netgptd.trend.commands import add_trend_eval_parser
 from netgptd.replay import replay
 from netgptd.synth.demo import write_demo_capture
 from netgptd.summary import SummaryCollector
@@ -188,27 +190,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netgptd",
@@ -272,18 +253,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and checksums computed), write them as a pcap, and report the share of them "
                                    "the same model classifies as APP.")  # fmt: skip
     p.add_argument("--app", required=True, help="application to generate (one of the model's apps)")
-    p.add_argument("-n", type=_positive, default=100, metavar="N", help="flows to generate (default 100)")
+    p.add_argument("-n", type=positive, default=100, metavar="N", help="flows to generate (default 100)")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="OUT.pcap", help="capture file to write")
     p.add_argument("--model", type=Path, metavar="DIR", help="model bundle (default: the one shipped with netgptd)")
-    p.add_argument("--temperature", type=_non_negative, default=1.0, metavar="T",
+    p.add_argument("--temperature", type=non_negative, default=1.0, metavar="T",
                    help="sampling temperature (default 1.0; 0: greedy)")  # fmt: skip
-    p.add_argument("--top-k", type=_count, default=0, metavar="K", help="sample among the K likeliest tokens (default 0: all)")
+    p.add_argument("--top-k", type=count, default=0, metavar="K", help="sample among the K likeliest tokens (default 0: all)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("eval", help="print a model bundle's evaluation (per-class P/R/F1, baselines, leakage)")
     p.add_argument("--model", type=Path, required=True, metavar="DIR")
     p.set_defaults(func=cmd_eval)
+
+    trend = sub.add_parser("trend", help="traffic trends: evaluate forecasters on series",
+                           description="Trend prediction, the edge LLM's first by-product.")  # fmt: skip
+    add_trend_eval_parser(trend.add_subparsers(dest="trend_command", metavar="TREND_COMMAND", required=True))
 
     lab = sub.add_parser("lab", help="record labelled traffic from real tools on loopback",
                          description="Traffic lab: scenarios start servers and clients (real tools) on "

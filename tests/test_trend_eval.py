@@ -1,0 +1,206 @@
+"""Series loading, season detection, forecasters, metrics and ``trend eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from netgptd import logs
+from netgptd.trend.commands import add_trend_eval_parser
+from netgptd.trend.evaluate import evaluate_series, mase, mean_scores, naive_scale, origins, rmae, smape
+from netgptd.trend.forecasters import FORECASTERS, HoltWinters, SeasonalNaive, seasonal_naive_forecast
+from netgptd.trend.series import SeriesError, detect_season, load_series
+
+RNG = np.random.default_rng(7)
+
+
+def write_csv(path: Path, values: np.ndarray | list[float], start: int = 1_400_000_000) -> Path:
+    lines = ["timestamp,value"] + [f"{np.datetime64(start + 300 * i, 's')},{v}" for i, v in enumerate(values)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def seasonal(points: int, period: int, noise: float = 0.3, trend: float = 0.0) -> np.ndarray:
+    t = np.arange(points)
+    return 10 + 3 * np.sin(2 * np.pi * t / period) + trend * t + RNG.normal(0, noise, points)
+
+
+def run_cli(argv: list[str]) -> int:
+    """Like ``netgptd trend ...``: structlog JSON on stderr at level warning, then the command."""
+    logs.configure(sys.stderr, "warning")
+    parser = argparse.ArgumentParser()
+    add_trend_eval_parser(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+# --- series files ---------------------------------------------------------
+
+
+def test_load_series_reads_values_and_times(tmp_path: Path) -> None:
+    series = load_series(write_csv(tmp_path / "s.csv", [1, 2.5, 0]))
+    assert series.name == "s"
+    assert series.values.tolist() == [1.0, 2.5, 0.0]
+    assert np.diff(series.timestamps).tolist() == [300.0, 300.0]
+
+
+@pytest.mark.parametrize(("text", "where", "what"), [
+    ("time,value\n2015-01-01 00:00:00,1\n", ":1:", "header"),
+    ("timestamp,value\n2015-01-01 00:00:00,1\nyesterday,2\n", ":3:", "bad timestamp 'yesterday'"),
+    ("timestamp,value\n2015-01-01 00:00:00,1\n2015-01-01 00:05:00,lots\n", ":3:", "bad value 'lots'"),
+    ("timestamp,value\n2015-01-01 00:00:00,1,2\n", ":2:", "expected 2 fields"),
+    ("timestamp,value\n2015-01-01 00:05:00,1\n2015-01-01 00:00:00,2\n", ":3:", "does not come after"),
+    ("timestamp,value\n2015-01-01 00:00:00,nan\n", ":2:", "not a finite number"),
+    ("timestamp,value\n", "", "no data rows"),
+    ("", ":1:", "header"),
+], ids=["header", "timestamp", "value", "fields", "order", "nan", "no-rows", "empty"])  # fmt: skip
+def test_bad_series_files_name_the_file_and_line(tmp_path: Path, text: str, where: str, what: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(SeriesError) as caught:
+        load_series(path)
+    assert str(caught.value).startswith(f"{path}{where}") and what in str(caught.value)
+
+
+# --- season detection ---------------------------------------------------------
+
+
+def test_detects_the_period_of_a_seasonal_series_even_with_bursts() -> None:
+    values = seasonal(2000, 24, noise=0.5)
+    values[RNG.integers(0, 2000, 20)] += 500  # bursts like the Twitter volumes'
+    assert detect_season(values) == 24
+    assert detect_season(seasonal(4 * 288, 288)) == 288
+
+
+@pytest.mark.parametrize("values", [
+    np.cumsum(np.random.default_rng(1).normal(size=3000)),  # persistent, but no season
+    np.random.default_rng(2).normal(size=3000),
+    np.full(1000, 5.0),
+    np.arange(30.0),  # too short for any candidate's two cycles but 12's
+])  # fmt: skip
+def test_no_season_is_1(values: np.ndarray) -> None:
+    assert detect_season(values) == 1
+
+
+# --- metrics, hand-computed -------------------------------------------------------
+
+
+def test_metric_formulas() -> None:
+    train = np.array([1.0, 3, 2, 6])
+    assert naive_scale(train, 1) == pytest.approx(7 / 3)  # |3-1|, |2-3|, |6-2|
+    assert naive_scale(train, 2) == pytest.approx(2.0)  # |2-1|, |6-3|
+    assert naive_scale(train, 12) == pytest.approx(7 / 3)  # no two seasons: lag 1
+    actual, forecast, reference = np.array([4.0, 4]), np.array([3.0, 6]), np.array([4.0, 2])
+    assert mase(actual, forecast, train, 2) == pytest.approx(1.5 / 2)
+    assert rmae(actual, forecast, reference) == pytest.approx(1.5 / 1)
+    assert smape(np.array([1.0, 2]), np.array([1.0, 4])) == pytest.approx((0 + 200 * 2 / 6) / 2)
+    assert smape(np.array([0.0, 0]), np.array([0.0, 5])) == pytest.approx(100.0)  # 0/0 counts 0, then 200
+    assert mase(actual, forecast, np.full(5, 3.0), 1) is None  # flat training part: no scale
+    assert rmae(actual, forecast, actual) is None
+
+
+def test_seasonal_naive_and_origins() -> None:
+    history = np.array([1.0, 2, 3, 4, 5, 6])
+    assert seasonal_naive_forecast(history, 5, 3).tolist() == [4, 5, 6, 4, 5]
+    assert seasonal_naive_forecast(history, 2, 1).tolist() == [6, 6]
+    assert seasonal_naive_forecast(np.array([7.0, 8]), 3, 3).tolist() == [7, 8, 7]
+    assert list(origins(20, 3, 2, 0.5)) == [10, 12, 14, 16]
+
+
+def test_rolling_origin_scores_on_a_line() -> None:
+    values = np.arange(10.0)
+    result = evaluate_series(values, {"last_value": SeasonalNaive(1), "holt_winters": HoltWinters(1)},
+                             horizon=2, step=1, season=1, train_fraction=0.5)  # fmt: skip
+    assert (result["train_points"], result["origins"]) == (5, 4)  # origins 5, 6, 7, 8
+    last = result["forecasters"]["last_value"]
+    assert last["mase"] == pytest.approx(1.5)  # errors 1 and 2 at every origin; training naive MAE 1
+    assert last["rmae"] == pytest.approx(1.0)  # season 1: seasonal naive is last value
+    expected = np.mean([200 * h / (2 * t + h - 2) for t in range(5, 9) for h in (1, 2)])  # A = t+h-1, F = t-1
+    assert last["smape"] == pytest.approx(expected)
+
+
+def test_holt_winters_beats_seasonal_naive_on_a_noisy_trending_season() -> None:
+    values = seasonal(800, 24, noise=0.8, trend=0.01)
+    result = evaluate_series(values, {"holt_winters": HoltWinters(24)}, horizon=12, step=6, season=24)
+    assert result["forecasters"]["holt_winters"]["rmae"] < 0.9
+
+
+@pytest.mark.parametrize("history", [np.zeros(500), np.full(50, 3.0), np.array([5.0, 7, 6]),
+                                     np.r_[np.zeros(490), 1, np.zeros(9)]])  # fmt: skip
+def test_holt_winters_never_crashes_on_short_flat_or_zero_series(history: np.ndarray) -> None:
+    model = HoltWinters(24)
+    model.fit(history)
+    forecast = model.predict(history, 12)
+    assert forecast.shape == (12,) and np.all(np.isfinite(forecast)) and np.all(forecast >= 0)
+    if np.ptp(history) == 0:
+        assert forecast.tolist() == [history[0]] * 12
+
+
+def test_another_forecaster_is_scored_under_its_own_name() -> None:
+    class Mean:
+        def fit(self, history: np.ndarray) -> None:
+            self.mean = float(history.mean())
+
+        def predict(self, history: np.ndarray, horizon: int) -> np.ndarray:
+            return np.full(horizon, self.mean)
+
+    values = seasonal(300, 12)
+    result = evaluate_series(values, {"mean": Mean(), "seasonal_naive": FORECASTERS["seasonal_naive"](12)},
+                             horizon=6, step=6, season=12)  # fmt: skip
+    assert set(result["forecasters"]) == {"mean", "seasonal_naive"}
+    assert result["forecasters"]["seasonal_naive"]["rmae"] == pytest.approx(1.0)
+    means = mean_scores([result, result])
+    assert means["mean"]["mase"] == pytest.approx(result["forecasters"]["mean"]["mase"])
+
+
+# --- the command ---------------------------------------------------------------------
+
+
+def test_trend_eval_writes_a_report_and_a_summary_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = write_csv(tmp_path / "a.csv", seasonal(400, 12))
+    b = write_csv(tmp_path / "b.csv", np.zeros(300))
+    out = tmp_path / "report.json"
+    assert run_cli(["eval", str(a), str(b), "--horizon", "6", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert (report["horizon"], report["step"], report["train_fraction"]) == (6, 6, 0.7)
+    assert report["series"]["a"]["season"] == 12 and report["series"]["b"]["season"] == 1
+    assert set(report["series"]["a"]["forecasters"]) == {"seasonal_naive", "last_value", "holt_winters"}
+    assert report["series"]["b"]["forecasters"]["holt_winters"]["mase"] is None  # all zeros: no scale
+    assert report["mean"]["seasonal_naive"]["rmae"] == pytest.approx(1.0)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    summary = captured.err.splitlines()[-1]
+    assert summary.startswith("trend eval: 2 series, H=6, mean rMAE: seasonal_naive 1.000 | last_value")
+
+
+def test_trend_eval_prints_json_and_reports_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_csv(tmp_path / "good.csv", seasonal(200, 12))
+    assert run_cli(["eval", str(good), "--season", "12", "--step", "3", "--forecaster", "last_value"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["series"]["good"]["season"] == 12 and set(report["mean"]) == {"last_value"}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,value\n2015-01-01 00:00:00,x\n")
+    assert run_cli(["eval", str(good), str(bad)]) == 2
+    assert f"netgptd: error: {bad}:2: bad value 'x'" in capsys.readouterr().err
+    short = write_csv(tmp_path / "short.csv", [1, 2, 3])
+    assert run_cli(["eval", str(short)]) == 2
+
+
+def test_trend_eval_on_a_real_corpus_series(corpus: Path, tmp_path: Path) -> None:
+    path = corpus / "series" / "ec2_network_in_257a54.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} not in the corpus")
+    out = tmp_path / "report.json"
+    assert run_cli(["eval", str(path), "--horizon", "12", "--out", str(out)]) == 0
+    series = json.loads(out.read_text())["series"]["ec2_network_in_257a54"]
+    assert series["points"] == 4032 and series["season"] == 12 and series["origins"] == 100
+    scores = series["forecasters"]
+    assert scores["seasonal_naive"]["rmae"] == pytest.approx(1.0)
+    for name in ("last_value", "holt_winters"):
+        assert all(np.isfinite(scores[name][metric]) for metric in ("mase", "rmae", "smape"))
+    assert scores["holt_winters"]["rmae"] < 1.05  # 0.985 with statsmodels 0.15: not worse than the benchmark
