@@ -196,6 +196,7 @@ class Pipeline:
         return stats
 
     async def _stats_loop(self) -> None:
+        self._emit_stats()  # at once, so metrics have every series from the first scrape
         while True:
             await asyncio.sleep(self.settings.stats.interval)
             stats = self._emit_stats()
