@@ -110,6 +110,11 @@ def stats_event(ts_ns: int, stats: dict[str, Any]) -> dict[str, Any]:
     return {"timestamp": timestamp(ts_ns), "event_type": "stats", "stats": stats}
 
 
+def dumps(event: dict[str, Any]) -> str:
+    """An event as compact JSON: an EVE line, an MQTT payload."""
+    return json.dumps(event, separators=(",", ":"))
+
+
 class EveWriter:
     """Writes one compact JSON object per line."""
 
@@ -118,5 +123,5 @@ class EveWriter:
         self.events = 0
 
     def write(self, event: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self.stream.write(dumps(event) + "\n")
         self.events += 1
