@@ -277,3 +277,28 @@ def test_unreachable_broker_is_a_warning_and_alerts_wait(mining: Path, tmp_path:
     assert warning["level"] == "warning" and "refused" in warning["error"].lower()
     stats = daemon.events("stats")[-1]["stats"]
     assert stats["plugins"]["mqtt"]["outbox_depth"] == len(daemon.events("alert")) > 0
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
+@pytest.mark.parametrize("kind", ["live", "pyshark"])
+def test_live_source_until_sigterm(kind: str, tmp_path: Path) -> None:
+    """Capture on lo (a BPF for one port), then SIGTERM: every conversation is reported as a flow."""
+    port = free_port()
+    config = tmp_path / "netgptd.toml"
+    config.write_text(f"[capture]\nbpf = \"udp port {port}\"\n[plugins.rules]\n")
+    daemon = Daemon(tmp_path, "--config", str(config), "--source", f"{kind}:lo")
+    try:
+        daemon.wait_for_log("started", timeout=60)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for client in range(5):
+                sender.sendto(b"hello %d" % client, ("127.0.0.1", port))
+                time.sleep(0.05)
+        time.sleep(1.5)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0
+    finally:
+        daemon.kill()
+    flows = daemon.events("flow")
+    assert len(flows) == 1 and flows[0]["dest_port"] == port and flows[0]["flow"]["pkts_toserver"] == 5
+    assert flows[0]["flow"]["reason"] == "shutdown"
