@@ -1,0 +1,44 @@
+"""Loading a local causal LM (and an optional LoRA adapter) for the edge LLM's tasks.
+
+Nothing is ever downloaded: ``local_files_only`` everywhere, and a folder
+that is not there is a readable :class:`LLMError`. torch and transformers
+are imported here, on first use, so the traffic path never pays for them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class LLMError(Exception):
+    """A model or adapter folder that cannot be used (the message names it)."""
+
+
+def load_causal_lm(model_dir: str | Path, adapter_dir: str | Path | None = None, threads: int | None = None) -> Any:
+    """A causal LM in eval mode from ``model_dir`` (a Hugging Face folder), with the LoRA adapter applied if given."""
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM
+    except ImportError as exc:
+        raise LLMError(f"the edge LLM needs the train extra (pip install 'netgptd[train]'): {exc}") from None
+    if threads:
+        torch.set_num_threads(threads)
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise LLMError(f"{model_dir}: not a model folder (no config.json)")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise LLMError(f"{model_dir}: cannot load: {exc}") from None
+    if adapter_dir is not None:
+        adapter_dir = Path(adapter_dir)
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise LLMError(f"{adapter_dir}: not a LoRA adapter folder (no adapter_config.json)")
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, adapter_dir, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise LLMError(f"{adapter_dir}: cannot load adapter: {exc}") from None
+    return model.eval()

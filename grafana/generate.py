@@ -1,0 +1,480 @@
+"""Write netgptd's Grafana dashboards (``grafana/dashboards/*.json``) from the panel lists below.
+
+The JSON files are what Grafana provisions; this script is where they are
+edited: change a panel here, run ``python grafana/generate.py``, and commit
+both (``tests/test_grafana.py`` fails while the two differ).
+
+Every panel and query uses the provisioned Prometheus datasource by its
+fixed uid, so the dashboards work on any Grafana that loads
+``grafana/provisioning``. Queries are scoped to the ``$instance`` variable
+(the sensors' metrics endpoints) and aggregate across the sensors picked.
+
+Counters that carry a label only exist once something happened (a decode
+error, a drop, an eviction). Where a zero is the true reading of "never
+happened", the query falls back to one series of value 0 (its label set to
+``none``) so the panel shows a flat line instead of "No data"; the fallback
+is used only where the left side is empty (``or on()``).
+
+Panels about the edge LLM's trend forecasts read metrics that are not
+exported yet; their description starts with ``edge-llm`` and the live test
+skips them.
+
+Metrics never carry addresses, ports or flow ids, and no query may group by
+one (the test checks).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DASHBOARDS = HERE / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "netgptd-prometheus"}
+EDGE_LLM = "edge-llm"  # description prefix of panels whose metrics do not exist yet
+SCHEMA_VERSION = 39
+SEL = '{instance=~"$instance"}'  # the selector every query starts from
+
+
+def sel(**labels: str) -> str:
+    """``{instance=~"$instance", k="v", ...}``: the instance filter plus exact label matches."""
+    extra = "".join(f', {k}="{v}"' for k, v in labels.items())
+    return '{instance=~"$instance"' + extra + "}"
+
+
+def rate(metric: str, by: str = "", window: str = "$__rate_interval") -> str:
+    """``sum [by (LABELS)] (rate(METRIC{instance}[window]))``."""
+    group = f" by ({by}) " if by else ""
+    return f"sum{group}(rate({metric}{SEL}[{window}]))"
+
+
+def increase(metric: str, by: str = "", window: str = "$__range") -> str:
+    group = f" by ({by}) " if by else ""
+    return f"sum{group}(increase({metric}{SEL}[{window}]))"
+
+
+def or_zero(expr: str, label: str | None = None) -> str:
+    """``EXPR``, or a single 0 (with ``label="none"``) at the times EXPR has no series.
+
+    Only for counters whose absence means "nothing happened yet".
+    """
+    zero = f'label_replace(vector(0), "{label}", "none", "", "")' if label else "vector(0)"
+    return f"{expr} or on() {zero}"
+
+
+def quantile(q: float, metric: str) -> str:
+    return f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket{SEL}[$__rate_interval])))"
+
+
+def mean(metric: str) -> str:
+    return f"sum(rate({metric}_sum{SEL}[$__rate_interval])) / sum(rate({metric}_count{SEL}[$__rate_interval]))"
+
+
+# -- panels ---------------------------------------------------------------------------------------------------------
+
+
+def target(expr: str, legend: str = "__auto", *, instant: bool = False, fmt: str = "time_series") -> dict[str, Any]:
+    """A Prometheus query, opened in Grafana's code editor (the builder cannot show ``or on()``)."""
+    return {"expr": expr, "legendFormat": legend, "instant": instant, "range": not instant, "format": fmt,
+            "editorMode": "code"}
+
+
+def panel(kind: str, title: str, description: str, targets: list[dict[str, Any]], *, w: int = 12, h: int = 8,
+          unit: str | None = None, options: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None,
+          custom: dict[str, Any] | None = None, overrides: list[dict[str, Any]] | None = None,
+          transformations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A panel on the provisioned datasource; its targets get refIds A, B, ... in order."""
+    field_defaults: dict[str, Any] = {}
+    if unit:
+        field_defaults["unit"] = unit
+    if custom:
+        field_defaults["custom"] = custom
+    field_defaults.update(defaults or {})
+    result: dict[str, Any] = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": dict(DATASOURCE),
+        "gridPos": {"h": h, "w": w},
+        "fieldConfig": {"defaults": field_defaults, "overrides": overrides or []},
+        "options": options or {},
+        "targets": [dict(t, datasource=dict(DATASOURCE), refId=chr(ord("A") + i)) for i, t in enumerate(targets)],
+    }
+    if transformations:
+        result["transformations"] = transformations
+    return result
+
+
+TIMESERIES_OPTIONS = {
+    "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+    "tooltip": {"mode": "multi", "sort": "desc"},
+}
+
+
+def timeseries(title: str, description: str, targets: list[dict[str, Any]], unit: str, *, stack: bool = False,
+               **kw: Any) -> dict[str, Any]:
+    custom = {
+        "drawStyle": "line",
+        "lineWidth": 1,
+        "fillOpacity": 25 if stack else 10,
+        "showPoints": "never",
+        "spanNulls": False,
+        "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+    }
+    return panel("timeseries", title, description, targets, unit=unit, custom=custom, options=TIMESERIES_OPTIONS, **kw)
+
+
+def stat(title: str, description: str, targets: list[dict[str, Any]], unit: str, *, w: int = 4, h: int = 4,
+         **kw: Any) -> dict[str, Any]:
+    options = {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "colorMode": "value",
+        "graphMode": "area",
+        "justifyMode": "auto",
+        "textMode": "auto",
+        "orientation": "auto",
+    }
+    return panel("stat", title, description, targets, w=w, h=h, unit=unit, options=options, **kw)
+
+
+def table(title: str, description: str, expr: str, columns: dict[str, str], *, value: str | None = None,
+          w: int = 12, h: int = 8) -> dict[str, Any]:
+    """An instant table of EXPR's labels.
+
+    ``columns`` maps label -> header, in their order; ``value`` names the value column (hidden when None).
+    """
+    exclude = {"Time": True}
+    rename = dict(columns)
+    if value:
+        rename["Value"] = value
+    else:
+        exclude["Value"] = True
+    order = {name: i for i, name in enumerate([*columns, "Value"])}
+    organize = {"excludeByName": exclude, "renameByName": rename, "indexByName": order, "includeByName": {}}
+    options = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"], "fields": ""}}
+    return panel("table", title, description, [target(expr, instant=True, fmt="table")], w=w, h=h, options=options,
+                 transformations=[{"id": "organize", "options": organize}])
+
+
+def bargauge(title: str, description: str, targets: list[dict[str, Any]], unit: str, *, w: int = 12, h: int = 8,
+             **kw: Any) -> dict[str, Any]:
+    options = {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "orientation": "horizontal",
+        "displayMode": "gradient",
+        "showUnfilled": True,
+        "valueMode": "color",
+        "namePlacement": "auto",
+        "sizing": "auto",
+        "minVizHeight": 10,
+        "minVizWidth": 0,
+        "maxVizHeight": 300,
+    }
+    return panel("bargauge", title, description, targets, w=w, h=h, unit=unit, options=options, **kw)
+
+
+def heatmap(title: str, description: str, expr: str, *, w: int = 12, h: int = 8) -> dict[str, Any]:
+    """Buckets of a Prometheus histogram over time (Grafana de-accumulates them: format heatmap)."""
+    options = {
+        "calculate": False,
+        "cellGap": 1,
+        "yAxis": {"axisPlacement": "left", "reverse": False},
+        "rowsFrame": {"layout": "le"},
+        "color": {"mode": "scheme", "scheme": "Oranges", "exponent": 0.5, "fill": "dark-orange", "steps": 64,
+                  "reverse": False},
+        "cellValues": {"unit": "short"},
+        "filterValues": {"le": 1e-9},
+        "legend": {"show": True},
+        "showValue": "auto",
+        "tooltip": {"mode": "single", "yHistogram": True, "showColorScale": False},
+        "exemplars": {"color": "rgba(255,0,255,0.7)"},
+    }
+    return panel("heatmap", title, description, [target(expr, "{{le}}", fmt="heatmap")], w=w, h=h, options=options)
+
+
+def row(title: str) -> dict[str, Any]:
+    return {"type": "row", "title": title, "collapsed": False, "datasource": dict(DATASOURCE),
+            "gridPos": {"h": 1, "w": 24}, "panels": []}
+
+
+def thresholds(*steps: tuple[str, float | None]) -> dict[str, Any]:
+    return {"thresholds": {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in steps]}}
+
+
+DASHED = [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+          {"id": "custom.fillOpacity", "value": 0}]
+RED_FROM_ONE = thresholds(("green", None), ("red", 1))
+
+
+def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Number the panels and place them left to right, wrapping at 24 columns; a row starts a new line."""
+    x = y = line_h = 0
+    for i, p in enumerate(panels, 1):
+        p["id"] = i
+        pos = p["gridPos"]
+        if p["type"] == "row" or x + pos["w"] > 24:
+            x, y, line_h = 0, y + line_h, 0
+        pos["x"], pos["y"] = x, y
+        x += pos["w"]
+        line_h = max(line_h, pos["h"])
+        if p["type"] == "row":
+            x, y, line_h = 0, y + pos["h"], 0
+    return panels
+
+
+def dashboard(uid: str, title: str, description: str, panels: list[dict[str, Any]]) -> dict[str, Any]:
+    sensors = "label_values(netgpt_build_info, instance)"
+    instance = {
+        "name": "instance",
+        "label": "Sensor",
+        "type": "query",
+        "datasource": dict(DATASOURCE),
+        "definition": sensors,
+        "query": {"query": sensors, "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1},
+        "refresh": 2,
+        "includeAll": True,
+        "allValue": ".*",
+        "multi": True,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "options": [],
+        "regex": "",
+        "sort": 1,
+        "hide": 0,
+        "skipUrlSync": False,
+    }
+    annotation = {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
+                  "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
+                  "type": "dashboard"}  # fmt: skip
+    link = {"title": "netgptd", "type": "dashboards", "tags": ["netgptd"], "asDropdown": False,
+            "icon": "external link", "includeVars": True, "keepTime": True, "targetBlank": False, "tooltip": "",
+            "url": ""}  # fmt: skip
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["netgptd"],
+        "editable": True,
+        "graphTooltip": 1,
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "refresh": "30s",
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "time": {"from": "now-1h", "to": "now"},
+        "timepicker": {},
+        "timezone": "browser",
+        "weekStart": "",
+        "annotations": {"list": [annotation]},
+        "links": [link],
+        "templating": {"list": [instance]},
+        "panels": layout(panels),
+    }
+
+
+# -- the dashboards -------------------------------------------------------------------------------------------------
+
+
+def classified_share(h: int = 4) -> dict[str, Any]:
+    classified = increase("netgpt_flows_classified_total")
+    unclassified = increase("netgpt_flows_unclassified_total")
+    return stat("Classified", "Share of the ended flows the model gave a verdict, over the time range.",
+                [target(f"{classified} / ({classified} + ({unclassified} or vector(0)))", "classified", instant=True)],
+                "percentunit", h=h, defaults={"min": 0, "max": 1})
+
+
+def uptime() -> dict[str, Any]:
+    return stat("Uptime", "Seconds since each sensor's daemon started.",
+                [target(f"max by (instance) (netgpt_uptime_seconds{SEL})", "{{instance}}")], "s")
+
+
+def overview() -> dict[str, Any]:
+    panels = [
+        uptime(),
+        stat("Active flows", "Flows in the flow tables now.", [target(f"sum(netgpt_flows_active{SEL})", "active")],
+             "short"),
+        stat("Traffic", "Bytes per second captured (all sensors picked).",
+             [target(rate("netgpt_bytes_total"), "bytes/s")], "Bps"),
+        stat("Flows ended", "Flows ended in the time range.",
+             [target(or_zero(increase("netgpt_flows_ended_total")), "flows", instant=True)], "short"),
+        stat("Alerts", "Alerts raised in the time range (model and rules).",
+             [target(or_zero(increase("netgpt_alerts_total")), "alerts", instant=True)], "short",
+             defaults=RED_FROM_ONE),
+        classified_share(),
+        row("Traffic"),
+        timeseries("Bytes per second", "Bytes captured per second, by sensor.",
+                   [target(rate("netgpt_bytes_total", "instance"), "{{instance}}")], "Bps"),
+        timeseries("Packets per second", "Packets captured per second, by sensor.",
+                   [target(rate("netgpt_packets_total", "instance"), "{{instance}}")], "pps"),
+        row("Applications"),
+        timeseries("Flows by app", "Flows ended per second, by the model's app verdict.",
+                   [target(rate("netgpt_flows_ended_total", "app"), "{{app}}")], "short", stack=True),
+        timeseries("Bytes by app", "Bytes per second of the ended flows, by app (counted when a flow ends).",
+                   [target(rate("netgpt_flow_bytes_total", "app"), "{{app}}")], "Bps", stack=True),
+        timeseries("Packets by app", "Packets per second of the ended flows, by app.",
+                   [target(rate("netgpt_flow_packets_total", "app"), "{{app}}")], "pps", stack=True),
+        bargauge("Top apps by bytes", "The ten apps with the most bytes in the time range.",
+                 [target(f"topk(10, {increase('netgpt_flow_bytes_total', 'app')})", "{{app}}", instant=True)],
+                 "bytes"),
+        row("Alerts"),
+        timeseries("Alerts by category", "Alerts per second by category; 0 (category none) while there are none.",
+                   [target(or_zero(rate("netgpt_alerts_total", "category"), "category"), "{{category}}")], "short",
+                   stack=True),
+        timeseries("Flows by attack verdict", "Flows ended per second, by the model's attack verdict.",
+                   [target(rate("netgpt_flows_ended_total", "attack"), "{{attack}}")], "short", stack=True),
+        table("Top alerting sources", "Alerts in the time range by what raised them (model, or a rule's name), "
+              "category and severity. Metrics carry no addresses: the alerts themselves (EVE, MQTT) name the hosts.",
+              f"sort_desc({increase('netgpt_alerts_total', 'source, category, severity')})",
+              {"source": "source", "category": "category", "severity": "severity"}, value="alerts", w=24),
+        row("Edge LLM trends"),
+        timeseries("Trend forecast vs actual", f"{EDGE_LLM}: the edge LLM's forecast of each series (by horizon, "
+                   "dashed) against the series' actual value.",
+                   [target(f"max by (series) (netgpt_trend_actual{SEL})", "{{series}} actual"),
+                    target(f"max by (series, horizon) (netgpt_trend_forecast{SEL})",
+                           "{{series}} forecast +{{horizon}}")],
+                   "short", w=24, overrides=[{"matcher": {"id": "byRegexp", "options": ".*forecast.*"},
+                                              "properties": DASHED}]),
+    ]
+    return dashboard("netgptd-overview", "netgptd / Overview",
+                     "Traffic, applications and alerts of the netgptd sensors.", panels)
+
+
+def health() -> dict[str, Any]:
+    drops = f"({increase('netgpt_capture_drops_total')} or vector(0))"
+    mqtt_states = {"0": {"text": "disconnected", "color": "red", "index": 0},
+                   "1": {"text": "connected", "color": "green", "index": 1}}
+    panels = [
+        uptime(),
+        table("Sensors", "Each sensor's netgptd version.", f"max by (instance, version) (netgpt_build_info{SEL})",
+              {"instance": "sensor", "version": "version"}, w=8, h=4),
+        stat("Capture drop share", "Packets dropped by the capture (kernel, interface) over packets seen plus "
+             "dropped, in the time range.",
+             [target(f"{drops} / ({increase('netgpt_packets_total')} + {drops})", "dropped", instant=True)],
+             "percentunit", defaults=thresholds(("green", None), ("orange", 0.001), ("red", 0.01))),
+        stat("Flow table emergencies", "Times the flow table was full and went to emergency timeouts, in the time "
+             "range.", [target(increase("netgpt_flow_emergency_total"), "emergencies", instant=True)], "short",
+             defaults=RED_FROM_ONE),
+        stat("Watchdog stalls", "Pipeline stalls the watchdog saw in the time range.",
+             [target(increase("netgpt_watchdog_stalls_total"), "stalls", instant=True)], "short",
+             defaults=RED_FROM_ONE),
+        row("Capture and decode"),
+        timeseries("Capture drops", "Packets dropped per second, by where (kernel, interface).",
+                   [target(or_zero(rate("netgpt_capture_drops_total", "where"), "where"), "{{where}}")], "pps"),
+        timeseries("Decode errors", "Packets the decoder could not read, per second, by reason.",
+                   [target(or_zero(rate("netgpt_decode_errors_total", "reason"), "reason"), "{{reason}}")], "pps"),
+        timeseries("Skipped packets", "Packets not tracked, per second: by kind (not IP: ARP, ...), and IP "
+                   "fragments that matched no flow.",
+                   [target(or_zero(rate("netgpt_skipped_packets_total", "kind"), "kind"), "{{kind}}"),
+                    target(rate("netgpt_fragments_unmatched_total"), "unmatched fragments")], "pps"),
+        timeseries("Plugin errors", "Plugin hook failures per second, by plugin.",
+                   [target(or_zero(rate("netgpt_plugin_errors_total", "plugin"), "plugin"), "{{plugin}}")], "short"),
+        row("Pipeline"),
+        timeseries("Queue depth vs capacity", "Items waiting in each pipeline queue (solid) against its capacity "
+                   "(dashed).",
+                   [target(f"max by (queue) (netgpt_queue_depth{SEL})", "{{queue}} depth"),
+                    target(f"max by (queue) (netgpt_queue_capacity{SEL})", "{{queue}} capacity")], "short",
+                   overrides=[{"matcher": {"id": "byRegexp", "options": ".* capacity"}, "properties": DASHED}]),
+        bargauge("Queue fill", "Each queue's depth over its capacity now (the fullest sensor).",
+                 [target(f"max by (queue) (netgpt_queue_depth{SEL} / netgpt_queue_capacity{SEL})", "{{queue}}",
+                         instant=True)], "percentunit",
+                 defaults={"min": 0, "max": 1, **thresholds(("green", None), ("orange", 0.5), ("red", 0.9))}),
+        timeseries("Unclassified flows", "Ended flows the model gave no verdict, per second, by reason.",
+                   [target(or_zero(rate("netgpt_flows_unclassified_total", "reason"), "reason"), "{{reason}}")],
+                   "short"),
+        timeseries("Watchdog", "systemd watchdog pings per second, and stalls in each interval (pings stay 0 "
+                   "without systemd's watchdog).",
+                   [target(rate("netgpt_watchdog_pings_total"), "pings/s"),
+                    target(increase("netgpt_watchdog_stalls_total", window="$__rate_interval"), "stalls")], "short",
+                   overrides=[{"matcher": {"id": "byName", "options": "stalls"},
+                               "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}}]}]),
+        row("Flow table"),
+        timeseries("Active flows", "Flows in the flow table, by sensor.",
+                   [target(f"sum by (instance) (netgpt_flows_active{SEL})", "{{instance}}")], "short"),
+        timeseries("New flows", "Flows started per second, by sensor.",
+                   [target(rate("netgpt_flows_total", "instance"), "{{instance}}")], "short"),
+        timeseries("Flow evictions", "Flows ended per second by why (timeout, emergency, tcp reuse, shutdown, ...), "
+                   "and emergency-mode entries.",
+                   [target(or_zero(rate("netgpt_flow_evictions_total", "reason"), "reason"), "{{reason}}"),
+                    target(increase("netgpt_flow_emergency_total", window="$__rate_interval"), "emergency entries")],
+                   "short", w=24),
+        row("MQTT"),
+        stat("MQTT connected", "Whether each sensor's MQTT client is connected to the broker now (no data: MQTT "
+             "is off).", [target(f"max by (instance) (netgpt_mqtt_connected{SEL})", "{{instance}}")], "none",
+             defaults={"mappings": [{"type": "value", "options": mqtt_states}]}),
+        stat("MQTT reconnects", "Reconnections to the broker in the time range.",
+             [target(increase("netgpt_mqtt_reconnects_total"), "reconnects", instant=True)], "short"),
+        stat("MQTT dropped", "Events dropped from a full outbox in the time range.",
+             [target(increase("netgpt_mqtt_outbox_dropped_total"), "dropped", instant=True)], "short",
+             defaults=RED_FROM_ONE),
+        timeseries("MQTT outbox depth", "Events waiting to be published, by sensor.",
+                   [target(f"max by (instance) (netgpt_mqtt_outbox_depth{SEL})", "{{instance}}")], "short"),
+        timeseries("MQTT throughput", "Events published, dropped from a full outbox, and reconnects, per second.",
+                   [target(rate("netgpt_mqtt_published_total"), "published"),
+                    target(rate("netgpt_mqtt_outbox_dropped_total"), "dropped"),
+                    target(rate("netgpt_mqtt_reconnects_total"), "reconnects")], "short", w=24),
+    ]
+    return dashboard("netgptd-health", "netgptd / Sensor health",
+                     "Capture, decode, queues, flow table, MQTT and watchdog of the netgptd sensors.", panels)
+
+
+def model() -> dict[str, Any]:
+    latency = "netgpt_inference_duration_seconds"
+    batch = "netgpt_inference_batch_size"
+
+    def confidence(name: str, window: str) -> str:
+        return f"sum by (le) (increase(netgpt_{name}_confidence_bucket{SEL}[{window}]))"
+
+    panels = [
+        table("Model", "The model each sensor runs: name, version, and the execution provider (CPU, CUDA, ...).",
+              f"max by (instance, name, version, provider) (netgpt_model_info{SEL})",
+              {"instance": "sensor", "name": "model", "version": "version", "provider": "provider"}, w=16, h=5),
+        stat("Inferences", "Model batches run per second.", [target(rate(f"{latency}_count"), "batches/s")],
+             "short", h=5),
+        classified_share(h=5),
+        row("Inference"),
+        timeseries("Inference latency", "Wall time of one model batch: quantiles from the histogram, and the mean.",
+                   [target(quantile(0.5, latency), "p50"), target(quantile(0.9, latency), "p90"),
+                    target(quantile(0.99, latency), "p99"), target(mean(latency), "mean")], "s"),
+        timeseries("Batch size", "Flows per model batch: quantiles from the histogram, and the mean.",
+                   [target(quantile(0.5, batch), "p50"), target(quantile(0.9, batch), "p90"),
+                    target(quantile(0.99, batch), "p99"), target(mean(batch), "mean")], "short"),
+        timeseries("Classified vs unclassified", "Ended flows per second that got the model's verdict, and those "
+                   "that did not.",
+                   [target(rate("netgpt_flows_classified_total"), "classified"),
+                    target(or_zero(rate("netgpt_flows_unclassified_total")), "unclassified")], "short", stack=True),
+        timeseries("Unclassified by reason", "Ended flows without a verdict, per second, by reason.",
+                   [target(or_zero(rate("netgpt_flows_unclassified_total", "reason"), "reason"), "{{reason}}")],
+                   "short"),
+        row("Confidence"),
+        heatmap("App confidence", "How sure the model was of its app verdicts: flows per confidence bucket over "
+                "time.", confidence("app", "$__rate_interval")),
+        heatmap("Attack confidence", "How sure the model was of its attack verdicts: flows per confidence bucket "
+                "over time.", confidence("attack", "$__rate_interval")),
+        bargauge("App confidence distribution", "Verdicts in the time range per app-confidence bucket (upper "
+                 "bound).", [target(confidence("app", "$__range"), "{{le}}", instant=True, fmt="heatmap")], "short"),
+        bargauge("Attack confidence distribution", "Verdicts in the time range per attack-confidence bucket (upper "
+                 "bound).", [target(confidence("attack", "$__range"), "{{le}}", instant=True, fmt="heatmap")],
+                 "short"),
+    ]
+    return dashboard("netgptd-model", "netgptd / Model",
+                     "The NetGPT model on the netgptd sensors: latency, batches, coverage, confidence.", panels)
+
+
+BUILDERS = {"overview.json": overview, "health.json": health, "model.json": model}
+
+
+def render(builder: Any) -> str:
+    return json.dumps(builder(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    DASHBOARDS.mkdir(exist_ok=True)
+    for name, builder in BUILDERS.items():
+        (DASHBOARDS / name).write_text(render(builder), encoding="utf-8")
+        print(f"wrote {DASHBOARDS / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
