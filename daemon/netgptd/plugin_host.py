@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Awaitable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 import pluggy
 import structlog
@@ -45,6 +45,9 @@ class SensorContext:
     state_dir: Path = Path(".")
     version: str = ""
     model: Mapping[str, str] = field(default_factory=dict)  # name, version, provider; empty without a model
+    # Hands an event to every plugin, for what a plugin produces later (a forecast, an answer).
+    # Call it in the loop thread (from another thread: loop.call_soon_threadsafe(emit, event)).
+    emit: Callable[[dict[str, Any]], None] = field(default=lambda event: None, compare=False, repr=False)
 
 
 class HookSpecs:

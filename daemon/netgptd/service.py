@@ -107,9 +107,9 @@ def state_dir(settings: Settings) -> Path:
     return path
 
 
-def sensor_context(settings: Settings, model: Model | None) -> SensorContext:
+def sensor_context(settings: Settings, model: Model | None, plugins: PluginHost) -> SensorContext:
     return SensorContext(site=settings.sensor.site, sensor=settings.sensor.sensor, state_dir=state_dir(settings),
-                         version=__version__, model=dict(model.info) if model else {})  # fmt: skip
+                         version=__version__, model=dict(model.info) if model else {}, emit=plugins.emit)  # fmt: skip
 
 
 class Service:
@@ -122,7 +122,7 @@ class Service:
         self.plugins = plugins
         self.notifier = notifier
         self.pipeline = Pipeline(settings, source, plugins, model, notifier)
-        self.context = sensor_context(settings, model)
+        self.context = sensor_context(settings, model, plugins)
         self._reloading: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -180,7 +180,7 @@ class Service:
         self.pipeline.replace_model(model)
         self.pipeline.apply(new)
         self.settings = new
-        self.context = sensor_context(new, model)
+        self.context = sensor_context(new, model, self.plugins)
         await self.plugins.start(self.context, names=set(fresh))
         log.info("reloaded", plugins_restarted=sorted(changed), model=model.info if model else None,
                  flows_tracked=self.pipeline.ingest.flows.active)  # fmt: skip
