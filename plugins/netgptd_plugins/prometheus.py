@@ -131,10 +131,12 @@ class _SnapshotCollector:
             build = GaugeMetricFamily("netgpt_build_info", "The daemon's version (value 1).", labels=["version"])
             build.add_metric([sensor.version or __version__], 1)
             yield build
-            if sensor.model:
+            # The stats event names the model serving now (it changes on reload); before one, the start's.
+            loaded = stats["model"] if "model" in stats else sensor.model
+            if loaded:
                 keys = ["name", "version", "provider"]
                 model = GaugeMetricFamily("netgpt_model_info", "The loaded model (value 1).", labels=keys)
-                model.add_metric([str(sensor.model.get(k, "")) for k in keys], 1)
+                model.add_metric([str(loaded.get(k, "")) for k in keys], 1)
                 yield model
         for stat in STATS_METRICS:
             value = _at(stats, stat.path)
