@@ -66,6 +66,11 @@ class Daemon:
     def signal(self, sig: signal.Signals) -> None:
         self.process.send_signal(sig)
 
+    def terminate(self) -> int:
+        """SIGTERM, as systemd stops it; the exit status."""
+        self.signal(signal.SIGTERM)
+        return self.wait()
+
     def wait(self, timeout: float = 60.0) -> int:
         try:
             code = self.process.wait(timeout)
@@ -94,6 +99,17 @@ def canonical(event: dict[str, Any]) -> str:
     return json.dumps(event, sort_keys=True)
 
 
+def every_alert_in(alerts: list[dict[str, Any]], topic: str | None = None) -> Any:
+    """A ``Subscriber.wait_for`` condition: each alert (as many times as in EVE) arrived, on ``topic`` if given."""
+    expected = Counter(canonical(a) for a in alerts)
+
+    def delivered(messages: list) -> bool:
+        got = Counter(canonical(json.loads(r.payload)) for r in messages if topic in (None, r.topic))
+        return all(got[k] >= n for k, n in expected.items())
+
+    return delivered
+
+
 def retained(broker: Mosquitto, topic: str) -> bytes:
     """What a new subscriber gets at once on ``topic``: the retained message."""
     with Subscriber(broker, topic) as late:
@@ -114,21 +130,14 @@ def test_end_to_end_mqtt_metrics_eve(mining: Path, mosquitto: Mosquitto, tmp_pat
             scraped = urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5).read().decode()
             assert "netgpt_packets_total" in scraped and 'provider="CPUExecutionProvider"' in scraped
             time.sleep(1.0)
-            daemon.signal(signal.SIGTERM)
-            assert daemon.wait() == 0
+            assert daemon.terminate() == 0
         finally:
             daemon.kill()
         alerts = daemon.events("alert")
         assert alerts, "the mining capture should raise alerts"
         assert {a["alert"]["category"] for a in alerts} >= {"mining"}
         assert len(daemon.events("flow")) < 1325, "SIGTERM came before the capture's end"
-        expected = Counter(canonical(a) for a in alerts)
-
-        def delivered(messages: list) -> bool:
-            got = Counter(canonical(json.loads(r.payload)) for r in messages if r.topic == "netgpt/lab/s1/alerts")
-            return all(got[k] >= n for k, n in expected.items())
-
-        watcher.wait_for(delivered, timeout=10)
+        watcher.wait_for(every_alert_in(alerts, "netgpt/lab/s1/alerts"), timeout=10)
     assert retained(mosquitto, "netgpt/lab/s1/status") == b"offline"
     stopped = daemon.wait_for_log("stopped")
     assert stopped["flows"] == len(daemon.events("flow"))
@@ -148,13 +157,7 @@ def test_broker_outage_loses_no_alert(mining: Path, mosquitto: Mosquitto, tmp_pa
             daemon.kill()
         log = daemon.entries()
         assert any(e.get("event") == "mqtt_disconnected" for e in log)
-        expected = Counter(canonical(a) for a in daemon.events("alert"))
-
-        def delivered(messages: list) -> bool:
-            got = Counter(canonical(json.loads(r.payload)) for r in messages)
-            return all(got[k] >= n for k, n in expected.items())
-
-        watcher.wait_for(delivered, timeout=20)
+        watcher.wait_for(every_alert_in(daemon.events("alert")), timeout=20)
     stats = daemon.events("stats")[-1]["stats"]
     assert stats["plugins"]["mqtt"]["outbox_dropped"] == 0
 
@@ -295,8 +298,7 @@ def test_live_source_until_sigterm(kind: str, tmp_path: Path) -> None:
                 sender.sendto(b"hello %d" % client, ("127.0.0.1", port))
                 time.sleep(0.05)
         time.sleep(1.5)
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait() == 0
+        assert daemon.terminate() == 0
     finally:
         daemon.kill()
     flows = daemon.events("flow")
