@@ -249,6 +249,21 @@ def test_active_timeout_continues_in_a_new_record() -> None:
     assert third.start_ns == T0 + 120 * NS
 
 
+def test_continuation_keeps_first_packets_until_a_verdict() -> None:
+    """A record continued after an active timeout inherits the verdict, or the packets to get one."""
+    udp_t = Timeouts(30, 300, 0, 10, 100, 0, active=60)
+    table = FlowTable(FlowConfig(timeouts={"default": DEFAULT_T, "udp": udp_t}, first_packets=2))
+    first = table.add(u4(0, A, B, 5000, 53, b"q"))
+    table.add(u4(1, B, A, 53, 5000, b"r"))
+    second = table.add(u4(60, A, B, 5000, 53, b"q2"))
+    assert first is not None and second is not None and second is not first
+    assert second.verdict is None and second.first_packets == first.first_packets
+    assert second.first_packets is not first.first_packets  # its own list
+    second.verdict = {"app": "DNS"}
+    third = table.add(u4(120, A, B, 5000, 53, b"q3"))
+    assert third is not None and third.verdict == {"app": "DNS"} and third.first_packets is None
+
+
 def test_active_timeout_moves_fragment_trains_to_the_new_record() -> None:
     udp_t = Timeouts(30, 300, 0, 10, 100, 0, active=10)
     table = FlowTable(FlowConfig(timeouts={"default": DEFAULT_T, "udp": udp_t}))

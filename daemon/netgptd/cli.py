@@ -25,6 +25,7 @@ from netgptd.plugin_host import PluginError, PluginHost
 from netgptd import service
 from netgptd.argtypes import count, non_negative, positive
 from netgptd.trend.commands import add_trend_eval_parser
+from netgptd.cloud.serve import add_serve_llm_parser
 from netgptd.replay import replay
 from netgptd.synth.demo import write_demo_capture
 from netgptd.summary import SummaryCollector
@@ -269,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     trend = sub.add_parser("trend", help="traffic trends: evaluate forecasters on series",
                            description="Trend prediction, the edge LLM's first by-product.")  # fmt: skip
     add_trend_eval_parser(trend.add_subparsers(dest="trend_command", metavar="TREND_COMMAND", required=True))
+
+    add_serve_llm_parser(sub)
 
     lab = sub.add_parser("lab", help="record labelled traffic from real tools on loopback",
                          description="Traffic lab: scenarios start servers and clients (real tools) on "

@@ -43,6 +43,8 @@ class SensorContext:
     site: str = "default"
     sensor: str = "sensor"
     state_dir: Path = Path(".")
+    location: str = ""  # the site profile, for the edge LLM's prompts
+    role: str = ""
     version: str = ""
     model: Mapping[str, str] = field(default_factory=dict)  # name, version, provider; empty without a model
     # Hands an event to every plugin, for what a plugin produces later (a forecast, an answer).

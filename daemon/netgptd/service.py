@@ -73,7 +73,7 @@ def load_model(settings: Settings) -> Model | None:
     path = Path(settings.model.path) if settings.model.path else DEFAULT_BUNDLE
     bundle = load_bundle(path)
     try:
-        session = ModelSession(bundle, threads=settings.model.threads)
+        session = ModelSession(bundle, threads=settings.model.threads, memory_arena=settings.model.memory_arena)
     except ValueError as exc:
         raise BundleError(f"[model] {path}: {exc}") from None
     classifier = Classifier(session, batch=settings.model.max_batch, cache_size=settings.model.verdict_cache)
@@ -109,7 +109,7 @@ def state_dir(settings: Settings) -> Path:
 
 def sensor_context(settings: Settings, model: Model | None, plugins: PluginHost) -> SensorContext:
     return SensorContext(site=settings.sensor.site, sensor=settings.sensor.sensor, state_dir=state_dir(settings),
-                         version=__version__, model=dict(model.info) if model else {}, emit=plugins.emit)  # fmt: skip
+                         location=settings.sensor.location, role=settings.sensor.role, version=__version__, model=dict(model.info) if model else {}, emit=plugins.emit)  # fmt: skip
 
 
 class Service:

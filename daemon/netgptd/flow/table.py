@@ -89,7 +89,9 @@ class Flow:
         nxt.flow_id = flow_id
         nxt.start_ns = nxt.last_ns = now_ns
         nxt.pkts_toserver = nxt.pkts_toclient = nxt.bytes_toserver = nxt.bytes_toclient = 0
-        nxt.first_packets = None
+        # A conversation with a verdict passes it on; one still waiting for it keeps its first
+        # packets, so the new record can be classified in its own right.
+        nxt.first_packets = None if self.verdict is not None or self.first_packets is None else list(self.first_packets)
         nxt.end_reason = ""
         return nxt
 

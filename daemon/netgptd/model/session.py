@@ -32,7 +32,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class ModelSession:
     """One bundle's model, ready to classify token rows."""
 
-    def __init__(self, bundle: Bundle, prefer: Sequence[str] = (CUDA, CPU), threads: int = 1) -> None:
+    def __init__(self, bundle: Bundle, prefer: Sequence[str] = (CUDA, CPU), threads: int = 1,
+                 memory_arena: bool = True) -> None:  # fmt: skip
         self.bundle = bundle
         self.requested = tuple(prefer)
         available = ort.get_available_providers()
@@ -46,6 +47,7 @@ class ModelSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = memory_arena
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(bundle.model_bytes(), sess_options=options, providers=offered)
         self._check_outputs()

@@ -1,0 +1,440 @@
+"""Ask the sensor: operator questions on MQTT, completed by the edge, answered by a cloud LLM.
+
+The NetGPT cloud-edge split: a question published on ``<prefix>ask`` (JSON
+``{"id": "...", "question": "..."}``, or plain text, then the id is a fresh
+UUID) is completed by the edge with what the sensor knows (site profile,
+current state, recent alerts: :mod:`netgptd.cloud.context`, a template),
+its addresses are replaced by placeholders (``redact = true``), and it is
+sent to an OpenAI-compatible ``/v1/chat/completions`` (``cloud_url``: a
+cloud provider, vLLM, or ``netgptd serve-llm``). The reply's placeholders
+are mapped back and the answer goes out as an ``answer`` event::
+
+    {"timestamp": ..., "event_type": "answer",
+     "answer": {"id": ..., "question": ..., "prompt": <the completed prompt, as sent>,
+                "text": ..., "model": ..., "latency_s": ..., "status": "ok" | "local" | "error" | "rejected",
+                "usage": {...}, "redacted": <addresses replaced>}}
+
+The event is handed to the host (``SensorContext.emit``), so it reaches every
+plugin: the EVE file, and the ``mqtt`` plugin, which publishes it on
+``<prefix>answers`` at QoS 1 through its on-disk outbox. Without the mqtt
+plugin, ``publish_answers = true`` publishes it on this plugin's own
+connection instead (QoS 1, held in memory while the broker is away); with
+both, each answer would come twice.
+
+Without ``cloud_url`` the answer says so: its text is a local summary and
+the completed prompt (``status: local``). A cloud failure (after the
+client's retries) gives ``status: error`` with the reason and the local
+summary. Questions are answered one at a time, in a daemon thread, never
+in the pipeline's loop; up to ``max_pending`` wait, more are refused
+(``status: rejected``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any, Awaitable, Callable
+
+import aiomqtt
+import structlog
+
+from netgptd.cloud.client import ChatResult, CloudClient, CloudError, api_key_from
+from netgptd.cloud.context import SYSTEM_PROMPT, SensorState, SiteProfile, complete_prompt, local_summary
+from netgptd.cloud.redact import Redactor
+from netgptd.eve import dumps, timestamp
+from netgptd.plugin_host import SensorContext, hookimpl
+from netgptd_plugins.mqtt import (
+    CLIENT_LOG,
+    _check_positive,
+    _check_template,
+    _check_topic,
+    _describe,
+    _one_of,
+    _parse_url,
+    _read_password,
+    _scheme_host_port,
+    _tls_context,
+)
+
+log = structlog.get_logger(__name__)
+
+MAX_QUESTION = 4000  # characters
+MAX_ID = 200
+OUTGOING_MAX = 100  # answers held for publish_answers while the broker is away
+LOCAL_MODEL = "none (edge template)"
+
+
+class RequestRefused(ValueError):
+    """A request that gets a ``rejected`` answer (it has an id to answer to)."""
+
+    def __init__(self, request_id: str, question: str, reason: str) -> None:
+        super().__init__(reason)
+        self.request_id, self.question = request_id, question
+
+
+def parse_request(payload: bytes) -> tuple[str, str]:
+    """(id, question) of an ask message; RequestRefused for one that cannot be answered, ValueError for noise."""
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    body: Any = None
+    if text.startswith("{"):
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+    if not isinstance(body, dict):  # plain text (or a bare JSON string) is the question itself
+        if text.startswith('"'):
+            try:
+                text = str(json.loads(text)).strip()
+            except ValueError:
+                pass
+        body = {"question": text}
+    request_id = body.get("id")
+    if request_id is None or request_id == "":
+        request_id = str(uuid.uuid4())
+    if not isinstance(request_id, (str, int)) or isinstance(request_id, bool) or len(str(request_id)) > MAX_ID:
+        raise ValueError(f"id must be a string of at most {MAX_ID} characters")
+    request_id = str(request_id)
+    question = body.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise RequestRefused(request_id, "", "no question: send {\"id\": \"...\", \"question\": \"...\"} or plain text")
+    if len(question) > MAX_QUESTION:
+        raise RequestRefused(request_id, question[:200], f"the question is {len(question):,} characters; "
+                                                         f"at most {MAX_QUESTION:,} are taken")  # fmt: skip
+    return request_id, question.strip()
+
+
+def answer_event(request_id: str, question: str, prompt: str, text: str, model: str, latency_s: float,
+                 status: str, **extra: Any) -> dict[str, Any]:  # fmt: skip
+    return {
+        "timestamp": timestamp(time.time_ns()),
+        "event_type": "answer",
+        "answer": {"id": request_id, "question": question, "prompt": prompt, "text": text, "model": model,
+                   "latency_s": round(latency_s, 3), "status": status, **extra},
+    }  # fmt: skip
+
+
+def _crashed(task: asyncio.Task[Any]) -> None:
+    """A bug (not a broker or cloud problem, those are handled) ends a task: say so when it happens."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("ask_failed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}")
+
+
+def in_daemon_thread(function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """``function(*args)`` in a daemon thread, as a future of the running loop.
+
+    Unlike ``asyncio.to_thread``, a request still waiting on the cloud does
+    not hold up the daemon's exit (the default executor is joined at the end).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # cancelled meanwhile
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = function(*args), None
+        except BaseException as exc:  # noqa: BLE001 -- handed to the awaiting task
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is gone: nobody waits any more
+            pass
+
+    threading.Thread(target=run, name="ask-cloud", daemon=True).start()
+    return future
+
+
+class AskPlugin:
+    """Answers operator questions from ``<prefix>ask`` (see the module docstring).
+
+    MQTT settings as the mqtt plugin's: ``url``, ``topic_prefix``,
+    ``username``, ``password``/``password_file``, ``ca_file``, ``cert_file``,
+    ``key_file``, ``client_id`` (``netgptd-<site>-<sensor>-ask``),
+    ``keepalive``, ``backoff_initial``/``backoff_max``. The cloud LLM:
+    ``cloud_url`` (an OpenAI-compatible base URL such as
+    ``https://api.example.com/v1``; empty: local answers only), ``model``,
+    ``api_key_file`` or ``api_key_env`` (the name of an environment
+    variable), ``timeout`` seconds per attempt, ``retries``, ``max_tokens``,
+    ``temperature``, ``redact`` (addresses to placeholders; default true).
+    The site profile: ``location`` and ``role`` (default: ``[sensor]``'s, once
+    the host passes them), ``working_hours`` (free text, e.g. "Mon-Fri
+    08:00-18:00"). What is kept: ``recent_flows`` flows, ``recent_alerts``
+    alerts.
+    """
+
+    def __init__(
+        self,
+        url: str = "mqtt://127.0.0.1:1883",
+        topic_prefix: str = "netgpt/{site}/{sensor}/",
+        username: str = "",
+        password: str = "",
+        password_file: str = "",
+        ca_file: str = "",
+        cert_file: str = "",
+        key_file: str = "",
+        client_id: str = "",
+        keepalive: int = 30,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        cloud_url: str = "",
+        model: str = "",
+        api_key_file: str = "",
+        api_key_env: str = "",
+        timeout: float = 60.0,
+        retries: int = 2,
+        max_tokens: int = 512,
+        temperature: float = 0.2,
+        redact: bool = True,
+        location: str = "",
+        role: str = "",
+        working_hours: str = "",
+        recent_flows: int = 1000,
+        recent_alerts: int = 20,
+        max_pending: int = 8,
+        publish_answers: bool = False,
+        close_timeout: float = 5.0,
+    ) -> None:
+        tls, self.host, self.port, url_user, url_password = _parse_url(url)
+        self.username = _one_of("username", url=url_user, username=username)
+        file_password = _read_password(password_file) if password_file else ""
+        self.password = _one_of("password", url=url_password, password=password, password_file=file_password)
+        if self.password and not self.username:
+            raise ValueError("password: given without a username")
+        self.tls = _tls_context(ca_file, cert_file, key_file) if tls else None
+        if not tls:
+            for setting, value in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
+                if value:
+                    raise ValueError(f"{setting}: needs an mqtts:// url (url is {_scheme_host_port(url)})")
+        _check_template(topic_prefix)
+        _check_topic("topic_prefix", topic_prefix.format(site="site", sensor="sensor"))
+        if keepalive < 0:
+            raise ValueError(f"keepalive: must not be negative, got {keepalive}")
+        _check_positive(backoff_initial=backoff_initial, max_pending=max_pending, recent_flows=recent_flows,
+                        recent_alerts=recent_alerts)  # fmt: skip
+        if backoff_max < backoff_initial:
+            raise ValueError(f"backoff_max: {backoff_max} is below backoff_initial {backoff_initial}")
+        if close_timeout < 0:
+            raise ValueError(f"close_timeout: must not be negative, got {close_timeout}")
+        api_key = api_key_from(api_key_file, api_key_env)
+        if api_key and not cloud_url:
+            raise ValueError("api_key_file/api_key_env: given without a cloud_url")
+        self.client = CloudClient(cloud_url, model, api_key, timeout, retries, max_tokens=max_tokens,
+                                  temperature=temperature) if cloud_url else None  # fmt: skip
+        self.topic_prefix, self.client_id, self.keepalive = topic_prefix, client_id, keepalive
+        self.backoff_initial, self.backoff_max, self.close_timeout = backoff_initial, backoff_max, close_timeout
+        self.redact, self.max_pending, self.publish_answers = redact, max_pending, publish_answers
+        self.location, self.role, self.working_hours = location, role, working_hours
+        self.state = SensorState(recent_flows, recent_alerts)
+        self.profile = SiteProfile(location=location, role=role, working_hours=working_hours)
+
+        self.prefix = self.ask_topic = self.answers_topic = ""
+        self.connected = False
+        self.counts = {"questions": 0, "answered": 0, "local": 0, "failed": 0, "rejected": 0, "published": 0,
+                       "reconnects": 0}  # fmt: skip
+        self._emit: Callable[[dict[str, Any]], None] = lambda event: None
+        self._pending: set[asyncio.Task[None]] = set()
+        self._outgoing: deque[bytes] = deque(maxlen=OUTGOING_MAX)
+        self._task: asyncio.Task[None] | None = None
+        self._accepting = False
+
+    @property
+    def broker(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # -- hooks ----------------------------------------------------------------------
+
+    @hookimpl
+    def netgpt_start(self, sensor: SensorContext) -> None:
+        self.prefix = self.topic_prefix.format(site=sensor.site, sensor=sensor.sensor)
+        _check_topic("topic_prefix", self.prefix)
+        self.ask_topic, self.answers_topic = self.prefix + "ask", self.prefix + "answers"
+        self.client_id = self.client_id or f"netgptd-{sensor.site}-{sensor.sensor}-ask"
+        self.profile = SiteProfile(site=sensor.site, sensor=sensor.sensor,
+                                   location=self.location or str(getattr(sensor, "location", "") or ""),
+                                   role=self.role or str(getattr(sensor, "role", "") or ""),
+                                   working_hours=self.working_hours)  # fmt: skip
+        self._emit = sensor.emit
+        self._one_at_a_time = asyncio.Lock()
+        self._wakeup = asyncio.Event()  # an answer to publish
+        self._stop = asyncio.Event()  # disconnect now
+        self._accepting = True
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="ask")
+        self._task.add_done_callback(_crashed)
+
+    @hookimpl
+    def netgpt_event(self, event: dict[str, Any]) -> None:
+        if event.get("event_type") != "answer":
+            self.state.feed(event)
+
+    @hookimpl
+    def netgpt_status(self) -> dict[str, Any]:
+        status = {"connected": int(self.connected), "pending": len(self._pending), **self.counts}
+        if self.client is not None:
+            cloud = self.client.status()
+            status |= {f"cloud_{k}": cloud.get(k, 0) for k in ("requests", "retries", "failures", "errors_timeout")}
+        return status
+
+    @hookimpl
+    def netgpt_close(self) -> Awaitable[None]:
+        return self._close()
+
+    # -- questions ------------------------------------------------------------------
+
+    def on_request(self, payload: bytes) -> None:
+        """One message from the ask topic (loop thread): answer it in a task, or refuse it at once."""
+        try:
+            request_id, question = parse_request(payload)
+        except RequestRefused as refused:
+            self.counts["rejected"] += 1
+            self._deliver(answer_event(refused.request_id, refused.question, "", f"Not answered: {refused}", "", 0.0,
+                                       "rejected"))  # fmt: skip
+            return
+        except ValueError as exc:
+            self.counts["rejected"] += 1
+            log.warning("ask_ignored", topic=self.ask_topic, error=str(exc), size=len(payload))
+            return
+        self.counts["questions"] += 1
+        if not self._accepting or len(self._pending) >= self.max_pending:
+            self.counts["rejected"] += 1
+            why = "the sensor is stopping" if not self._accepting else f"{len(self._pending)} questions are waiting"
+            self._deliver(answer_event(request_id, question, "", f"Not answered: {why}; ask again later.", "", 0.0,
+                                       "rejected"))  # fmt: skip
+            return
+        task = asyncio.get_running_loop().create_task(self.answer(request_id, question), name=f"ask-{request_id}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        task.add_done_callback(_crashed)
+
+    async def answer(self, request_id: str, question: str) -> dict[str, Any]:
+        """Complete, redact, ask, restore; the answer event is delivered and returned."""
+        async with self._one_at_a_time:
+            started = time.monotonic()
+            prompt = complete_prompt(question, self.profile, self.state)  # the state when its turn comes
+            redactor = Redactor()
+            sent = redactor.redact(prompt) if self.redact else prompt
+            extra: dict[str, Any] = {"redacted": len(redactor)}
+            if self.client is None:
+                status, model = "local", LOCAL_MODEL
+                text = ("No cloud LLM is configured ([plugins.ask] cloud_url is empty), so this is not a model's "
+                        "answer: it is the sensor's local summary and the completed prompt a cloud LLM would get.\n\n"
+                        f"Local summary: {local_summary(self.state)}\n\nCompleted prompt:\n{prompt}")  # fmt: skip
+            else:
+                messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": sent}]
+                try:
+                    result: ChatResult = await in_daemon_thread(self.client.chat, messages)
+                except CloudError as exc:
+                    status, model = "error", self.client.model
+                    text = (f"The cloud LLM gave no answer ({exc}). Local summary: {local_summary(self.state)}")
+                    extra["error"] = str(exc)
+                else:
+                    status, model = "ok", result.model or self.client.model
+                    text = redactor.restore(result.text) if self.redact else result.text
+                    extra |= {"usage": result.usage, "finish_reason": result.finish_reason, "attempts": result.attempts}
+            counter = {"ok": "answered", "local": "local", "error": "failed"}[status]
+            self.counts[counter] += 1
+            event = answer_event(request_id, question, sent, text, model, time.monotonic() - started, status, **extra)
+            log.info("ask_answered", id=request_id, status=status, model=model, latency_s=event["answer"]["latency_s"])
+            self._deliver(event)
+            return event
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        self._emit(event)  # to every plugin: EVE, the mqtt plugin's outbox
+        if self.publish_answers:
+            self._outgoing.append(dumps(event).encode())
+            self._wakeup.set()
+
+    # -- MQTT -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Connect, subscribe, take questions and publish answers; reconnect with backoff until closed."""
+        delay, outage_logged, connects = self.backoff_initial, False, 0
+        while not self._stop.is_set():
+            try:
+                async with self._new_client() as client:
+                    await client.subscribe(self.ask_topic, qos=1)
+                    self.connected, delay, outage_logged = True, self.backoff_initial, False
+                    self.counts["reconnects"] += bool(connects)
+                    connects += 1
+                    log.info("ask_connected", broker=self.broker, topic=self.ask_topic)
+                    await self._session(client)
+                return
+            except aiomqtt.MqttError as exc:
+                self.connected = False
+                if self._stop.is_set():
+                    return
+                retry_in = round(random.uniform(delay / 2, delay), 2)
+                delay = min(delay * 2, self.backoff_max)
+                (log.debug if outage_logged else log.warning)("ask_disconnected", broker=self.broker,
+                                                              error=_describe(exc), retry_in=retry_in)  # fmt: skip
+                outage_logged = True
+            try:
+                await asyncio.wait_for(self._stop.wait(), retry_in)
+            except asyncio.TimeoutError:
+                pass
+
+    def _new_client(self) -> aiomqtt.Client:
+        return aiomqtt.Client(self.host, self.port, username=self.username or None, password=self.password or None,
+                              identifier=self.client_id, clean_session=True, keepalive=self.keepalive,
+                              tls_context=self.tls, logger=CLIENT_LOG)  # fmt: skip
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        tasks = [asyncio.create_task(self._read(client)), asyncio.create_task(self._publish(client)),
+                 asyncio.create_task(self._stop.wait())]  # fmt: skip
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.connected = False
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()  # MqttError: the link dropped
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            self.on_request(payload)
+
+    async def _publish(self, client: aiomqtt.Client) -> None:
+        """publish_answers: the held answers, oldest first, each removed once the broker acknowledged it."""
+        while True:
+            self._wakeup.clear()
+            while self._outgoing:
+                await client.publish(self.answers_topic, self._outgoing[0], qos=1)
+                self._outgoing.popleft()
+                self.counts["published"] += 1
+            await self._wakeup.wait()
+
+    async def _close(self) -> None:
+        """Refuse new questions, finish the ones asked (up to close_timeout), publish what is held, disconnect."""
+        if self._task is None:
+            return
+        self._accepting = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.close_timeout
+        if self._pending:
+            _, late = await asyncio.wait(set(self._pending), timeout=self.close_timeout)
+            for task in late:
+                task.cancel()
+        while self._outgoing and self.connected and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        self._stop.set()
+        done, _ = await asyncio.wait({self._task}, timeout=1.0)
+        if not done:
+            self._task.cancel()
+            await asyncio.wait({self._task})
+        log.info("ask_closed", broker=self.broker, unanswered=len(self._pending), unpublished=len(self._outgoing))

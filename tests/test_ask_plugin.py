@@ -1,0 +1,240 @@
+"""The ask plugin: questions on ``<prefix>ask`` through a real Mosquitto, answered by serve-llm as the cloud.
+
+serve-llm runs in this process (its server in a thread) with a tiny
+random-weight model whose context holds the completed prompt; its answers are
+noise, what is checked is the way there and back: the id, the prompt as sent
+(completed, addresses replaced), the model, usage, the EVE copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import paho.mqtt.publish as paho_publish
+import pytest
+from broker import Mosquitto, Received, Subscriber, free_port, mosquitto  # noqa: F401 -- the fixture
+from test_cloud_serve import tiny_model
+
+from netgptd.cloud.serve import ChatModel, LLMServer
+from netgptd.plugin_host import PluginError, PluginHost, SensorContext, check_settings, hookimpl
+from netgptd_plugins.ask import AskPlugin, RequestRefused, parse_request
+
+pytestmark = pytest.mark.timeout(60)
+
+FAST = {"backoff_initial": 0.05, "backoff_max": 0.2, "close_timeout": 2.0}
+ADDRESSES = ("10.0.0.5", "10.0.0.66", "192.0.2.10")
+
+
+class Eve:
+    """Stands in for the EVE file: keeps every event it is handed."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    @hookimpl
+    def netgpt_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def answers(self) -> list[dict[str, Any]]:
+        return [e["answer"] for e in self.events if e["event_type"] == "answer"]
+
+
+@pytest.fixture(scope="module")
+def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
+    """serve-llm in a thread: a model without a chat template (the role: content transcript)."""
+    folder = tiny_model(tmp_path_factory.mktemp("ask") / "tiny", context=4096)
+    server = LLMServer(ChatModel(folder, threads=1, name="tiny"), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def sensor_events() -> list[dict[str, Any]]:
+    flow = {"timestamp": "2024-05-07T14:00:00.000000+0000", "event_type": "flow", "src_ip": "10.0.0.5",
+            "src_port": 50000, "dest_ip": "192.0.2.10", "dest_port": 443, "proto": "TCP", "app_proto": "tls",
+            "flow": {"bytes_toserver": 600, "bytes_toclient": 4000, "reason": "tcp_closed"},
+            "netgpt": {"app": "TLS"}}  # fmt: skip
+    alert = {"timestamp": "2024-05-07T14:01:00.000000+0000", "event_type": "alert", "src_ip": "10.0.0.66",
+             "src_port": 40000, "dest_ip": "10.0.0.5", "dest_port": 22, "proto": "TCP",
+             "alert": {"signature": "SSH brute force", "category": "brute-force", "severity": 2, "confidence": 1.0,
+                       "source": "bruteforce"}}  # fmt: skip
+    stats = {"timestamp": "2024-05-07T14:02:00.000000+0000", "event_type": "stats",
+             "stats": {"packets": 1000, "flows": 20, "active_flows": 7}}  # fmt: skip
+    return [stats, *([flow] * 3), alert]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+async def ask(broker: Mosquitto, topic: str, payload: bytes) -> None:
+    await asyncio.to_thread(paho_publish.single, topic, payload, qos=1, hostname=broker.host, port=broker.port)
+
+
+async def received(subscriber: Subscriber, done: Callable[[list[Received]], bool], timeout: float = 20.0) -> list[Received]:
+    return await asyncio.to_thread(subscriber.wait_for, done, timeout)
+
+
+def test_a_question_on_mqtt_is_answered_by_the_cloud_llm_with_its_id(mosquitto: Mosquitto, llm: LLMServer,
+                                                                      tmp_path: Path) -> None:  # fmt: skip
+    prefix = "netgpt/lab/ask/"
+
+    async def run() -> tuple[list[Received], Eve, dict[str, Any]]:
+        host = PluginHost({"mqtt": {"url": mosquitto.url, **FAST}})  # publishes answers through its outbox
+        plugin = AskPlugin(url=mosquitto.url, cloud_url=llm.url, model="tiny", max_tokens=8, temperature=0,
+                           location="Lab 1", role="test bench", working_hours="Mon-Fri 08:00-18:00", **FAST)  # fmt: skip
+        eve = Eve()
+        host.add(plugin, "ask")
+        host.add(eve, "eve")
+        await host.start(SensorContext(site="lab", sensor="ask", state_dir=tmp_path, emit=host.emit))
+        for event in sensor_events():
+            host.emit(event)
+        await until(lambda: plugin.connected and host.status()["mqtt"]["connected"] == 1, what="connected")
+        with Subscriber(mosquitto, prefix + "answers") as subscriber:
+            await ask(mosquitto, prefix + "ask", json.dumps({"id": "q-1", "question": "Who attacks 10.0.0.5?"}).encode())
+            await ask(mosquitto, prefix + "ask", b"Anything unusual?")
+            got = await received(subscriber, lambda m: len(m) >= 2)
+            await until(lambda: len(eve.answers()) == 2, what="answers in EVE")
+        status = host.status()["ask"]
+        await host.aclose()
+        return got, eve, status
+
+    got, eve, status = asyncio.run(run())
+    answers = {a["id"]: a for a in (json.loads(m.payload)["answer"] for m in got)}
+    assert {m.qos for m in got} == {1}
+    first = answers.pop("q-1")
+    (other_id, other), = answers.items()
+    uuid.UUID(other_id)  # plain text: a fresh id
+    assert other["question"] == "Anything unusual?"
+    assert first["question"] == "Who attacks 10.0.0.5?", "the question is kept as asked, for local display"
+    assert (first["status"], first["model"]) == ("ok", "tiny")
+    assert isinstance(first["text"], str) and first["latency_s"] > 0
+    assert first["usage"]["prompt_tokens"] > 100 and first["usage"]["completion_tokens"] <= 8
+    prompt = first["prompt"]
+    # Placeholders in order of first appearance: the alert's source, then its victim (the question's host).
+    assert "SSH brute force (severity 2, from bruteforce): HOST-1:40000 -> HOST-2:22/TCP" in prompt
+    assert prompt.endswith("Operator question: Who attacks HOST-2?")
+    assert "- location: Lab 1" in prompt and "- working hours: Mon-Fri 08:00-18:00" in prompt
+    assert "- active flows now: 7" in prompt and "tls 3 flows / 13.8 kB" in prompt
+    assert "[brute-force] SSH brute force" in prompt
+    assert not any(address in prompt for address in ADDRESSES), "no address leaves the sensor"
+    assert first["redacted"] == 2  # 10.0.0.5 and 10.0.0.66 (flows are counted, not listed)
+    assert sorted(a["id"] for a in eve.answers()) == sorted(["q-1", other_id]), "the EVE stream has them too"
+    assert status["answered"] == 2 and status["cloud_requests"] == 2 and status["cloud_failures"] == 0
+
+
+def test_without_a_cloud_it_answers_locally_on_its_own_connection(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    prefix = "netgpt/lab/local/"
+
+    async def run() -> tuple[list[Received], dict[str, Any]]:
+        plugin = AskPlugin(url=mosquitto.url, publish_answers=True, **FAST)  # no mqtt plugin here
+        plugin.netgpt_start(SensorContext(site="lab", sensor="local", state_dir=tmp_path))
+        for event in sensor_events():
+            plugin.netgpt_event(event)
+        await until(lambda: plugin.connected, what="connected")
+        with Subscriber(mosquitto, prefix + "answers") as subscriber:
+            await ask(mosquitto, prefix + "ask", b'{"id": "q-2", "question": "What runs here?"}')
+            await ask(mosquitto, prefix + "ask", b'{"id": "q-3"}')
+            await ask(mosquitto, prefix + "ask", b"\xff\xfe not text")  # ignored: no id to answer to
+            got = await received(subscriber, lambda m: len(m) >= 2)
+            await until(lambda: plugin.netgpt_status()["published"] == 2, what="both acknowledged")
+        status = plugin.netgpt_status()
+        await plugin.netgpt_close()
+        return got, status
+
+    got, status = asyncio.run(run())
+    answers = {a["id"]: a for a in (json.loads(m.payload)["answer"] for m in got)}
+    local = answers["q-2"]
+    assert (local["status"], local["model"]) == ("local", "none (edge template)")
+    assert local["text"].startswith("No cloud LLM is configured")
+    assert "Local summary: 7 active flows" in local["text"] and "10.0.0.66" in local["text"], "local text: real addresses"
+    assert "Operator question: What runs here?" in local["text"]
+    assert "10.0.0.5" not in local["prompt"], "the prompt field is what would be sent"
+    assert answers["q-3"]["status"] == "rejected" and "no question" in answers["q-3"]["text"]
+    assert (status["local"], status["rejected"], status["published"]) == (1, 2, 2)
+
+
+def test_answers_wait_for_the_broker_and_questions_come_after_a_reconnect(mosquitto: Mosquitto,
+                                                                          tmp_path: Path) -> None:  # fmt: skip
+    prefix = "netgpt/lab/outage/"
+
+    async def run() -> tuple[list[Received], dict[str, Any]]:
+        plugin = AskPlugin(url=mosquitto.url, publish_answers=True, **FAST)
+        plugin.netgpt_start(SensorContext(site="lab", sensor="outage", state_dir=tmp_path))
+        await until(lambda: plugin.connected, what="connected")
+        # A persistent subscriber: the broker (persistence on) queues for it across its restart.
+        with Subscriber(mosquitto, prefix + "answers", client_id="outage-watcher") as subscriber:
+            await asyncio.to_thread(mosquitto.stop)
+            await until(lambda: not plugin.connected, what="disconnected")
+            await plugin.answer("q-held", "answered while the broker was away")  # held in memory
+            await asyncio.to_thread(mosquitto.start)
+            await until(lambda: plugin.connected, what="reconnected")
+            await ask(mosquitto, prefix + "ask", b'{"id": "q-after", "question": "still there?"}')
+            got = await received(subscriber, lambda m: {json.loads(x.payload)["answer"]["id"] for x in m}
+                                 >= {"q-held", "q-after"})  # fmt: skip
+        status = plugin.netgpt_status()
+        await plugin.netgpt_close()
+        return got, status
+
+    got, status = asyncio.run(run())
+    assert [json.loads(m.payload)["answer"]["id"] for m in got][:2] == ["q-held", "q-after"]
+    assert status["reconnects"] == 1
+
+
+def test_a_cloud_failure_is_an_error_answer_and_redaction_can_be_off(tmp_path: Path) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"
+    closed_broker = f"mqtt://127.0.0.1:{free_port()}"
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+        plugin = AskPlugin(url=closed_broker, cloud_url=nowhere, retries=0, redact=False, **FAST)
+        emitted: list[dict[str, Any]] = []
+        plugin.netgpt_start(SensorContext(site="lab", sensor="down", state_dir=tmp_path, emit=emitted.append))
+        for event in sensor_events():
+            plugin.netgpt_event(event)
+        event = await plugin.answer("q-4", "Is 10.0.0.5 fine?")
+        status = plugin.netgpt_status()
+        await plugin.netgpt_close()
+        return event, status, emitted
+
+    event, status, emitted = asyncio.run(run())
+    answer = event["answer"]
+    assert emitted == [event] and event["event_type"] == "answer"
+    assert answer["status"] == "error" and "cannot connect" in answer["error"]
+    assert answer["text"].startswith("The cloud LLM gave no answer") and "Local summary:" in answer["text"]
+    assert "Operator question: Is 10.0.0.5 fine?" in answer["prompt"], "redact = false sends addresses as they are"
+    assert (status["failed"], status["cloud_failures"], status["connected"]) == (1, 1, 0)
+
+
+def test_requests_and_settings() -> None:
+    assert parse_request(b'{"id": 7, "question": " why? "}') == ("7", "why?")
+    assert parse_request(b'"quoted question"')[1] == "quoted question"
+    assert parse_request(b"{not json")[1] == "{not json", "what is not a JSON object is the question"
+    with pytest.raises(RequestRefused, match="no question") as refused:
+        parse_request(b'{"id": "x", "question": ""}')
+    assert refused.value.request_id == "x"
+    with pytest.raises(RequestRefused, match="characters"):
+        parse_request(json.dumps({"question": "x" * 5000}).encode())
+    with pytest.raises(ValueError, match="UTF-8"):
+        parse_request(b"\xff")
+    with pytest.raises(PluginError, match=r"\[plugins.ask\] timeout: expected float"):
+        check_settings("ask", AskPlugin, {"timeout": "30"})
+    with pytest.raises(PluginError, match=r"\[plugins.ask\] redact: expected bool"):
+        check_settings("ask", AskPlugin, {"redact": "no"})
+    for settings, setting in [({"cloud_url": "ftp://x"}, "cloud_url"), ({"url": "http://x"}, "url"),
+                              ({"api_key_env": "NETGPT_NO_SUCH_KEY_VAR"}, "api_key_env"),
+                              ({"cloud_url": "http://x", "temperature": 3.0}, "temperature"),
+                              ({"max_pending": 0}, "max_pending"), ({"topic_prefix": "a/#/"}, "topic_prefix")]:  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^{setting}\b"):
+            AskPlugin(**settings)
