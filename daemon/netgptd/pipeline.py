@@ -82,10 +82,12 @@ class Pipeline:
 
     def _ended(self, flows: list[Flow]) -> None:
         for flow in flows:
-            if self.model is None or flow.verdict is not None:
+            if flow.verdict is not None:
                 self._emit_flow(flow)
-            elif self.batcher.pending(flow):
+            elif self.batcher.pending(flow):  # also after a reload turned the model off: its batch says so
                 self.waiting[flow.flow_id] = flow
+            elif self.model is None:
+                self._emit_flow(flow)
             elif not flow.first_packets:
                 self.unclassified["no_payload"] += 1
                 self._emit_flow(flow)
@@ -120,21 +122,23 @@ class Pipeline:
 
     async def _classify(self, loop: asyncio.AbstractEventLoop, batch: list[Flow]) -> None:
         model = self.model
-        assert model is not None
-        started = time.perf_counter()
-        self._inferring = True
-        try:
-            verdicts = await loop.run_in_executor(self._executor, model.classifier.verdicts, batch)
-        except Exception as exc:  # noqa: BLE001 -- a failed batch goes out unclassified, the pipeline goes on
-            log.error("inference_failed", flows=len(batch), error=f"{type(exc).__name__}: {exc}")
-            verdicts = [None] * len(batch)
-        finally:
-            self._inferring = False
-        self.plugins.batch(len(batch), time.perf_counter() - started)
+        verdicts: list[dict[str, Any] | None] = [None] * len(batch)
+        failure = "no_model"  # a reload turned the model off while these flows waited
+        if model is not None:
+            started = time.perf_counter()
+            self._inferring = True
+            try:
+                verdicts = await loop.run_in_executor(self._executor, model.classifier.verdicts, batch)
+            except Exception as exc:  # noqa: BLE001 -- a failed batch goes out unclassified, the pipeline goes on
+                log.error("inference_failed", flows=len(batch), error=f"{type(exc).__name__}: {exc}")
+                failure = "error"
+            finally:
+                self._inferring = False
+            self.plugins.batch(len(batch), time.perf_counter() - started)
         self.progress_at = self.clock()
         for flow, verdict in zip(batch, verdicts):
             if verdict is None:
-                self.unclassified["error"] += 1
+                self.unclassified[failure] += 1
                 continue
             flow.verdict = verdict
             self.classified += 1

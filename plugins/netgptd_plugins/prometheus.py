@@ -11,13 +11,20 @@ Two sources feed it:
   A key the snapshot lacks (no MQTT plugin, replay) gives no series.
 * Flow and alert events and ``netgpt_batch`` calls are counted as they pass,
   in prometheus_client's own counters and histograms (which lock).
+* ``trend`` events (from the trends plugin) set ``netgpt_trend_actual`` and
+  ``netgpt_trend_forecast`` (one sample per step ahead, ``horizon`` "1".."H"),
+  again from a private mapping replaced whole, read by a collector.
 
 Cardinality: no label holds an address, a port or a flow id. ``app`` and
 ``attack`` are the class names of the loaded model (bounded by its label
 set) or ``unclassified``; alert ``category`` and ``source`` are the model's
 attack classes and the configured rule names; the labels taken from the
 stats event (reasons, kinds, queues, plugins) are fixed by the daemon's
-code and configuration.
+code and configuration. The trend gauges' ``series`` is ``total`` or an
+application (the model's classes, or ``unclassified``), ``metric`` one of
+bytes, flows or packets, ``horizon`` the steps of the trends plugin: only
+the series of the latest complete forecast round are kept (and at most
+``TREND_MAX_SERIES``), so an application that left the top ones goes away.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from netgptd import __version__
 from netgptd.plugin_host import SensorContext, hookimpl
+from netgptd.trend.windows import TRAFFIC_METRICS
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +51,8 @@ CONFIDENCE_BUCKETS = tuple(i / 10 for i in range(1, 11))
 INFERENCE_SECONDS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(11))  # 1 .. 1024
 _HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
+TREND_MAX_SERIES = 64  # (series, metric) pairs kept at most, whatever the trend events say
+TREND_MAX_HORIZON = 100  # forecast steps exported per series at most
 
 
 class _Stat(NamedTuple):
@@ -151,6 +161,60 @@ class _SnapshotCollector:
                 yield family
 
 
+class _TrendCollector:
+    """``netgpt_trend_actual`` and ``netgpt_trend_forecast`` from the latest trend events.
+
+    ``update`` runs in the loop thread and replaces ``values`` whole; a scrape
+    (``collect``, in the server's thread) reads it once. A trend event of a
+    new window starts a round: what the previous round did not update goes.
+    """
+
+    def __init__(self) -> None:
+        # (series, metric) -> (actual, forecast values by step)
+        self.values: Mapping[tuple[str, str], tuple[float, tuple[float, ...]]] = {}
+        self._round_start: str | None = None
+        self._round: set[tuple[str, str]] = set()
+        self._overflow_logged = False
+
+    def update(self, trend: Mapping[str, Any]) -> None:
+        series, metric, start = trend.get("series"), trend.get("metric"), trend.get("window_start")
+        forecast = trend.get("forecast")
+        if not (isinstance(series, str) and metric in TRAFFIC_METRICS and _is_number(trend.get("actual"))
+                and isinstance(forecast, list)):  # fmt: skip
+            return
+        steps = tuple(float(p["value"]) for p in forecast[:TREND_MAX_HORIZON]
+                      if isinstance(p, Mapping) and _is_number(p.get("value")))  # fmt: skip
+        values = dict(self.values)
+        if start != self._round_start:
+            values = {key: v for key, v in values.items() if key in self._round}
+            self._round_start, self._round = start, set()
+        key = (series, str(metric))
+        if key not in values and len(values) >= TREND_MAX_SERIES:
+            if not self._overflow_logged:
+                log.warning("metrics_trend_series_limit", limit=TREND_MAX_SERIES, series=series)
+                self._overflow_logged = True
+            return
+        values[key] = (float(trend["actual"]), steps)
+        self._round.add(key)
+        self.values = values
+
+    def collect(self) -> Iterator[Metric]:
+        values = self.values  # one read: the scrape sees one state
+        if not values:
+            return
+        actual = GaugeMetricFamily("netgpt_trend_actual", "The metric in the trend window just closed.",
+                                   labels=["series", "metric"])  # fmt: skip
+        forecast = GaugeMetricFamily("netgpt_trend_forecast", "The metric forecast for the window HORIZON steps "
+                                     "after the one just closed (1 is the next).",
+                                     labels=["series", "metric", "horizon"])  # fmt: skip
+        for (series, metric), (value, steps) in sorted(values.items()):
+            actual.add_metric([series, metric], value)
+            for step, predicted in enumerate(steps, 1):
+                forecast.add_metric([series, metric, str(step)], predicted)
+        yield actual
+        yield forecast
+
+
 class PrometheusPlugin:
     """Serves ``/metrics`` on ``listen`` from its own registry (not the process-global one)."""
 
@@ -160,6 +224,8 @@ class PrometheusPlugin:
         self.registry = CollectorRegistry()
         self._snapshot = _SnapshotCollector()
         self.registry.register(self._snapshot)
+        self._trends = _TrendCollector()
+        self.registry.register(self._trends)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         r = self.registry
@@ -198,6 +264,8 @@ class PrometheusPlugin:
         elif kind == "alert":
             alert = event.get("alert") or {}
             self.alerts.labels(*(str(alert.get(k, "")) for k in ("category", "severity", "source"))).inc()
+        elif kind == "trend" and isinstance(event.get("trend"), Mapping):
+            self._trends.update(event["trend"])
 
     def _flow(self, event: Mapping[str, Any]) -> None:
         verdict = event.get("netgpt") or {}
