@@ -117,18 +117,18 @@ def test_messages_never_show_the_url_password() -> None:
 
 
 def test_url_gives_tls_default_port_and_credentials() -> None:
-    plugin = MqttPlugin(url="mqtts://sensor%40lab:p%3Ass@broker.example")
-    assert (plugin.host, plugin.port) == ("broker.example", 8883)
-    assert (plugin.username, plugin.password) == ("sensor@lab", "p:ss")
-    assert plugin.tls is not None
-    plain = MqttPlugin(url="mqtt://broker.example")
+    link = MqttPlugin(url="mqtts://sensor%40lab:p%3Ass@broker.example").link
+    assert (link.host, link.port) == ("broker.example", 8883)
+    assert (link.username, link.password) == ("sensor@lab", "p:ss")
+    assert link.tls is not None
+    plain = MqttPlugin(url="mqtt://broker.example").link
     assert (plain.port, plain.tls, plain.username) == (1883, None, "")
 
 
 def test_password_file_is_read_without_its_newline(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("hunter2\n")
-    assert MqttPlugin(username="u", password_file=str(secret)).password == "hunter2"
+    assert MqttPlugin(username="u", password_file=str(secret)).link.password == "hunter2"
 
 
 def test_the_host_checks_types_and_loads_it_by_entry_point() -> None:

@@ -48,18 +48,7 @@ from netgptd.cloud.context import SYSTEM_PROMPT, SensorState, SiteProfile, compl
 from netgptd.cloud.redact import Redactor
 from netgptd.eve import dumps, timestamp
 from netgptd.plugin_host import SensorContext, hookimpl
-from netgptd_plugins.mqtt import (
-    CLIENT_LOG,
-    _check_positive,
-    _check_template,
-    _check_topic,
-    _describe,
-    _one_of,
-    _parse_url,
-    _read_password,
-    _scheme_host_port,
-    _tls_context,
-)
+from netgptd_plugins.mqtt import Link, _check_positive, _check_topic, _describe
 
 log = structlog.get_logger(__name__)
 
@@ -208,34 +197,15 @@ class AskPlugin:
         publish_answers: bool = False,
         close_timeout: float = 5.0,
     ) -> None:
-        tls, self.host, self.port, url_user, url_password = _parse_url(url)
-        self.username = _one_of("username", url=url_user, username=username)
-        file_password = _read_password(password_file) if password_file else ""
-        self.password = _one_of("password", url=url_password, password=password, password_file=file_password)
-        if self.password and not self.username:
-            raise ValueError("password: given without a username")
-        self.tls = _tls_context(ca_file, cert_file, key_file) if tls else None
-        if not tls:
-            for setting, value in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
-                if value:
-                    raise ValueError(f"{setting}: needs an mqtts:// url (url is {_scheme_host_port(url)})")
-        _check_template(topic_prefix)
-        _check_topic("topic_prefix", topic_prefix.format(site="site", sensor="sensor"))
-        if keepalive < 0:
-            raise ValueError(f"keepalive: must not be negative, got {keepalive}")
-        _check_positive(backoff_initial=backoff_initial, max_pending=max_pending, recent_flows=recent_flows,
-                        recent_alerts=recent_alerts)  # fmt: skip
-        if backoff_max < backoff_initial:
-            raise ValueError(f"backoff_max: {backoff_max} is below backoff_initial {backoff_initial}")
-        if close_timeout < 0:
-            raise ValueError(f"close_timeout: must not be negative, got {close_timeout}")
+        self.link = Link.checked(url, topic_prefix, username, password, password_file, ca_file, cert_file, key_file,
+                                 keepalive, backoff_initial, backoff_max, close_timeout)  # fmt: skip
+        _check_positive(max_pending=max_pending, recent_flows=recent_flows, recent_alerts=recent_alerts)
         api_key = api_key_from(api_key_file, api_key_env)
         if api_key and not cloud_url:
             raise ValueError("api_key_file/api_key_env: given without a cloud_url")
         self.client = CloudClient(cloud_url, model, api_key, timeout, retries, max_tokens=max_tokens,
                                   temperature=temperature) if cloud_url else None  # fmt: skip
-        self.topic_prefix, self.client_id, self.keepalive = topic_prefix, client_id, keepalive
-        self.backoff_initial, self.backoff_max, self.close_timeout = backoff_initial, backoff_max, close_timeout
+        self.client_id = client_id
         self.redact, self.max_pending, self.publish_answers = redact, max_pending, publish_answers
         self.location, self.role, self.working_hours = location, role, working_hours
         self.state = SensorState(recent_flows, recent_alerts)
@@ -253,13 +223,13 @@ class AskPlugin:
 
     @property
     def broker(self) -> str:
-        return f"{self.host}:{self.port}"
+        return str(self.link)
 
     # -- hooks ----------------------------------------------------------------------
 
     @hookimpl
     def netgpt_start(self, sensor: SensorContext) -> None:
-        self.prefix = self.topic_prefix.format(site=sensor.site, sensor=sensor.sensor)
+        self.prefix = self.link.topic_prefix.format(site=sensor.site, sensor=sensor.sensor)
         _check_topic("topic_prefix", self.prefix)
         self.ask_topic, self.answers_topic = self.prefix + "ask", self.prefix + "answers"
         self.client_id = self.client_id or f"netgptd-{sensor.site}-{sensor.sensor}-ask"
@@ -361,12 +331,12 @@ class AskPlugin:
 
     async def _run(self) -> None:
         """Connect, subscribe, take questions and publish answers; reconnect with backoff until closed."""
-        delay, outage_logged, connects = self.backoff_initial, False, 0
+        delay, outage_logged, connects = self.link.backoff_initial, False, 0
         while not self._stop.is_set():
             try:
                 async with self._new_client() as client:
                     await client.subscribe(self.ask_topic, qos=1)
-                    self.connected, delay, outage_logged = True, self.backoff_initial, False
+                    self.connected, delay, outage_logged = True, self.link.backoff_initial, False
                     self.counts["reconnects"] += bool(connects)
                     connects += 1
                     log.info("ask_connected", broker=self.broker, topic=self.ask_topic)
@@ -377,7 +347,7 @@ class AskPlugin:
                 if self._stop.is_set():
                     return
                 retry_in = round(random.uniform(delay / 2, delay), 2)
-                delay = min(delay * 2, self.backoff_max)
+                delay = min(delay * 2, self.link.backoff_max)
                 (log.debug if outage_logged else log.warning)("ask_disconnected", broker=self.broker,
                                                               error=_describe(exc), retry_in=retry_in)  # fmt: skip
                 outage_logged = True
@@ -387,9 +357,7 @@ class AskPlugin:
                 pass
 
     def _new_client(self) -> aiomqtt.Client:
-        return aiomqtt.Client(self.host, self.port, username=self.username or None, password=self.password or None,
-                              identifier=self.client_id, clean_session=True, keepalive=self.keepalive,
-                              tls_context=self.tls, logger=CLIENT_LOG)  # fmt: skip
+        return self.link.client(self.client_id, clean_session=True)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         tasks = [asyncio.create_task(self._read(client)), asyncio.create_task(self._publish(client)),
@@ -425,9 +393,9 @@ class AskPlugin:
             return
         self._accepting = False
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.close_timeout
+        deadline = loop.time() + self.link.close_timeout
         if self._pending:
-            _, late = await asyncio.wait(set(self._pending), timeout=self.close_timeout)
+            _, late = await asyncio.wait(set(self._pending), timeout=self.link.close_timeout)
             for task in late:
                 task.cancel()
         while self._outgoing and self.connected and loop.time() < deadline:

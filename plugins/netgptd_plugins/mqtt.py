@@ -32,6 +32,7 @@ import asyncio
 import logging
 import random
 import ssl
+from dataclasses import dataclass
 from collections import deque
 from pathlib import Path
 from typing import Any, Awaitable
@@ -72,6 +73,59 @@ CLIENT_LOG.setLevel(logging.WARNING)  # paho logs every packet at debug; not wor
 CLIENT_LOG.addHandler(_DebugEvents())
 
 
+@dataclass(frozen=True)
+class Link:
+    """A checked broker connection, shared by the plugins that talk MQTT (mqtt, ask)."""
+
+    host: str
+    port: int
+    tls: ssl.SSLContext | None
+    username: str
+    password: str
+    topic_prefix: str
+    keepalive: int
+    backoff_initial: float
+    backoff_max: float
+    close_timeout: float
+
+    @classmethod
+    def checked(cls, url: str, topic_prefix: str, username: str, password: str, password_file: str, ca_file: str,
+                cert_file: str, key_file: str, keepalive: int, backoff_initial: float, backoff_max: float,
+                close_timeout: float) -> Link:  # fmt: skip
+        """The settings made one; a ValueError names the setting that is wrong."""
+        tls, host, port, url_user, url_password = _parse_url(url)
+        username = _one_of("username", url=url_user, username=username)
+        file_password = _read_password(password_file) if password_file else ""
+        password = _one_of("password", url=url_password, password=password, password_file=file_password)
+        if password and not username:
+            raise ValueError("password: given without a username")
+        if not tls:
+            for setting, value in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
+                if value:
+                    raise ValueError(f"{setting}: needs an mqtts:// url (url is {_scheme_host_port(url)})")
+        _check_template(topic_prefix)
+        _check_topic("topic_prefix", topic_prefix.format(site="site", sensor="sensor"))
+        if keepalive < 0:
+            raise ValueError(f"keepalive: must not be negative, got {keepalive}")
+        _check_positive(backoff_initial=backoff_initial)
+        if backoff_max < backoff_initial:
+            raise ValueError(f"backoff_max: {backoff_max} is below backoff_initial {backoff_initial}")
+        if close_timeout < 0:
+            raise ValueError(f"close_timeout: must not be negative, got {close_timeout}")
+        context = _tls_context(ca_file, cert_file, key_file) if tls else None
+        return cls(host, port, context, username, password, topic_prefix, keepalive, backoff_initial, backoff_max,
+                   close_timeout)  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def client(self, identifier: str, clean_session: bool, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+        """A fresh aiomqtt client for one connection."""
+        return aiomqtt.Client(self.host, self.port, username=self.username or None, password=self.password or None,
+                              identifier=identifier, clean_session=clean_session, keepalive=self.keepalive,
+                              will=will, tls_context=self.tls, logger=CLIENT_LOG)  # fmt: skip
+
+
 class MqttPlugin:
     """Publishes events to an MQTT broker.
 
@@ -105,41 +159,20 @@ class MqttPlugin:
         backoff_max: float = 30.0,
         close_timeout: float = 5.0,
     ) -> None:
-        tls, self.host, self.port, url_user, url_password = _parse_url(url)
-        self.username = _one_of("username", url=url_user, username=username)
-        file_password = _read_password(password_file) if password_file else ""
-        self.password = _one_of("password", url=url_password, password=password, password_file=file_password)
-        if self.password and not self.username:
-            raise ValueError("password: given without a username")
-        self.tls = _tls_context(ca_file, cert_file, key_file) if tls else None
-        if not tls:
-            for setting, value in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
-                if value:
-                    raise ValueError(f"{setting}: needs an mqtts:// url (url is {_scheme_host_port(url)})")
-        _check_template(topic_prefix)
-        _check_topic("topic_prefix", topic_prefix.format(site="site", sensor="sensor"))
-        if keepalive < 0:
-            raise ValueError(f"keepalive: must not be negative, got {keepalive}")
-        _check_positive(outbox_max=outbox_max, backoff_initial=backoff_initial)
-        if backoff_max < backoff_initial:
-            raise ValueError(f"backoff_max: {backoff_max} is below backoff_initial {backoff_initial}")
-        if close_timeout < 0:
-            raise ValueError(f"close_timeout: must not be negative, got {close_timeout}")
-        self.topic_prefix = topic_prefix
+        self.link = Link.checked(url, topic_prefix, username, password, password_file, ca_file, cert_file, key_file,
+                                 keepalive, backoff_initial, backoff_max, close_timeout)  # fmt: skip
+        _check_positive(outbox_max=outbox_max)
         self.client_id = client_id
-        self.keepalive = keepalive
         self.live_topics = LIVE_TOPICS | (FLOW_TOPICS if publish_flows else {})
         self.outbox_max = outbox_max
         self.outbox_path = outbox_path
-        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
-        self.close_timeout = close_timeout
 
         self.prefix = self.status_topic = ""  # topic_prefix filled in at start
         self.connected = False
         self.published = 0
         self.reconnects = 0
         self._connects = 0
-        self._delay = backoff_initial
+        self._delay = self.link.backoff_initial
         self._outage_logged = False
         self._live: deque[Item] = deque(maxlen=LIVE_MAX)
         self._outbox: Outbox | None = None
@@ -147,11 +180,11 @@ class MqttPlugin:
 
     @property
     def broker(self) -> str:
-        return f"{self.host}:{self.port}"
+        return str(self.link)
 
     @hookimpl
     def netgpt_start(self, sensor: SensorContext) -> None:
-        self.prefix = self.topic_prefix.format(site=sensor.site, sensor=sensor.sensor)
+        self.prefix = self.link.topic_prefix.format(site=sensor.site, sensor=sensor.sensor)
         _check_topic("topic_prefix", self.prefix)  # a site or sensor name may bring a wildcard
         self.status_topic = self.prefix + "status"
         self.client_id = self.client_id or f"netgptd-{sensor.site}-{sensor.sensor}"
@@ -194,7 +227,7 @@ class MqttPlugin:
             return
         self._closing.set()
         self._wakeup.set()
-        done, _ = await asyncio.wait({self._task}, timeout=self.close_timeout)
+        done, _ = await asyncio.wait({self._task}, timeout=self.link.close_timeout)
         if not done:
             self._stop.set()
             done, _ = await asyncio.wait({self._task}, timeout=CLOSE_GRACE)
@@ -223,18 +256,8 @@ class MqttPlugin:
                 pass
 
     def _new_client(self) -> aiomqtt.Client:
-        return aiomqtt.Client(
-            self.host,
-            self.port,
-            username=self.username or None,
-            password=self.password or None,
-            identifier=self.client_id,
-            clean_session=False,
-            keepalive=self.keepalive,
-            will=aiomqtt.Will(self.status_topic, OFFLINE, qos=1, retain=True),
-            tls_context=self.tls,
-            logger=CLIENT_LOG,
-        )
+        return self.link.client(self.client_id, clean_session=False,
+                                will=aiomqtt.Will(self.status_topic, OFFLINE, qos=1, retain=True))  # fmt: skip
 
     async def _session(self, client: aiomqtt.Client) -> None:
         """One connection: online, deliver until closing, offline (MqttError if it drops)."""
@@ -252,7 +275,7 @@ class MqttPlugin:
         if self._connects:
             self.reconnects += 1
         self._connects += 1
-        self._delay = self.backoff_initial
+        self._delay = self.link.backoff_initial
         self._outage_logged = False
         assert self._outbox is not None
         log.info("mqtt_connected", broker=self.broker, client_id=self.client_id, outbox_depth=len(self._outbox))
@@ -260,7 +283,7 @@ class MqttPlugin:
     def _backoff(self, exc: BaseException) -> float:
         """Seconds to wait before the next attempt (jittered, doubling up to backoff_max); logs the first failure."""
         retry_in = round(random.uniform(self._delay / 2, self._delay), 2)
-        self._delay = min(self._delay * 2, self.backoff_max)
+        self._delay = min(self._delay * 2, self.link.backoff_max)
         # One warning per outage; the attempts that follow are debug lines.
         report = log.debug if self._outage_logged else log.warning
         self._outage_logged = True
