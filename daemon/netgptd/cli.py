@@ -26,6 +26,7 @@ from netgptd import service
 from netgptd.argtypes import count, non_negative, positive
 from netgptd.trend.commands import add_trend_eval_parser
 from netgptd.cloud.serve import add_serve_llm_parser
+from netgptd.intent.cli import add_intent_parsers
 from netgptd.replay import replay
 from netgptd.synth.demo import write_demo_capture
 from netgptd.summary import SummaryCollector
@@ -272,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_trend_eval_parser(trend.add_subparsers(dest="trend_command", metavar="TREND_COMMAND", required=True))
 
     add_serve_llm_parser(sub)
+    add_intent_parsers(sub)
 
     lab = sub.add_parser("lab", help="record labelled traffic from real tools on loopback",
                          description="Traffic lab: scenarios start servers and clients (real tools) on "

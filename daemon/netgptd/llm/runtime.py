@@ -19,9 +19,11 @@ def load_causal_lm(model_dir: str | Path, adapter_dir: str | Path | None = None,
     """A causal LM in eval mode from ``model_dir`` (a Hugging Face folder), with the LoRA adapter applied if given."""
     try:
         import torch
+        import transformers
         from transformers import AutoModelForCausalLM
     except ImportError as exc:
         raise LLMError(f"the edge LLM needs the train extra (pip install 'netgptd[train]'): {exc}") from None
+    transformers.logging.disable_progress_bar()  # a daemon's log is JSON lines, not progress bars
     if threads:
         torch.set_num_threads(threads)
     model_dir = Path(model_dir)
