@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import uuid
 from pathlib import Path
@@ -21,6 +22,7 @@ from broker import Mosquitto, Received, Subscriber, free_port, mosquitto  # noqa
 from test_cloud_serve import tiny_model
 
 from netgptd.cloud.serve import ChatModel, LLMServer
+from netgptd.intent import validate
 from netgptd.plugin_host import PluginError, PluginHost, SensorContext, check_settings, hookimpl
 from netgptd_plugins.ask import AskPlugin, RequestRefused, parse_request
 
@@ -210,7 +212,8 @@ def test_a_cloud_failure_is_an_error_answer_and_redaction_can_be_off(tmp_path: P
 
     event, status, emitted = asyncio.run(run())
     answer = event["answer"]
-    assert emitted == [event] and event["event_type"] == "answer"
+    assert [e for e in emitted if e["event_type"] == "answer"] == [event] and event["event_type"] == "answer"
+    assert not [e for e in emitted if e["event_type"] == "intent"], "a question publishes no intent"
     assert answer["status"] == "error" and "cannot connect" in answer["error"]
     assert answer["text"].startswith("The cloud LLM gave no answer") and "Local summary:" in answer["text"]
     assert "Operator question: Is 10.0.0.5 fine?" in answer["prompt"], "redact = false sends addresses as they are"
@@ -218,7 +221,9 @@ def test_a_cloud_failure_is_an_error_answer_and_redaction_can_be_off(tmp_path: P
 
 
 def test_requests_and_settings() -> None:
-    assert parse_request(b'{"id": 7, "question": " why? "}') == ("7", "why?")
+    assert parse_request(b'{"id": 7, "question": " why? "}') == ("7", "why?", "question")
+    assert parse_request(b'{"id": "i", "intent": "block torrents"}') == ("i", "block torrents", "intent")
+    assert parse_request(b"isolate 10.0.0.5")[2] == "question", "plain text is a question: it publishes no intent"
     assert parse_request(b'"quoted question"')[1] == "quoted question"
     assert parse_request(b"{not json")[1] == "{not json", "what is not a JSON object is the question"
     with pytest.raises(RequestRefused, match="no question") as refused:
@@ -236,5 +241,106 @@ def test_requests_and_settings() -> None:
                               ({"api_key_env": "NETGPT_NO_SUCH_KEY_VAR"}, "api_key_env"),
                               ({"cloud_url": "http://x", "temperature": 3.0}, "temperature"),
                               ({"max_pending": 0}, "max_pending"), ({"topic_prefix": "a/#/"}, "topic_prefix")]:  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^{setting}\b"):
+            AskPlugin(**settings)
+
+
+# -- operator intents ------------------------------------------------------------------
+
+
+def test_an_intent_request_publishes_intents_a_question_only_reads_them(mosquitto: Mosquitto,
+                                                                        tmp_path: Path) -> None:  # fmt: skip
+    prefix = "netgpt/lab/intents/"
+    profile = tmp_path / "site.toml"
+    profile.write_text('site = "lab"\n[subnets]\nguests = "10.0.9.0/24"\n')
+
+    async def run() -> tuple[list[Received], Eve, dict[str, Any]]:
+        host = PluginHost({"mqtt": {"url": mosquitto.url, **FAST}})
+        plugin = AskPlugin(url=mosquitto.url, intent_profile=str(profile), **FAST)
+        eve = Eve()
+        host.add(plugin, "ask")
+        host.add(eve, "eve")
+        await host.start(SensorContext(site="lab", sensor="intents", state_dir=tmp_path, emit=host.emit))
+        for event in sensor_events():
+            host.emit(event)
+        await until(lambda: plugin.connected and host.status()["mqtt"]["connected"] == 1, what="connected")
+        with Subscriber(mosquitto, prefix + "#") as subscriber:
+            await ask(mosquitto, prefix + "ask", b'{"id": "q-op", "intent": "block torrents for the guests and isolate 10.0.0.66"}')
+            got = await received(subscriber, lambda m: any(r.topic == prefix + "answers" for r in m)
+                                 and sum(r.topic == prefix + "intents" for r in m) >= 2)  # fmt: skip
+            await ask(mosquitto, prefix + "ask", b'{"id": "q-ask", "question": "should I isolate 10.0.0.66?"}')
+            await ask(mosquitto, prefix + "ask", b'{"id": "q-next", "question": "what did I ask for?"}')
+            got = await received(subscriber, lambda m: sum(r.topic == prefix + "answers" for r in m) >= 3)
+        status = host.status()["ask"]
+        await host.aclose()
+        return got, eve, status
+
+    got, eve, status = asyncio.run(run())
+    answers = {a["id"]: a for a in (json.loads(m.payload)["answer"] for m in got if m.topic == prefix + "answers")}
+    intents = [json.loads(m.payload) for m in got if m.topic == prefix + "intents"]
+    answer = answers["q-op"]
+    assert answer["status"] == "intents" and len(answer["intents"]) == 2 and answer["prompt"] == ""
+    by_action = {i["action"]: i for i in answer["intents"]}
+    assert by_action["block"]["target"] == {"application": ["BitTorrent", "Gnutella"], "subnet": ["10.0.9.0/24"], "site": "lab"}
+    assert by_action["isolate"]["target"] == {"host": ["10.0.0.66"], "site": "lab"}
+    for intent in answer["intents"]:
+        validate(intent)
+        assert intent["source"] == "operator"
+    # Each went out as an intent event with the question's id, at QoS 1, before the answer; the EVE has them too.
+    mine = [e for e in intents if e["id"] == "q-op"]
+    assert [e["intent"] for e in mine] == answer["intents"] and {e["event_type"] for e in mine} == {"intent"}
+    assert all(m.qos == 1 for m in got if m.topic == prefix + "intents")
+    assert [e for e in eve.events if e["event_type"] == "intent" and e["id"] == "q-op"] == mine
+    # A question publishes no intent: what the edge read in it is in its answer and, redacted, in its prompt.
+    asked = answers["q-ask"]
+    assert not [e for e in intents if e["id"] == "q-ask"] and asked["status"] == "local"
+    prompt = asked["prompt"]
+    if asked["intents"]:
+        head, _, question = prompt.partition("Intents the edge model read in this question")
+        scanner = re.search(r"isolate (HOST-\d+)\?$", question)
+        assert scanner and f'"host":["{scanner[1]}"]' in question, question
+    assert "10.0.0.66" not in prompt, "no address leaves the sensor, in intents neither"
+    # The next question's prompt lists them among the intents the edge inferred (the sensor's state).
+    assert "Intents inferred by the edge model" in answers["q-next"]["prompt"]
+    assert status["intents"] >= 2 and status["intent_errors"] == 0
+
+
+def test_intents_off_or_without_a_model_and_on_the_own_connection(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    prefix = "netgpt/lab/own/"
+
+    async def run() -> tuple[list[Received], list[dict[str, Any]], dict[str, Any]]:
+        plugin = AskPlugin(url=mosquitto.url, publish_answers=True, **FAST)  # no mqtt plugin: its own connection
+        off = AskPlugin(url=f"mqtt://127.0.0.1:{free_port()}", intents=False, **FAST)
+        emitted: list[dict[str, Any]] = []
+        plugin.netgpt_start(SensorContext(site="lab", sensor="own", state_dir=tmp_path))
+        off.netgpt_start(SensorContext(site="lab", sensor="off", state_dir=tmp_path, emit=emitted.append))
+        await until(lambda: plugin.connected, what="connected")
+        with Subscriber(mosquitto, prefix + "#") as subscriber:
+            await ask(mosquitto, prefix + "ask", b'{"id": "q-own", "intent": "isolate 10.0.0.66"}')
+            got = await received(subscriber, lambda m: {r.topic for r in m} >= {prefix + "answers", prefix + "intents"})
+            await until(lambda: plugin.netgpt_status()["published"] == 1, what="acknowledged")
+        await off.answer("q-off", "isolate 10.0.0.66", "intent")
+        status = plugin.netgpt_status()
+        await plugin.netgpt_close()
+        await off.netgpt_close()
+        return got, emitted, status
+
+    got, emitted, status = asyncio.run(run())
+    (intent_event,) = [json.loads(m.payload) for m in got if m.topic == prefix + "intents"]
+    assert intent_event["id"] == "q-own" and intent_event["intent"]["action"] == "isolate"
+    assert status["published"] == 1 and status["published_intents"] == 1
+    (answer,) = [e["answer"] for e in emitted]
+    assert answer["intents"] == [] and answer["status"] == "error", "intents = false: none, and it says so"
+
+
+def test_intent_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(PluginError, match=r"\[plugins.ask\] intents: expected bool"):
+        check_settings("ask", AskPlugin, {"intents": "yes"})
+    bad = tmp_path / "bad.toml"
+    bad.write_text('site = "lab"\n[subnets]\nlab = "10.1.2.0/33"\n')
+    for settings, setting in [({"intent_profile": str(bad)}, "intent_profile"),
+                              ({"intent_profile": str(tmp_path / "none.toml")}, "intent_profile"),
+                              ({"intent_model_dir": str(tmp_path)}, "intent_model_dir"),
+                              ({"intent_adapter_dir": str(tmp_path)}, "intent_adapter_dir")]:  # fmt: skip
         with pytest.raises(ValueError, match=rf"^{setting}\b"):
             AskPlugin(**settings)

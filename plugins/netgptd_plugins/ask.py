@@ -17,9 +17,27 @@ are mapped back and the answer goes out as an ``answer`` event::
 The event is handed to the host (``SensorContext.emit``), so it reaches every
 plugin: the EVE file, and the ``mqtt`` plugin, which publishes it on
 ``<prefix>answers`` at QoS 1 through its on-disk outbox. Without the mqtt
-plugin, ``publish_answers = true`` publishes it on this plugin's own
-connection instead (QoS 1, held in memory while the broker is away); with
-both, each answer would come twice.
+plugin, ``publish_answers = true`` publishes it (and the intent events
+below, on ``<prefix>intents``) on this plugin's own connection instead
+(QoS 1, held in memory while the broker is away); with both, each answer
+would come twice.
+
+Operator intents: a request ``{"id": "...", "intent": "keep video calls
+smooth for the lab during exams"}`` asks for intents, not an answer: the
+edge LLM reads the sentence as an operator's request
+(:func:`netgptd.intent.intent_from_text`, completed with the site profile:
+``intent_profile``, a TOML file, or one from ``[sensor]``'s site, location
+and role), and each schema-valid intent it finds (``source: operator``) is
+emitted as an ``intent`` event carrying the request's id, so the mqtt plugin
+publishes it on ``<prefix>intents``; the answer (``status: intents``) lists
+them. No cloud is asked. A *question* never publishes an intent (a question
+such as "is 10.0.0.5 fine?" must not isolate anything): what the edge LLM
+reads in it goes into the answer as ``"intents"`` and into the completed
+prompt, marked as not applied. ``intents = false`` turns the intent model
+off (absent when it cannot be loaded)::
+
+    {"timestamp": ..., "event_type": "intent", "id": <the request's id>,
+     "intent": {"action": ..., "target": {...}, "reason": ..., "confidence": ..., "source": "operator"}}
 
 Without ``cloud_url`` the answer says so: its text is a local summary and
 the completed prompt (``status: local``). A cloud failure (after the
@@ -38,6 +56,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import aiomqtt
@@ -47,7 +66,10 @@ from netgptd.cloud.client import ChatResult, CloudClient, CloudError, api_key_fr
 from netgptd.cloud.context import SYSTEM_PROMPT, SensorState, SiteProfile, complete_prompt, local_summary
 from netgptd.cloud.redact import Redactor
 from netgptd.eve import dumps, timestamp
+from netgptd.intent import SiteProfile as IntentProfile
+from netgptd.intent import SiteState, load_profile, validate
 from netgptd.plugin_host import SensorContext, hookimpl
+from netgptd_plugins.intents import VOCAB_FILE, load_intent_model, one_thread, sensor_profile
 from netgptd_plugins.mqtt import Link, _check_positive, _check_topic, _describe
 
 log = structlog.get_logger(__name__)
@@ -66,8 +88,11 @@ class RequestRefused(ValueError):
         self.request_id, self.question = request_id, question
 
 
-def parse_request(payload: bytes) -> tuple[str, str]:
-    """(id, question) of an ask message; RequestRefused for one that cannot be answered, ValueError for noise."""
+QUESTION, INTENT = "question", "intent"  # what a request asks for: an answer, or intents to publish
+
+
+def parse_request(payload: bytes) -> tuple[str, str, str]:
+    """(id, text, kind) of an ask message; RequestRefused for one that cannot be answered, ValueError for noise."""
     try:
         text = payload.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -91,13 +116,15 @@ def parse_request(payload: bytes) -> tuple[str, str]:
     if not isinstance(request_id, (str, int)) or isinstance(request_id, bool) or len(str(request_id)) > MAX_ID:
         raise ValueError(f"id must be a string of at most {MAX_ID} characters")
     request_id = str(request_id)
-    question = body.get("question")
+    kind = INTENT if "intent" in body and "question" not in body else QUESTION
+    question = body.get(kind)
     if not isinstance(question, str) or not question.strip():
-        raise RequestRefused(request_id, "", "no question: send {\"id\": \"...\", \"question\": \"...\"} or plain text")
+        raise RequestRefused(request_id, "", f"no {kind}: send {{\"id\": \"...\", \"question\": \"...\"}}, "
+                                             f"{{\"id\": \"...\", \"intent\": \"...\"}} or plain text")
     if len(question) > MAX_QUESTION:
         raise RequestRefused(request_id, question[:200], f"the question is {len(question):,} characters; "
                                                          f"at most {MAX_QUESTION:,} are taken")  # fmt: skip
-    return request_id, question.strip()
+    return request_id, question.strip(), kind
 
 
 def answer_event(request_id: str, question: str, prompt: str, text: str, model: str, latency_s: float,
@@ -108,6 +135,16 @@ def answer_event(request_id: str, question: str, prompt: str, text: str, model: 
         "answer": {"id": request_id, "question": question, "prompt": prompt, "text": text, "model": model,
                    "latency_s": round(latency_s, 3), "status": status, **extra},
     }  # fmt: skip
+
+
+def with_intents(prompt: str, question: str, intents: list[dict[str, Any]]) -> str:
+    """The completed prompt with the question's operator intents added under the context, before the question."""
+    lines = ["", "Intents the edge model read in this question (schema-valid, not applied):"]
+    lines += [f"- {json.dumps(i, separators=(',', ':'))}" for i in intents]
+    question_line = f"\n\nOperator question: {question.strip()}"
+    if not prompt.endswith(question_line):  # complete_prompt's layout changed: add them at the end
+        return "\n".join([prompt, *lines])
+    return "\n".join([prompt[: -len(question_line)], *lines]) + question_line
 
 
 def _crashed(task: asyncio.Task[Any]) -> None:
@@ -162,7 +199,10 @@ class AskPlugin:
     The site profile: ``location`` and ``role`` (default: ``[sensor]``'s, once
     the host passes them), ``working_hours`` (free text, e.g. "Mon-Fri
     08:00-18:00"). What is kept: ``recent_flows`` flows, ``recent_alerts``
-    alerts.
+    alerts. Operator intents: ``intents`` (on by default), ``intent_profile``
+    (a site-profile TOML file; empty: one from ``[sensor]``),
+    ``intent_model_dir`` (empty: the shipped intent model),
+    ``intent_adapter_dir`` (a LoRA adapter; empty: none).
     """
 
     def __init__(
@@ -196,6 +236,10 @@ class AskPlugin:
         max_pending: int = 8,
         publish_answers: bool = False,
         close_timeout: float = 5.0,
+        intents: bool = True,
+        intent_profile: str = "",
+        intent_model_dir: str = "",
+        intent_adapter_dir: str = "",
     ) -> None:
         self.link = Link.checked(url, topic_prefix, username, password, password_file, ca_file, cert_file, key_file,
                                  keepalive, backoff_initial, backoff_max, close_timeout)  # fmt: skip
@@ -210,14 +254,29 @@ class AskPlugin:
         self.location, self.role, self.working_hours = location, role, working_hours
         self.state = SensorState(recent_flows, recent_alerts)
         self.profile = SiteProfile(location=location, role=role, working_hours=working_hours)
+        if intent_model_dir and not (Path(intent_model_dir) / VOCAB_FILE).is_file():
+            raise ValueError(f"intent_model_dir: {intent_model_dir} is not an intent model folder (no {VOCAB_FILE})")
+        if intent_adapter_dir and not (Path(intent_adapter_dir) / "adapter_config.json").is_file():
+            raise ValueError(f"intent_adapter_dir: {intent_adapter_dir} is not a LoRA adapter folder "
+                             "(no adapter_config.json)")  # fmt: skip
+        try:
+            self.intent_profile: IntentProfile | None = load_profile(intent_profile) if intent_profile else None
+        except ValueError as exc:  # ProfileError: names the file and the entry
+            raise ValueError(f"intent_profile: {exc}") from None
+        self.intents = intents
+        self.intent_model_dir, self.intent_adapter_dir = intent_model_dir or None, intent_adapter_dir or None
+        self.site_state = SiteState()  # host names learned from traffic: none are reported in EVE yet
+        self._intent_llm: Any = None
+        self._intent_error = ""  # why the intent model is unavailable
+        self._intent_lock = threading.Lock()  # the model is loaded once, by whichever thread comes first
 
-        self.prefix = self.ask_topic = self.answers_topic = ""
+        self.prefix = self.ask_topic = self.answers_topic = self.intents_topic = ""
         self.connected = False
         self.counts = {"questions": 0, "answered": 0, "local": 0, "failed": 0, "rejected": 0, "published": 0,
-                       "reconnects": 0}  # fmt: skip
+                       "reconnects": 0, "intents": 0, "intent_errors": 0, "published_intents": 0}  # fmt: skip
         self._emit: Callable[[dict[str, Any]], None] = lambda event: None
         self._pending: set[asyncio.Task[None]] = set()
-        self._outgoing: deque[bytes] = deque(maxlen=OUTGOING_MAX)
+        self._outgoing: deque[tuple[str, bytes]] = deque(maxlen=OUTGOING_MAX)  # (topic, payload)
         self._task: asyncio.Task[None] | None = None
         self._accepting = False
 
@@ -232,11 +291,15 @@ class AskPlugin:
         self.prefix = self.link.topic_prefix.format(site=sensor.site, sensor=sensor.sensor)
         _check_topic("topic_prefix", self.prefix)
         self.ask_topic, self.answers_topic = self.prefix + "ask", self.prefix + "answers"
+        self.intents_topic = self.prefix + "intents"
         self.client_id = self.client_id or f"netgptd-{sensor.site}-{sensor.sensor}-ask"
         self.profile = SiteProfile(site=sensor.site, sensor=sensor.sensor,
                                    location=self.location or str(getattr(sensor, "location", "") or ""),
                                    role=self.role or str(getattr(sensor, "role", "") or ""),
                                    working_hours=self.working_hours)  # fmt: skip
+        self.intent_profile = self.intent_profile or sensor_profile(sensor)
+        if self.intents:  # load now, in a thread, so the first question does not wait for it
+            threading.Thread(target=self._intent_model, name="ask-intents", daemon=True).start()
         self._emit = sensor.emit
         self._one_at_a_time = asyncio.Lock()
         self._wakeup = asyncio.Event()  # an answer to publish
@@ -267,7 +330,7 @@ class AskPlugin:
     def on_request(self, payload: bytes) -> None:
         """One message from the ask topic (loop thread): answer it in a task, or refuse it at once."""
         try:
-            request_id, question = parse_request(payload)
+            request_id, question, kind = parse_request(payload)
         except RequestRefused as refused:
             self.counts["rejected"] += 1
             self._deliver(answer_event(refused.request_id, refused.question, "", f"Not answered: {refused}", "", 0.0,
@@ -284,19 +347,31 @@ class AskPlugin:
             self._deliver(answer_event(request_id, question, "", f"Not answered: {why}; ask again later.", "", 0.0,
                                        "rejected"))  # fmt: skip
             return
-        task = asyncio.get_running_loop().create_task(self.answer(request_id, question), name=f"ask-{request_id}")
+        task = asyncio.get_running_loop().create_task(self.answer(request_id, question, kind), name=f"ask-{request_id}")
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         task.add_done_callback(_crashed)
 
-    async def answer(self, request_id: str, question: str) -> dict[str, Any]:
-        """Complete, redact, ask, restore; the answer event is delivered and returned."""
+    async def answer(self, request_id: str, question: str, kind: str = QUESTION) -> dict[str, Any]:
+        """Complete, redact, ask, restore (a question) or read and publish intents (an intent request);
+        the answer event is delivered and returned."""
         async with self._one_at_a_time:
             started = time.monotonic()
+            intents = None
+            if self.intents:
+                intents, errors = await in_daemon_thread(self._operator_intents, question)
+                self.counts["intents"] += len(intents or [])
+                self.counts["intent_errors"] += errors
+            if kind == INTENT:
+                return self._publish_intents(request_id, question, intents, started)
             prompt = complete_prompt(question, self.profile, self.state)  # the state when its turn comes
+            if intents:
+                prompt = with_intents(prompt, question, intents)
             redactor = Redactor()
             sent = redactor.redact(prompt) if self.redact else prompt
             extra: dict[str, Any] = {"redacted": len(redactor)}
+            if intents is not None:
+                extra["intents"] = intents
             if self.client is None:
                 status, model = "local", LOCAL_MODEL
                 text = ("No cloud LLM is configured ([plugins.ask] cloud_url is empty), so this is not a model's "
@@ -321,10 +396,64 @@ class AskPlugin:
             self._deliver(event)
             return event
 
+    def _publish_intents(self, request_id: str, sentence: str, intents: list[dict[str, Any]] | None,
+                         started: float) -> dict[str, Any]:  # fmt: skip
+        """An intent request: each intent out as an ``intent`` event, and an answer that lists them."""
+        for intent in intents or []:
+            self._deliver({"timestamp": timestamp(time.time_ns()), "event_type": "intent", "id": request_id,
+                           "intent": intent})  # fmt: skip
+        if intents is None:
+            text, status = f"No intents: the intent model is unavailable ({self._intent_error or 'turned off'}).", "error"
+        else:
+            text = "; ".join(i["reason"] for i in intents) or "No intent found in this sentence."
+            status = "intents"
+        self.counts["answered" if status == "intents" else "failed"] += 1
+        event = answer_event(request_id, sentence, "", text, "", time.monotonic() - started, status,
+                             intents=intents or [])  # fmt: skip
+        log.info("ask_intents", id=request_id, intents=len(intents or []))
+        self._deliver(event)
+        return event
+
+    def _intent_model(self) -> Any:
+        """The intent model, loaded on first use (any thread); None when it cannot be (logged once)."""
+        with self._intent_lock:
+            if self._intent_llm is None and not self._intent_error:
+                try:
+                    self._intent_llm = load_intent_model(self.intent_model_dir, self.intent_adapter_dir)
+                except Exception as exc:  # noqa: BLE001 -- LLMError, or torch/transformers missing
+                    self._intent_error = f"{type(exc).__name__}: {exc}"
+                    log.error("ask_intent_model_unavailable", error=self._intent_error,
+                              detail="questions are answered without operator intents")  # fmt: skip
+            return self._intent_llm
+
+    def _operator_intents(self, question: str) -> tuple[list[dict[str, Any]] | None, int]:
+        """In a daemon thread: the question's schema-valid operator intents (None without a model), and
+        how many failed (counted by the caller, in the loop thread)."""
+        llm = self._intent_model()
+        if llm is None:
+            return None, 0
+        from netgptd.intent.engine import intent_from_text
+
+        try:
+            with one_thread():
+                found = intent_from_text(question, self.intent_profile, self.site_state, llm)
+        except Exception as exc:  # noqa: BLE001 -- the question is still answered
+            log.warning("ask_intents_failed", error=f"{type(exc).__name__}: {exc}")
+            return None, 1
+        valid = []
+        for intent in found:
+            try:
+                validate(intent)  # realize() did; never hand on one that is not valid
+            except ValueError:
+                continue
+            valid.append(intent)
+        return valid, len(found) - len(valid)
+
     def _deliver(self, event: dict[str, Any]) -> None:
         self._emit(event)  # to every plugin: EVE, the mqtt plugin's outbox
         if self.publish_answers:
-            self._outgoing.append(dumps(event).encode())
+            topic = self.intents_topic if event.get("event_type") == "intent" else self.answers_topic
+            self._outgoing.append((topic, dumps(event).encode()))
             self._wakeup.set()
 
     # -- MQTT -----------------------------------------------------------------------
@@ -378,13 +507,14 @@ class AskPlugin:
             self.on_request(payload)
 
     async def _publish(self, client: aiomqtt.Client) -> None:
-        """publish_answers: the held answers, oldest first, each removed once the broker acknowledged it."""
+        """publish_answers: the held answers (and intents), oldest first, each removed once acknowledged."""
         while True:
             self._wakeup.clear()
             while self._outgoing:
-                await client.publish(self.answers_topic, self._outgoing[0], qos=1)
+                topic, payload = self._outgoing[0]
+                await client.publish(topic, payload, qos=1)
                 self._outgoing.popleft()
-                self.counts["published"] += 1
+                self.counts["published" if topic == self.answers_topic else "published_intents"] += 1
             await self._wakeup.wait()
 
     async def _close(self) -> None:

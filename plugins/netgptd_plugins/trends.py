@@ -56,17 +56,14 @@ its windows.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import importlib.util
 import inspect
 import math
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import structlog
@@ -77,6 +74,7 @@ from netgptd.trend.forecasters import FORECASTERS, Forecaster
 from netgptd.trend.history import WindowHistory
 from netgptd.trend.series import detect_season
 from netgptd.trend.windows import TRAFFIC_METRICS, Window, WindowAggregator, event_time
+from netgptd_plugins._offload import OrderedOffload
 
 log = structlog.get_logger(__name__)
 
@@ -90,10 +88,6 @@ TOP_LOOKBACK = 60  # windows over which the top applications are ranked, at leas
 MAX_PENDING = 8  # rounds not yet run by the executor, at most: beyond, a window is stored but not forecast
 STATS_CLOSE_MIN = 300.0  # seconds: a stats event closes windows only this close to the event clock (at least)
 COST_SMOOTHING = 0.3  # weight of the latest measurement in the per-series cost averages
-# SensorContext.emit's default: a host that hands plugins no way to emit later.
-_NO_EMIT = next((f.default for f in dataclasses.fields(SensorContext) if f.name == "emit"), None)
-
-Emit = Callable[[dict[str, Any]], None]
 
 
 def _usable(name: str) -> bool:
@@ -186,10 +180,9 @@ class TrendsPlugin:
         self.site, self.sensor = "default", "sensor"
         self._recent: deque[Window] = deque(maxlen=self.context)
         self._clock: float | None = None  # latest event time counted (or stats time applied)
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: deque[Future[_Round] | Future[list[dict[str, Any]]]] = deque()  # in window order
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._emit: Emit | None = None  # with _loop: where the executor's rounds go
+        # The executor's rounds, emitted in window order (_offload); _pending: its queue, in window order.
+        self._offload = OrderedOffload("trends", self._account, self._round_failed)
+        self._pending = self._offload.pending
         # Touched only by a running round (one at a time: inline only while none is pending).
         self._models: dict[str, Forecaster] = {}
         self._season = 1
@@ -217,15 +210,9 @@ class TrendsPlugin:
         self.history = WindowHistory(sensor.state_dir, keep=self.history_keep)
         self.aggregator = WindowAggregator(sensor.site, sensor.sensor, self.window_s)
         self._load_recent()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trends")
-        emit = getattr(sensor, "emit", None)
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:  # started outside a loop: rounds come back through netgpt_event
-            self._loop = None
-        self._emit = emit if self._loop is not None and emit is not None and emit is not _NO_EMIT else None
+        self._offload.start(sensor)  # without emit or a loop, rounds come back through netgpt_event
         log.info("trends_started", forecaster=self.forecaster, window_s=self.window_s, metric=self.metric,
-                 history=len(self._recent), seasons=self.seasons, emit=self._emit is not None)  # fmt: skip
+                 history=len(self._recent), seasons=self.seasons, emit=self._offload.emits)  # fmt: skip
 
     @hookimpl
     def netgpt_event(self, event: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -234,7 +221,7 @@ class TrendsPlugin:
         kind = event.get("event_type")
         # Without emit, finished rounds ride on flow and stats events: the pipeline's own, whose
         # raised events the host passes on (not on alerts, which a plugin may have raised).
-        raised = self._finished() if self._emit is None and kind in ("flow", "stats") else []
+        raised = self._offload.finished() if not self._offload.emits and kind in ("flow", "stats") else []
         closed: list[Window] = []
         if kind in ("flow", "alert"):
             when = event_time(event)
@@ -249,15 +236,11 @@ class TrendsPlugin:
         queued = len(self._pending)
         for window in closed:
             raised += self._closed(window)
-        if raised and kind == "alert" and self._emit is not None:
+        if raised and kind == "alert" and self._offload.emits:
             # An alert may be one a plugin raised, and what is raised in answer to that is not
             # passed on: these go out through emit once this alert has gone round, queued as a
             # finished round so that later rounds keep their order.
-            done: Future[list[dict[str, Any]]] = Future()
-            done.set_result(raised)
-            self._pending.insert(queued, done)  # inline rounds run before any this call queued
-            assert self._loop is not None
-            self._loop.call_soon(self._deliver)
+            self._offload.later(raised, queued)  # inline rounds run before any this call queued
             return None
         return raised or None
 
@@ -282,14 +265,10 @@ class TrendsPlugin:
         for window in self.aggregator.flush():
             self._store(window)
         self.aggregator = None
-        if self._executor is not None:
-            # A round already running finishes in its thread; its events have nowhere to go.
-            lost = sum(not f.done() for f in self._pending)
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-            if lost:
-                log.info("trends_rounds_dropped_at_close", rounds=lost)
-        self._pending.clear()
+        # A round already running finishes in its thread; its events have nowhere to go.
+        lost = self._offload.close()
+        if lost:
+            log.info("trends_rounds_dropped_at_close", rounds=lost)
         self.history.close()
         self.history = None
 
@@ -325,7 +304,7 @@ class TrendsPlugin:
             return []
         job = self._round()
         if self._pending or not self._cheap(job):  # after rounds not yet emitted: in order, so in the executor
-            if sum(not f.done() for f in self._pending) >= MAX_PENDING:
+            if self._offload.running >= MAX_PENDING:
                 self.rounds_skipped += 1
                 if job.refit:
                     self._since_fit = self.refit_every  # the next round refits instead
@@ -333,12 +312,8 @@ class TrendsPlugin:
                     log.warning("trend_rounds_skipped", skipped=self.rounds_skipped, forecaster=self.forecaster,
                                 window_start=window.start)  # fmt: skip
                 return []
-            assert self._executor is not None
             self.rounds_async += 1
-            future = self._executor.submit(self._run, job)
-            self._pending.append(future)
-            if self._emit is not None:
-                future.add_done_callback(self._on_done)
+            self._offload.submit(self._run, job)
             return []
         return self._account(self._run(job))
 
@@ -508,34 +483,7 @@ class TrendsPlugin:
         log.debug("trend_round", seconds=round(job.seconds, 4), series=len(job.series), refit=job.refit)
         return job.events
 
-    def _on_done(self, future: Future[_Round]) -> None:
-        """In the executor's thread: have the loop emit what finished."""
-        assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:  # the loop is closed: the daemon has stopped
-            pass
-
-    def _deliver(self) -> None:
-        """In the loop thread: emit the finished rounds' events, in window order."""
-        if self.aggregator is not None:
-            self._emit_all(self._finished())
-
-    def _emit_all(self, events: list[dict[str, Any]]) -> None:
-        if self._emit is not None and self.aggregator is not None:
-            for event in events:
-                self._emit(event)
-
-    def _finished(self) -> list[dict[str, Any]]:
-        """Events of the executor's rounds that finished, in window order (a failed round is counted)."""
-        events: list[dict[str, Any]] = []
-        while self._pending and self._pending[0].done():
-            future = self._pending.popleft()
-            try:
-                result = future.result()
-                events += result if isinstance(result, list) else self._account(result)
-            except Exception as exc:  # noqa: BLE001 -- _run catches per series; this is a bug, counted
-                self.forecast_errors += 1
-                log.error("trend_round_failed", error=f"{type(exc).__name__}: {exc}")
-        return events
-
+    def _round_failed(self, exc: BaseException) -> None:
+        """A round that raised (_run catches per series, so this is a bug): counted and logged."""
+        self.forecast_errors += 1
+        log.error("trend_round_failed", error=f"{type(exc).__name__}: {exc}")

@@ -7,8 +7,14 @@ are imported here, on first use, so the traffic path never pays for them.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
+
+# transformers builds a model under process-wide state (init contexts, the meta device): two threads
+# loading at once get a broken model (a tied lm_head "newly initialized") or an error. Plugins load
+# their models in their own threads, so every load holds this.
+_LOADING = threading.Lock()
 
 
 class LLMError(Exception):
@@ -20,7 +26,6 @@ def load_causal_lm(model_dir: str | Path, adapter_dir: str | Path | None = None,
     try:
         import torch
         import transformers
-        from transformers import AutoModelForCausalLM
     except ImportError as exc:
         raise LLMError(f"the edge LLM needs the train extra (pip install 'netgptd[train]'): {exc}") from None
     transformers.logging.disable_progress_bar()  # a daemon's log is JSON lines, not progress bars
@@ -29,6 +34,13 @@ def load_causal_lm(model_dir: str | Path, adapter_dir: str | Path | None = None,
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise LLMError(f"{model_dir}: not a model folder (no config.json)")
+    with _LOADING:
+        return _load(model_dir, adapter_dir)
+
+
+def _load(model_dir: Path, adapter_dir: str | Path | None) -> Any:
+    from transformers import AutoModelForCausalLM
+
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
     except (OSError, ValueError) as exc:
