@@ -169,7 +169,7 @@ def test_trend_eval_writes_a_report_and_a_summary_line(tmp_path: Path, capsys: p
     report = json.loads(out.read_text())
     assert (report["horizon"], report["step"], report["train_fraction"]) == (6, 6, 0.7)
     assert report["series"]["a"]["season"] == 12 and report["series"]["b"]["season"] == 1
-    assert set(report["series"]["a"]["forecasters"]) == {"seasonal_naive", "last_value", "holt_winters"}
+    assert set(report["series"]["a"]["forecasters"]) == {"seasonal_naive", "last_value", "holt_winters", "edge_llm"}
     assert report["series"]["b"]["forecasters"]["holt_winters"]["mase"] is None  # all zeros: no scale
     assert report["mean"]["seasonal_naive"]["rmae"] == pytest.approx(1.0)
     captured = capsys.readouterr()

@@ -24,7 +24,7 @@ from netgptd.lab.scenarios import UNAVAILABLE
 from netgptd.plugin_host import PluginError, PluginHost
 from netgptd import service
 from netgptd.argtypes import count, non_negative, positive
-from netgptd.trend.commands import add_trend_eval_parser
+from netgptd.trend.commands import add_trend_eval_parser, add_trend_train_parser
 from netgptd.cloud.serve import add_serve_llm_parser
 from netgptd.intent.cli import add_intent_parsers
 from netgptd.replay import replay
@@ -268,9 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, metavar="DIR")
     p.set_defaults(func=cmd_eval)
 
-    trend = sub.add_parser("trend", help="traffic trends: evaluate forecasters on series",
+    trend = sub.add_parser("trend", help="traffic trends: evaluate forecasters, train the edge LLM forecaster",
                            description="Trend prediction, the edge LLM's first by-product.")  # fmt: skip
-    add_trend_eval_parser(trend.add_subparsers(dest="trend_command", metavar="TREND_COMMAND", required=True))
+    trend_sub = trend.add_subparsers(dest="trend_command", metavar="TREND_COMMAND", required=True)
+    add_trend_eval_parser(trend_sub)
+    add_trend_train_parser(trend_sub)
 
     add_serve_llm_parser(sub)
     add_intent_parsers(sub)

@@ -69,7 +69,8 @@ from netgptd.eve import dumps, timestamp
 from netgptd.intent import SiteProfile as IntentProfile
 from netgptd.intent import SiteState, load_profile, validate
 from netgptd.plugin_host import SensorContext, hookimpl
-from netgptd_plugins.intents import VOCAB_FILE, load_intent_model, one_thread, sensor_profile
+from netgptd.llm.runtime import one_thread
+from netgptd_plugins.intents import VOCAB_FILE, load_intent_model, sensor_profile
 from netgptd_plugins.mqtt import Link, _check_positive, _check_topic, _describe
 
 log = structlog.get_logger(__name__)

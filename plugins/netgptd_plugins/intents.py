@@ -43,18 +43,18 @@ own traffic only.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import structlog
 
 from netgptd.eve import timestamp
 from netgptd.intent import IntentDeduper, SchemaError, SiteProfile, load_profile, validate
+from netgptd.llm.runtime import one_thread
 from netgptd.plugin_host import SensorContext, hookimpl
 from netgptd.trend.windows import Window, WindowAggregator, event_time
 from netgptd_plugins._offload import OrderedOffload
@@ -66,25 +66,6 @@ MAX_ALERTS = 10_000  # alerts kept per window: beyond, counted (alerts_dropped) 
 MAX_ADDRESS = 45  # characters of an IPv6 address written out in full
 STATS_CLOSE_MIN = 300.0  # seconds: a stats event closes windows only this close to the event clock (at least)
 VOCAB_FILE = "intent_vocab.json"
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch work in this block on one core, as ``netgptd.intent.evaluate`` does. A window or a sentence
-    is a few dozen tokens: with torch's default (every core) the decode contends with the pipeline and
-    is several times slower (measured on 2 cores: median 96 ms against 15 ms a window, tail 1 s against
-    45 ms). The count is torch's process-wide default (threads that start meanwhile take it), so it is
-    put back at once."""
-    import torch
-
-    before = torch.get_num_threads()
-    if before != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if before != 1:
-            torch.set_num_threads(before)
 
 
 def load_intent_model(model_dir: str | None = None, adapter_dir: str | None = None) -> Any:

@@ -69,6 +69,7 @@ import numpy as np
 import structlog
 
 from netgptd.eve import timestamp
+from netgptd.llm.runtime import one_thread
 from netgptd.plugin_host import SensorContext, hookimpl
 from netgptd.trend.forecasters import FORECASTERS, Forecaster
 from netgptd.trend.history import WindowHistory
@@ -407,7 +408,8 @@ class TrendsPlugin:
             kwargs = {}
             if "contexts" in inspect.signature(model.predict_many).parameters:
                 kwargs["contexts"] = [self._prompt_context(window)] * len(names)
-            forecasts = model.predict_many([series[n] for n in names], self.horizon, **kwargs)
+            with one_thread():  # the LM beside the pipeline: one core, as measured
+                forecasts = model.predict_many([series[n] for n in names], self.horizon, **kwargs)
         except Exception as exc:  # noqa: BLE001 -- counted for every series of the batch
             return {name: exc for name in names}
         self._predict_cost = self._smooth(self._predict_cost, (time.perf_counter() - begun) / len(names))

@@ -133,4 +133,5 @@ FORECASTERS: dict[str, Callable[[int], Forecaster]] = {
     "seasonal_naive": SeasonalNaive,
     "last_value": lambda season: SeasonalNaive(1),
     "holt_winters": HoltWinters,
+    "edge_llm": lambda season: __import__("netgptd.trend.llm", fromlist=["_"]).EdgeLLMForecaster(season),
 }
