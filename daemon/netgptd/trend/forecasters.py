@@ -128,10 +128,17 @@ class HoltWinters:
             return model.fit(**fit_options)
 
 
-# name -> factory taking the seasonal period; a new forecaster (edge_llm) is one more entry.
+def _edge_llm(season: int) -> Forecaster:
+    # Imported on use: torch and transformers load only when the edge LLM is asked for.
+    from netgptd.trend.llm import EdgeLLMForecaster
+
+    return EdgeLLMForecaster(season)
+
+
+# name -> factory taking the seasonal period; a new forecaster is one more entry.
 FORECASTERS: dict[str, Callable[[int], Forecaster]] = {
     "seasonal_naive": SeasonalNaive,
     "last_value": lambda season: SeasonalNaive(1),
     "holt_winters": HoltWinters,
-    "edge_llm": lambda season: __import__("netgptd.trend.llm", fromlist=["_"]).EdgeLLMForecaster(season),
+    "edge_llm": _edge_llm,
 }
