@@ -15,9 +15,8 @@ happened", the query falls back to one series of value 0 (its label set to
 ``none``) so the panel shows a flat line instead of "No data"; the fallback
 is used only where the left side is empty (``or on()``).
 
-Panels about the edge LLM's trend forecasts read metrics that are not
-exported yet; their description starts with ``edge-llm`` and the live test
-skips them.
+Panels about the edge LLM's trend forecasts read metrics that exist only
+with the ``trends`` plugin on; their description starts with ``edge-llm``.
 
 Metrics never carry addresses, ports or flow ids, and no query may group by
 one (the test checks).
@@ -33,7 +32,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DASHBOARDS = HERE / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "netgptd-prometheus"}
-EDGE_LLM = "edge-llm"  # description prefix of panels whose metrics do not exist yet
+EDGE_LLM = "edge-llm"  # description prefix of panels whose metrics come from the trends plugin
 SCHEMA_VERSION = 39
 SEL = '{instance=~"$instance"}'  # the selector every query starts from
 

@@ -7,8 +7,9 @@ daemon exports, group by no address-like label, match what
 
 Live check: ``netgptd run`` replays a corpus capture with its metrics
 endpoint on; a real Prometheus (Debian's ``prometheus``) scrapes it every
-second; then every query of every panel (except those marked ``edge-llm``,
-whose metrics do not exist yet) must return data.
+second, with the ``trends`` plugin on; then every query of every panel (the
+``edge-llm`` ones, which read the trends plugin's gauges, included) must
+return data.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ DASHBOARDS = GRAFANA / "dashboards"
 PROVISIONING = GRAFANA / "provisioning"
 DATASOURCE = {"type": "prometheus", "uid": "netgptd-prometheus"}
 DASHBOARD_UIDS = {"overview.json": "netgptd-overview", "health.json": "netgptd-health", "model.json": "netgptd-model"}
-EDGE_LLM = "edge-llm"  # in a panel's description or tags: its metrics are not exported yet
+EDGE_LLM = "edge-llm"  # in a panel's description or tags: it reads the trends plugin's metrics
 
 # What netgptd_plugins.prometheus exports (histograms by their base name).
 COUNTERS = {
@@ -55,7 +56,7 @@ GAUGES = {
 HISTOGRAMS = {"netgpt_app_confidence", "netgpt_attack_confidence", "netgpt_inference_duration_seconds",
               "netgpt_inference_batch_size"}  # fmt: skip
 EXPORTED = COUNTERS | GAUGES | HISTOGRAMS
-EDGE_LLM_METRICS = {"netgpt_trend_forecast", "netgpt_trend_actual"}  # the edge LLM's, to come
+EDGE_LLM_METRICS = {"netgpt_trend_forecast", "netgpt_trend_actual"}  # exported with the trends plugin on
 
 # Label names that would carry an address, a port or a flow's identity. Metrics have none (cardinality, privacy).
 ADDRESS_LABEL = re.compile(r"^(ip|addr|address|host|mac|port|flow_id|community_id|tuple)$|_(ip|addr|address|port|mac)$")
@@ -83,13 +84,11 @@ def is_edge_llm(panel: dict[str, Any]) -> bool:
     return EDGE_LLM in (panel.get("description") or "") or EDGE_LLM in panel.get("tags", [])
 
 
-def queries(include_edge_llm: bool = True) -> list[tuple[str, str]]:
+def queries() -> list[tuple[str, str]]:
     """(id, PromQL expression) of every panel target: id is ``file:panel title:refId``."""
     found = []
     for name, dashboard in load_dashboards().items():
         for panel in all_panels(dashboard):
-            if not include_edge_llm and is_edge_llm(panel):
-                continue
             for t in panel.get("targets", []):
                 found.append((f"{name}:{panel['title']}:{t.get('refId')}", t["expr"]))
     return found
@@ -258,8 +257,9 @@ def test_every_query_is_valid_promql(tmp_path: Path) -> None:
 # every panel has data while the daemon still runs: its metrics endpoint closes when the file ends.
 LIVE_CAPTURE = "ddos/amp.TCP.syn.optionallyACK.optionallysamePort.pcapng"
 LIVE_SPEED = 25
-# Stats (the source of most metrics) every second rather than 10, and the SYN-flood rule at 5 half-open
-# flows in its window, so that alerts do not hang on the model's verdicts.
+# Stats (the source of most metrics) every second rather than 10, the SYN-flood rule at 5 half-open
+# flows in its window, so that alerts do not hang on the model's verdicts, and trends in 10 s windows
+# of capture time (0.4 s here) with a quick forecaster, so the trend panel has data within seconds.
 LIVE_CONFIG = """\
 [sensor]
 state_dir = "{state_dir}"
@@ -270,6 +270,11 @@ interval = 1.0
 [plugins.rules]
 syn_flood_flows = 5
 cooldown_s = 10.0
+
+[plugins.trends]
+window_s = 10.0
+min_history = 3
+forecaster = "last_value"
 """
 NETGPTD = [sys.executable, "-m", "netgptd"]
 LIVE_DEADLINE_S = 30.0  # after three scrapes, for every query to have returned data at least once
@@ -366,7 +371,7 @@ def mqtt_broker(tmp_path: Path) -> Iterator[str | None]:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_every_panel_query_returns_data(corpus: Path, tmp_path: Path) -> None:
-    """A real Prometheus scrapes a running ``netgptd run``; every panel query (edge-llm ones aside) gives data."""
+    """A real Prometheus scrapes a running ``netgptd run``; every panel query gives data."""
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.skip("prometheus not installed (Debian package prometheus)")
@@ -390,7 +395,7 @@ def test_every_panel_query_returns_data(corpus: Path, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{prom_port}"
     prom_cmd = [prometheus, f"--config.file={prom_config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"]  # fmt: skip
-    wanted = {name for _, expr in queries(include_edge_llm=False) for name in metric_names(expr)}
+    wanted = {name for _, expr in queries() for name in metric_names(expr)}
 
     with contextlib.ExitStack() as stack:
         broker = stack.enter_context(mqtt_broker(tmp_path))
@@ -415,14 +420,14 @@ def test_every_panel_query_returns_data(corpus: Path, tmp_path: Path) -> None:
         missing = wanted - declared
         assert not missing, f"the daemon does not export {sorted(missing)}{log_tail(daemon_log)}"
         unshown = {n for n in declared if n.startswith("netgpt_") and not n.endswith("_created")
-                   and n not in EXPORTED and f"{n}_total" not in EXPORTED}  # fmt: skip
+                   and n not in EXPORTED | EDGE_LLM_METRICS and f"{n}_total" not in EXPORTED}  # fmt: skip
         assert not unshown, f"the daemon exports {sorted(unshown)}: add them to a dashboard (grafana/generate.py)"
 
         # rate() needs two samples in its window: wait for three scrapes.
         scraped = 'sum_over_time(up{job="netgptd"}[1m]) >= 3 and up{job="netgptd"} == 1'
         wait_for("three scrapes of netgptd", lambda: promql(base, scraped)["data"]["result"], 30, daemon, daemon_log)
 
-        pending = {qid: expr for qid, expr in queries(include_edge_llm=False) if qid not in skipped_mqtt}
+        pending = {qid: expr for qid, expr in queries() if qid not in skipped_mqtt}
         deadline = time.monotonic() + LIVE_DEADLINE_S
         while pending and time.monotonic() < deadline and daemon.poll() is None:
             for qid, expr in list(pending.items()):
