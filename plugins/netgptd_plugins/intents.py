@@ -1,7 +1,7 @@
 """Intents: each closed traffic window, the edge LLM proposes network intents, as ``intent`` events.
 
 Flow and alert events are counted into fixed windows of ``window_s``
-seconds (an own :class:`netgptd.trend.windows.WindowAggregator`: time comes
+seconds (its own :class:`netgptd.trend.windows.EventWindows`: time comes
 from the events, so a replay gives the windows a live capture would), and
 each window keeps its alerts. When a window closes, the shipped intent model
 (``model_dir``, with the LoRA adapter ``adapter_dir`` if given) reads the
@@ -56,7 +56,7 @@ from netgptd.eve import timestamp
 from netgptd.intent import IntentDeduper, SchemaError, SiteProfile, load_profile, validate
 from netgptd.llm.runtime import one_thread
 from netgptd.plugin_host import SensorContext, hookimpl
-from netgptd.trend.windows import Window, WindowAggregator, event_time
+from netgptd.trend.windows import EventWindows, Window, event_time
 from netgptd_plugins._offload import OrderedOffload
 
 log = structlog.get_logger(__name__)
@@ -64,7 +64,6 @@ log = structlog.get_logger(__name__)
 MAX_PENDING = 8  # windows waiting for the model, at most: beyond, a window is counted but not read
 MAX_ALERTS = 10_000  # alerts kept per window: beyond, counted (alerts_dropped) but not read
 MAX_ADDRESS = 45  # characters of an IPv6 address written out in full
-STATS_CLOSE_MIN = 300.0  # seconds: a stats event closes windows only this close to the event clock (at least)
 VOCAB_FILE = "intent_vocab.json"
 
 
@@ -145,12 +144,10 @@ class IntentsPlugin:
             raise ValueError(f"profile: {exc}") from None
         self.window_s, self.hold_s, self.min_confidence = float(window_s), float(hold_s), float(min_confidence)
         self.model_dir, self.adapter_dir = model_dir or None, adapter_dir or None
-        self.stats_close_max = max(STATS_CLOSE_MIN, 5 * self.window_s)
 
-        self.aggregator: WindowAggregator | None = None
+        self._windows: EventWindows | None = None
         self.deduper = IntentDeduper(self.hold_s)
         self._alerts: list[dict[str, Any]] = []  # of the open window
-        self._clock: float | None = None  # latest event time counted (or stats time applied)
         self._offload = OrderedOffload("intents", self._collect, self._job_failed)
         # Touched only in the executor's thread (jobs run one at a time).
         self._llm: Any = None
@@ -166,7 +163,7 @@ class IntentsPlugin:
     @hookimpl
     def netgpt_start(self, sensor: SensorContext) -> None:
         self.profile = self.profile or sensor_profile(sensor)
-        self.aggregator = WindowAggregator(sensor.site, sensor.sensor, self.window_s)
+        self._windows = EventWindows(sensor.site, sensor.sensor, self.window_s)
         self._offload.start(sensor)  # without emit or a loop, intents come back through netgpt_event
         self.model_state = "loading"
         self._offload.submit(self._load)  # before any window: the model is ready when the first one closes
@@ -175,27 +172,17 @@ class IntentsPlugin:
 
     @hookimpl
     def netgpt_event(self, event: dict[str, Any]) -> list[dict[str, Any]] | None:
-        if self.aggregator is None:  # not started (or closed)
+        if self._windows is None:  # not started (or closed)
             return None
         kind = event.get("event_type")
         # Without emit, finished windows ride on flow and stats events (the pipeline's own, whose
         # raised events the host passes on).
         raised = self._offload.finished() if not self._offload.emits and kind in ("flow", "stats") else []
-        closed: list[Window] = []
         slim = None
         if kind == "alert":  # what is read of it (a plugin's alert may be malformed): category, addresses
             slim = slim_alert(event)
             event = {"timestamp": event.get("timestamp"), **slim}
-        if kind in ("flow", "alert"):
-            when = event_time(event)
-            closed = self.aggregator.feed(event)
-            if when is not None:
-                self._clock = when if self._clock is None else max(self._clock, when)
-        elif kind == "stats":
-            when = event_time(event)
-            if when is not None and self._clock is not None and 0 < when - self._clock <= self.stats_close_max:
-                closed = self.aggregator.close_until(when)
-                self._clock = when
+        closed = self._windows.feed(event)
         if closed:
             alerts, self._alerts = self._alerts, []
             for window in closed:  # the first is the window that was open: the alerts kept are its
@@ -227,9 +214,9 @@ class IntentsPlugin:
 
     @hookimpl
     def netgpt_close(self) -> None:
-        if self.aggregator is None:
+        if self._windows is None:
             return
-        self.aggregator = None
+        self._windows = None
         self._alerts = []
         lost = self._offload.close()  # a window being read finishes in its thread; its intents have nowhere to go
         if lost:
@@ -258,7 +245,7 @@ class IntentsPlugin:
         except Exception as exc:  # noqa: BLE001 -- LLMError, or torch/transformers missing: the daemon goes on
             self._llm_error = f"{type(exc).__name__}: {exc}"
             self.model_state = "error"
-            if self.aggregator is None:  # closed while loading (the interpreter may be exiting): no matter
+            if self._windows is None:  # closed while loading (the interpreter may be exiting): no matter
                 return []
             log.error("intents_model_unavailable", model=self.model_dir or "shipped", adapter=self.adapter_dir,
                       error=self._llm_error)  # fmt: skip

@@ -74,7 +74,7 @@ from netgptd.plugin_host import SensorContext, hookimpl
 from netgptd.trend.forecasters import FORECASTERS, Forecaster
 from netgptd.trend.history import WindowHistory
 from netgptd.trend.series import detect_season
-from netgptd.trend.windows import TRAFFIC_METRICS, Window, WindowAggregator, event_time
+from netgptd.trend.windows import TRAFFIC_METRICS, EventWindows, Window
 from netgptd_plugins._offload import OrderedOffload
 
 log = structlog.get_logger(__name__)
@@ -87,7 +87,6 @@ MAX_SEASON = 288  # longest automatic season (a day of 5-minute windows); longer
 CONTEXT_MIN = 96  # windows kept in memory and given to the forecaster, at least
 TOP_LOOKBACK = 60  # windows over which the top applications are ranked, at least (min_history if more)
 MAX_PENDING = 8  # rounds not yet run by the executor, at most: beyond, a window is stored but not forecast
-STATS_CLOSE_MIN = 300.0  # seconds: a stats event closes windows only this close to the event clock (at least)
 COST_SMOOTHING = 0.3  # weight of the latest measurement in the per-series cost averages
 
 
@@ -174,13 +173,11 @@ class TrendsPlugin:
         self.season = season  # 0: detected among self.seasons
         self.seasons = [season] if season else self._season_candidates()
         self.context = min(history_keep, max(min_history, CONTEXT_MIN, *(8 * s for s in self.seasons)))
-        self.stats_close_max = max(STATS_CLOSE_MIN, 5 * self.window_s)
 
         self.history: WindowHistory | None = None
-        self.aggregator: WindowAggregator | None = None
+        self._windows: EventWindows | None = None
         self.site, self.sensor = "default", "sensor"
         self._recent: deque[Window] = deque(maxlen=self.context)
-        self._clock: float | None = None  # latest event time counted (or stats time applied)
         # The executor's rounds, emitted in window order (_offload); _pending: its queue, in window order.
         self._offload = OrderedOffload("trends", self._account, self._round_failed)
         self._pending = self._offload.pending
@@ -209,7 +206,7 @@ class TrendsPlugin:
     def netgpt_start(self, sensor: SensorContext) -> None:
         self.site, self.sensor = sensor.site, sensor.sensor
         self.history = WindowHistory(sensor.state_dir, keep=self.history_keep)
-        self.aggregator = WindowAggregator(sensor.site, sensor.sensor, self.window_s)
+        self._windows = EventWindows(sensor.site, sensor.sensor, self.window_s)
         self._load_recent()
         self._offload.start(sensor)  # without emit or a loop, rounds come back through netgpt_event
         log.info("trends_started", forecaster=self.forecaster, window_s=self.window_s, metric=self.metric,
@@ -217,23 +214,13 @@ class TrendsPlugin:
 
     @hookimpl
     def netgpt_event(self, event: dict[str, Any]) -> list[dict[str, Any]] | None:
-        if self.aggregator is None:  # not started (or closed)
+        if self._windows is None:  # not started (or closed)
             return None
         kind = event.get("event_type")
         # Without emit, finished rounds ride on flow and stats events: the pipeline's own, whose
         # raised events the host passes on (not on alerts, which a plugin may have raised).
         raised = self._offload.finished() if not self._offload.emits and kind in ("flow", "stats") else []
-        closed: list[Window] = []
-        if kind in ("flow", "alert"):
-            when = event_time(event)
-            closed = self.aggregator.feed(event)
-            if when is not None:
-                self._clock = when if self._clock is None else max(self._clock, when)
-        elif kind == "stats":
-            when = event_time(event)
-            if when is not None and self._clock is not None and 0 < when - self._clock <= self.stats_close_max:
-                closed = self.aggregator.close_until(when)
-                self._clock = when
+        closed = self._windows.feed(event)
         queued = len(self._pending)
         for window in closed:
             raised += self._closed(window)
@@ -261,11 +248,11 @@ class TrendsPlugin:
     @hookimpl
     def netgpt_close(self) -> None:
         """Store the open window (merged with its continuation after a restart); drop pending rounds."""
-        if self.aggregator is None or self.history is None:
+        if self._windows is None or self.history is None:
             return
-        for window in self.aggregator.flush():
+        for window in self._windows.flush():
             self._store(window)
-        self.aggregator = None
+        self._windows = None
         # A round already running finishes in its thread; its events have nowhere to go.
         lost = self._offload.close()
         if lost:

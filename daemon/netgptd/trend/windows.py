@@ -239,3 +239,34 @@ class WindowAggregator:
 
     def _window(self, start: float) -> Window:
         return Window(self.site, self.sensor, start, self.width)
+
+
+STATS_CLOSE_MIN = 300.0  # seconds: a stats event closes windows only this close to the event clock (at least)
+
+
+class EventWindows:
+    """Windows from the daemon's event stream: flows and alerts feed them, and a ``stats`` event closes
+    quiet windows (a live capture with no traffic), but only when its time is near the events' own
+    clock, so a replayed capture's windows close by its own traffic alone. Pure: time comes with events."""
+
+    def __init__(self, site: str, sensor: str, width: float) -> None:
+        self.aggregator = WindowAggregator(site, sensor, width)
+        self.stats_close_max = max(STATS_CLOSE_MIN, 5 * width)
+        self.clock: float | None = None  # the latest event time counted (or stats time applied)
+
+    def feed(self, event: dict[str, Any]) -> list[Window]:
+        """The windows this event closed."""
+        kind = event.get("event_type")
+        when = event_time(event)
+        if kind in ("flow", "alert"):
+            closed = self.aggregator.feed(event)
+            if when is not None:
+                self.clock = when if self.clock is None else max(self.clock, when)
+            return closed
+        if kind == "stats" and when is not None and self.clock is not None and 0 < when - self.clock <= self.stats_close_max:
+            self.clock = when
+            return self.aggregator.close_until(when)
+        return []
+
+    def flush(self) -> list[Window]:
+        return self.aggregator.flush()
