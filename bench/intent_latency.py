@@ -29,13 +29,10 @@ from netgptd.intent.profile import SiteProfile
 from netgptd.replay import replay
 from netgptd.rules import FlowRateRules, RuleSettings
 from netgptd.trend.windows import WindowAggregator, event_time
+from machine import rss_mib  # bench/ is the script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = ROOT / "daemon" / "netgptd" / "intent" / "eval_sentences.jsonl"
-
-
-def rss_mib() -> float:
-    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
 
 
 def summary(seconds: list[float]) -> str:

@@ -79,6 +79,7 @@ from netgptd.train.dataset import (
 )
 from netgptd.train.labels import UNKNOWN
 from netgptd.train.metrics import score
+from machine import cpu_model, empty_loop_ns  # bench/ is the script's folder
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 BATCHES = (1, 16, 64, 256)
@@ -127,26 +128,6 @@ def pin_to_one_cpu(cpu: int | None) -> int | None:
         except OSError:
             return None
     return chosen
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def empty_loop_ns(n: int = 5_000_000) -> float:
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter_ns()
-        for _ in range(n):
-            pass
-        best = min(best, (time.perf_counter_ns() - start) / n)
-    return best
 
 
 def rss_with_session(bundle_dir: Path) -> tuple[int, int] | None:

@@ -116,6 +116,7 @@ from netgptd.pipeline import Pipeline
 from netgptd.plugin_host import PluginHost, SensorContext, hookimpl
 from netgptd.sdnotify import Notifier
 from netgptd.service import load_model
+from machine import cpu_model, empty_loop_ns  # bench/ is the script's folder
 
 CORPUS = Path(os.environ.get("NETGPT_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
 COLLECTIONS = ("ndpi", "mining")
@@ -128,26 +129,6 @@ QUICK_EVERY = 10
 
 
 # -- machine -----------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def empty_loop_ns(n: int = 5_000_000) -> float:
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter_ns()
-        for _ in range(n):
-            pass
-        best = min(best, (time.perf_counter_ns() - start) / n)
-    return best
 
 
 def load_average() -> str:

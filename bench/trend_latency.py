@@ -25,14 +25,11 @@ import numpy as np
 
 from netgptd.trend.forecasters import FORECASTERS
 from netgptd.trend.series import load_series
+from machine import rss_mib  # bench/ is the script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SERIES_PER_ROUND = 6
 HORIZON = 12
-
-
-def rss_mib() -> float:
-    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
 
 
 def timings(seconds: list[float]) -> str:
