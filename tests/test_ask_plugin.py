@@ -24,7 +24,8 @@ from test_cloud_serve import tiny_model
 from netgptd.cloud.serve import ChatModel, LLMServer
 from netgptd.intent import validate
 from netgptd.plugin_host import PluginError, PluginHost, SensorContext, check_settings, hookimpl
-from netgptd_plugins.ask import AskPlugin, RequestRefused, parse_request
+from netgptd.cloud.requests import RequestRefused, parse_request
+from netgptd_plugins.ask import AskPlugin
 
 pytestmark = pytest.mark.timeout(60)
 

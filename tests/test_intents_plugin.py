@@ -4,7 +4,6 @@ and the daemon, as a process on a mining capture, publishing them (and an operat
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import threading
 import time

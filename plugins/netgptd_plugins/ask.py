@@ -50,11 +50,9 @@ in the pipeline's loop; up to ``max_pending`` wait, more are refused
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import threading
 import time
-import uuid
 from collections import deque
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -65,87 +63,19 @@ import structlog
 from netgptd.cloud.client import ChatResult, CloudClient, CloudError, api_key_from
 from netgptd.cloud.context import SYSTEM_PROMPT, SensorState, SiteProfile, complete_prompt, local_summary
 from netgptd.cloud.redact import Redactor
+from netgptd.cloud.requests import INTENT, QUESTION, RequestRefused, answer_event, parse_request, with_intents
 from netgptd.eve import dumps, timestamp
 from netgptd.intent import SiteProfile as IntentProfile
 from netgptd.intent import SiteState, load_profile, validate
-from netgptd.plugin_host import SensorContext, hookimpl
 from netgptd.llm.runtime import one_thread
+from netgptd.plugin_host import SensorContext, hookimpl
 from netgptd_plugins.intents import VOCAB_FILE, load_intent_model, sensor_profile
 from netgptd_plugins.mqtt import Link, _check_positive, _check_topic, _describe
 
 log = structlog.get_logger(__name__)
 
-MAX_QUESTION = 4000  # characters
-MAX_ID = 200
 OUTGOING_MAX = 100  # answers held for publish_answers while the broker is away
 LOCAL_MODEL = "none (edge template)"
-
-
-class RequestRefused(ValueError):
-    """A request that gets a ``rejected`` answer (it has an id to answer to)."""
-
-    def __init__(self, request_id: str, question: str, reason: str) -> None:
-        super().__init__(reason)
-        self.request_id, self.question = request_id, question
-
-
-QUESTION, INTENT = "question", "intent"  # what a request asks for: an answer, or intents to publish
-
-
-def parse_request(payload: bytes) -> tuple[str, str, str]:
-    """(id, text, kind) of an ask message; RequestRefused for one that cannot be answered, ValueError for noise."""
-    try:
-        text = payload.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise ValueError("not UTF-8") from None
-    body: Any = None
-    if text.startswith("{"):
-        try:
-            body = json.loads(text)
-        except ValueError:
-            body = None
-    if not isinstance(body, dict):  # plain text (or a bare JSON string) is the question itself
-        if text.startswith('"'):
-            try:
-                text = str(json.loads(text)).strip()
-            except ValueError:
-                pass
-        body = {"question": text}
-    request_id = body.get("id")
-    if request_id is None or request_id == "":
-        request_id = str(uuid.uuid4())
-    if not isinstance(request_id, (str, int)) or isinstance(request_id, bool) or len(str(request_id)) > MAX_ID:
-        raise ValueError(f"id must be a string of at most {MAX_ID} characters")
-    request_id = str(request_id)
-    kind = INTENT if "intent" in body and "question" not in body else QUESTION
-    question = body.get(kind)
-    if not isinstance(question, str) or not question.strip():
-        raise RequestRefused(request_id, "", f"no {kind}: send {{\"id\": \"...\", \"question\": \"...\"}}, "
-                                             f"{{\"id\": \"...\", \"intent\": \"...\"}} or plain text")
-    if len(question) > MAX_QUESTION:
-        raise RequestRefused(request_id, question[:200], f"the question is {len(question):,} characters; "
-                                                         f"at most {MAX_QUESTION:,} are taken")  # fmt: skip
-    return request_id, question.strip(), kind
-
-
-def answer_event(request_id: str, question: str, prompt: str, text: str, model: str, latency_s: float,
-                 status: str, **extra: Any) -> dict[str, Any]:  # fmt: skip
-    return {
-        "timestamp": timestamp(time.time_ns()),
-        "event_type": "answer",
-        "answer": {"id": request_id, "question": question, "prompt": prompt, "text": text, "model": model,
-                   "latency_s": round(latency_s, 3), "status": status, **extra},
-    }  # fmt: skip
-
-
-def with_intents(prompt: str, question: str, intents: list[dict[str, Any]]) -> str:
-    """The completed prompt with the question's operator intents added under the context, before the question."""
-    lines = ["", "Intents the edge model read in this question (schema-valid, not applied):"]
-    lines += [f"- {json.dumps(i, separators=(',', ':'))}" for i in intents]
-    question_line = f"\n\nOperator question: {question.strip()}"
-    if not prompt.endswith(question_line):  # complete_prompt's layout changed: add them at the end
-        return "\n".join([prompt, *lines])
-    return "\n".join([prompt[: -len(question_line)], *lines]) + question_line
 
 
 def _crashed(task: asyncio.Task[Any]) -> None:
