@@ -11,8 +11,10 @@ file is the caller's business (:func:`load_file` is the one helper that does).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import socket
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,12 +126,30 @@ class Settings:
         return self.capture.source.partition(":")[2]
 
 
-def _fits(value: Any, expected: type) -> bool:
-    if expected is float:
+def fits(value: Any, annotation: Any) -> bool:
+    """Whether a TOML value fits a simple annotation (str, int, float, bool, list, dict, unions of them).
+
+    An integer is a fine float; a bool is neither an int nor a float. Anything
+    else (no annotation, ``Any``) is left to whoever reads the value.
+    """
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if origin is not None:
+        annotation = origin
+    if annotation is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is int:
+    if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, expected)
+    return isinstance(value, annotation) if isinstance(annotation, type) else True
+
+
+def type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 def _section(name: str, table: Any, origin: str) -> Any:
@@ -141,8 +161,8 @@ def _section(name: str, table: Any, origin: str) -> Any:
     for key, value in table.items():
         if key not in hints:
             raise ConfigError(f"{origin}: [{name}] {key}: unknown key (known: {', '.join(known)})")
-        if not _fits(value, hints[key]):
-            raise ConfigError(f"{origin}: [{name}] {key}: expected {hints[key].__name__}, got {type(value).__name__} {value!r}")
+        if not fits(value, hints[key]):
+            raise ConfigError(f"{origin}: [{name}] {key}: expected {type_name(hints[key])}, got {type(value).__name__} {value!r}")
         problem = CHECKS.get(name, {}).get(key, lambda v: None)(value)
         if problem:
             raise ConfigError(f"{origin}: [{name}] {key}: {problem}")

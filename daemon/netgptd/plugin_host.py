@@ -28,6 +28,8 @@ from typing import Any, Awaitable, Callable, Mapping
 import pluggy
 import structlog
 
+from netgptd.config import fits, type_name
+
 PROJECT = "netgptd"
 ENTRY_POINT_GROUP = "netgptd.plugins"
 
@@ -88,28 +90,6 @@ def available() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def _type_ok(value: Any, annotation: Any) -> bool:
-    """Whether a TOML value fits a simple annotation (str, int, float, bool, list, dict, unions of them)."""
-    if annotation is Any or annotation is inspect.Parameter.empty:
-        return True
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return any(_type_ok(value, a) for a in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if origin is not None:
-        annotation = origin
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, annotation) if isinstance(annotation, type) else True
-
-
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
 def check_settings(name: str, factory: Any, settings: Mapping[str, Any]) -> None:
     """Refuse unknown keys and values of the wrong type, naming ``[plugins.NAME] key``.
 
@@ -119,7 +99,7 @@ def check_settings(name: str, factory: Any, settings: Mapping[str, Any]) -> None
     declared = getattr(factory, "SETTINGS", None)
     if declared is not None and dataclasses.is_dataclass(declared):
         fields = {f.name: f for f in dataclasses.fields(declared)}
-        hints, takes_any, target = typing.get_type_hints(declared), False, declared
+        hints, takes_any = typing.get_type_hints(declared), False
     else:
         target = factory.__init__ if inspect.isclass(factory) else factory
         params = inspect.signature(factory).parameters
@@ -135,17 +115,21 @@ def check_settings(name: str, factory: Any, settings: Mapping[str, Any]) -> None
                 continue
             raise PluginError(f"[plugins.{name}] {key}: unknown setting (known: {', '.join(fields) or 'none'})")
         hint = hints.get(key, Any)
-        if not _type_ok(value, hint):
-            raise PluginError(f"[plugins.{name}] {key}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
+        if not fits(value, hint):
+            raise PluginError(f"[plugins.{name}] {key}: expected {type_name(hint)}, got {type(value).__name__} {value!r}")
+
+
+def factory_of(name: str) -> Any:
+    """The installed factory of plugin ``name`` (PluginError when there is none)."""
+    installed = available()
+    if name not in installed:
+        raise PluginError(f"[plugins.{name}]: unknown plugin (installed: {', '.join(sorted(installed)) or 'none'})")
+    return installed[name].load()
 
 
 def load_plugin(name: str, settings: Mapping[str, Any]) -> object:
     """Find plugin ``name``, check its settings and make it (PluginError names what is wrong)."""
-    installed = available()
-    if name not in installed:
-        known = ", ".join(sorted(installed)) or "none"
-        raise PluginError(f"unknown plugin {name!r} (installed: {known})")
-    factory = installed[name].load()
+    factory = factory_of(name)
     check_settings(name, factory, settings)
     try:
         return factory(**settings)

@@ -28,7 +28,7 @@ from netgptd.config import DEFAULT_PATH, ConfigError, Settings, load_file, overr
 from netgptd.model.bundle import DEFAULT_BUNDLE, BundleError, load_bundle
 from netgptd.model.session import Classifier, ModelSession
 from netgptd.pipeline import Model, Pipeline
-from netgptd.plugin_host import PluginError, PluginHost, SensorContext, available, check_settings, load_plugin
+from netgptd.plugin_host import PluginError, PluginHost, SensorContext, check_settings, factory_of, load_plugin
 from netgptd.sdnotify import Notifier
 
 log = structlog.get_logger(__name__)
@@ -60,11 +60,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def check_plugins(settings: Settings) -> None:
     """Every enabled plugin is installed and its settings fit it (nothing is started)."""
-    installed = available()
     for name, values in settings.plugins.items():
-        if name not in installed:
-            raise PluginError(f"[plugins.{name}]: unknown plugin (installed: {', '.join(sorted(installed)) or 'none'})")
-        check_settings(name, installed[name].load(), values)
+        check_settings(name, factory_of(name), values)
 
 
 def load_model(settings: Settings) -> Model | None:
