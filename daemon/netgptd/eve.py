@@ -27,6 +27,11 @@ def timestamp(ts_ns: int) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns // 1000:06d}+0000"
 
 
+def timestamp_at(seconds: float) -> str:
+    """:func:`timestamp` of a time in seconds since the epoch (a window's edge)."""
+    return timestamp(int(round(seconds * 1e9)))
+
+
 def ip_text(address: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(address) == 4 else socket.AF_INET6, address)
 

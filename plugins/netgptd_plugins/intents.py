@@ -52,7 +52,7 @@ from typing import Any
 
 import structlog
 
-from netgptd.eve import timestamp
+from netgptd.eve import timestamp_at
 from netgptd.intent import IntentDeduper, SchemaError, SiteProfile, load_profile, validate
 from netgptd.llm.runtime import one_thread
 from netgptd.plugin_host import SensorContext, hookimpl
@@ -73,10 +73,6 @@ def load_intent_model(model_dir: str | None = None, adapter_dir: str | None = No
     from netgptd.intent.engine import EdgeLLM
 
     return EdgeLLM.load(model_dir, adapter_dir)
-
-
-def _eve_time(seconds: float) -> str:
-    return timestamp(int(round(seconds * 1e9)))
 
 
 def slim_alert(event: dict[str, Any]) -> dict[str, Any]:
@@ -294,7 +290,7 @@ class IntentsPlugin:
             elif not self.deduper.admit(intent, now):
                 self.suppressed += 1
             else:
-                events.append({"timestamp": _eve_time(now), "event_type": "intent", "intent": intent})
+                events.append({"timestamp": timestamp_at(now), "event_type": "intent", "intent": intent})
         self.intents += len(events)
         log.debug("intents_window", window_start=job.window.start, seconds=round(job.seconds, 4),
                   proposed=len(job.intents), emitted=len(events))  # fmt: skip

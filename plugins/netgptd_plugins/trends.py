@@ -68,7 +68,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from netgptd.eve import timestamp
+from netgptd.eve import timestamp_at
 from netgptd.llm.runtime import one_thread
 from netgptd.plugin_host import SensorContext, hookimpl
 from netgptd.trend.forecasters import FORECASTERS, Forecaster
@@ -109,10 +109,6 @@ def resolve_forecaster(name: str) -> str:
 def _number(value: float) -> float | int:
     """Rounded for the event: whole numbers from 100 up, two decimals below."""
     return int(round(value)) if abs(value) >= 100 else round(value, 2)
-
-
-def _eve_time(seconds: float) -> str:
-    return timestamp(int(round(seconds * 1e9)))
 
 
 @dataclass
@@ -448,16 +444,16 @@ class TrendsPlugin:
         width = int(self.window_s) if self.window_s == int(self.window_s) else self.window_s
         actual = window.value(self.metric, None if series == TOTAL else f"app:{series}")
         return {
-            "timestamp": _eve_time(window.end),
+            "timestamp": timestamp_at(window.end),
             "event_type": "trend",
             "trend": {
                 "series": series,
                 "metric": self.metric,
                 "window_s": width,
-                "window_start": _eve_time(window.start),
+                "window_start": timestamp_at(window.start),
                 "actual": int(actual),  # counts: whole numbers
                 "forecaster": self.forecaster,
-                "forecast": [{"timestamp": _eve_time(window.end + h * self.window_s), "value": _number(v)}
+                "forecast": [{"timestamp": timestamp_at(window.end + h * self.window_s), "value": _number(v)}
                              for h, v in enumerate(forecast)],  # fmt: skip
                 "history": points,
             },
