@@ -90,21 +90,27 @@ async def received(subscriber: Subscriber, done: Callable[[list[Received]], bool
     return await asyncio.to_thread(subscriber.wait_for, done, timeout)
 
 
+async def with_mqtt_and_eve(broker: Mosquitto, plugin: AskPlugin, sensor: str, tmp_path: Path) -> tuple[PluginHost, Eve]:
+    """A host with the mqtt plugin (answers go out through its outbox), ``plugin`` and an EVE stand-in,
+    started on the sensor's events, once both connections are up."""
+    host, eve = PluginHost({"mqtt": {"url": broker.url, **FAST}}), Eve()
+    host.add(plugin, "ask")
+    host.add(eve, "eve")
+    await host.start(SensorContext(site="lab", sensor=sensor, state_dir=tmp_path, emit=host.emit))
+    for event in sensor_events():
+        host.emit(event)
+    await until(lambda: plugin.connected and host.status()["mqtt"]["connected"] == 1, what="connected")
+    return host, eve
+
+
 def test_a_question_on_mqtt_is_answered_by_the_cloud_llm_with_its_id(mosquitto: Mosquitto, llm: LLMServer,
                                                                       tmp_path: Path) -> None:  # fmt: skip
     prefix = "netgpt/lab/ask/"
 
     async def run() -> tuple[list[Received], Eve, dict[str, Any]]:
-        host = PluginHost({"mqtt": {"url": mosquitto.url, **FAST}})  # publishes answers through its outbox
         plugin = AskPlugin(url=mosquitto.url, cloud_url=llm.url, model="tiny", max_tokens=8, temperature=0,
                            location="Lab 1", role="test bench", working_hours="Mon-Fri 08:00-18:00", **FAST)  # fmt: skip
-        eve = Eve()
-        host.add(plugin, "ask")
-        host.add(eve, "eve")
-        await host.start(SensorContext(site="lab", sensor="ask", state_dir=tmp_path, emit=host.emit))
-        for event in sensor_events():
-            host.emit(event)
-        await until(lambda: plugin.connected and host.status()["mqtt"]["connected"] == 1, what="connected")
+        host, eve = await with_mqtt_and_eve(mosquitto, plugin, "ask", tmp_path)
         with Subscriber(mosquitto, prefix + "answers") as subscriber:
             await ask(mosquitto, prefix + "ask", json.dumps({"id": "q-1", "question": "Who attacks 10.0.0.5?"}).encode())
             await ask(mosquitto, prefix + "ask", b"Anything unusual?")
@@ -256,15 +262,8 @@ def test_an_intent_request_publishes_intents_a_question_only_reads_them(mosquitt
     profile.write_text('site = "lab"\n[subnets]\nguests = "10.0.9.0/24"\n')
 
     async def run() -> tuple[list[Received], Eve, dict[str, Any]]:
-        host = PluginHost({"mqtt": {"url": mosquitto.url, **FAST}})
         plugin = AskPlugin(url=mosquitto.url, intent_profile=str(profile), **FAST)
-        eve = Eve()
-        host.add(plugin, "ask")
-        host.add(eve, "eve")
-        await host.start(SensorContext(site="lab", sensor="intents", state_dir=tmp_path, emit=host.emit))
-        for event in sensor_events():
-            host.emit(event)
-        await until(lambda: plugin.connected and host.status()["mqtt"]["connected"] == 1, what="connected")
+        host, eve = await with_mqtt_and_eve(mosquitto, plugin, "intents", tmp_path)
         with Subscriber(mosquitto, prefix + "#") as subscriber:
             await ask(mosquitto, prefix + "ask", b'{"id": "q-op", "intent": "block torrents for the guests and isolate 10.0.0.66"}')
             got = await received(subscriber, lambda m: any(r.topic == prefix + "answers" for r in m)
