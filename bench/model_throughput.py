@@ -70,14 +70,9 @@ from netgptd.model.bundle import (
 )
 from netgptd.model.session import CPU, Classifier, ModelSession
 from netgptd.model.tokenizer import TokenizerConfig, encode_flow
-from netgptd.train.dataset import (
-    FlowExample,
-    capture_files,
-    flows_of,
-    load_corpus,
-    split,
-)
+from netgptd.train.dataset import FlowExample, flows_of, load_corpus, split
 from netgptd.train.labels import UNKNOWN
+from netgptd.train.leakage import capture_paths
 from netgptd.train.metrics import score
 from machine import cpu_model, empty_loop_ns  # bench/ is the script's folder
 
@@ -171,8 +166,8 @@ def load_workload(bundle: Bundle, roots: list[Path], max_per_capture: int, seed:
     flows: list[Flow] = []
     examples: list[FlowExample] = []
     unmatched = 0
-    for path in capture_files(roots):
-        chosen = wanted.get((path.parent.name, path.name))
+    for key, path in capture_paths(roots).items():
+        chosen = wanted.get(key)
         if not chosen:
             continue
         by_key: dict[tuple[Any, ...], list[Flow]] = {}

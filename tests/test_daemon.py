@@ -180,7 +180,10 @@ def test_reload_keeps_every_flow(mining: Path, tmp_path: Path) -> None:
         daemon.kill()
     ids = sorted(e["flow_id"] for e in daemon.events("flow"))
     assert ids == sorted(e["flow_id"] for e in plain.events("flow"))
-    assert all(e["netgpt"]["app"] is not None for e in daemon.events("flow"))
+    # The reload lost no verdict: flows without payload are the only ones without, in both runs.
+    apps = {e["flow_id"]: e["netgpt"]["app"] for e in plain.events("flow")}
+    assert {e["flow_id"]: e["netgpt"]["app"] for e in daemon.events("flow")} == apps
+    assert sum(a is None for a in apps.values()) == plain.events("stats")[-1]["stats"]["unclassified"]["no_payload"]
 
 
 def test_bad_reload_keeps_running(mining: Path, tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from netgptd.flow.table import FlowTable
 from netgptd.model.tokenizer import TokenizerConfig, encode_flow
 from netgptd.synth import frames
 from netgptd.train.baselines import ByteLogReg, PortLookup, byte_features
-from netgptd.train.dataset import FlowExample, flows_of, load_corpus
+from netgptd.train import dataset
+from netgptd.train.dataset import Corpus, FlowExample, app_classes, flows_of, load_corpus, split
 from netgptd.train.evaluate import class_recall, false_alarm_rate, per_capture
 from netgptd.train.labels import Label
 from netgptd.train.leakage import capture_paths, ip_layers, randomise_capture, randomised_examples, updated_checksum
@@ -299,6 +300,41 @@ def test_evaluate_end_to_end_with_an_untrained_model(corpus: Path) -> None:
     assert result["apps"]["reports"]["NetGPT"]["total"] == len(test)
     assert result["mining_recall"]["port lookup"] is not None
     assert [r["capture"] for r in result["per_capture"]] == ["xmr-eu1.nanopool.org.pcapng"]
+    collections = {r["collection"]: r for r in result["apps_per_collection"]}
+    assert set(collections) == {"ndpi", "mining"} and sum(r["flows"] for r in collections.values()) == len(test)
+    port_lookup = collections["mining"]["scorers"]["port lookup"]
+    assert 0 <= port_lookup["macro_f1"] <= 1 and 0 <= port_lookup["accuracy"] <= 1
     text = render(result)
-    for needle in ("Applications", "Attacks", "macro-F1", "PASS: no drop", "False alarms", "Mining recall", "xmr-eu1"):
+    for needle in ("Applications", "Attacks", "macro-F1", "PASS: no drop", "False alarms", "Mining recall", "xmr-eu1",
+                   "Applications per collection"):
         assert needle in text
+
+
+def _capture_flow(capture: str, app: str, port: int, collection: str, payload: bytes = b"x") -> FlowExample:
+    return FlowExample(capture, collection, ((True, payload),), port, PROTO_TCP, Label(app, "benign"))
+
+
+def test_split_is_by_capture_within_each_collection() -> None:
+    """Lab runs repeat file names, one folder each: a name held out of one
+    run stays in the training part of another, and every collection with more
+    than one capture is in both parts."""
+    examples = [_capture_flow(f"{scenario}.pcapng", app, 1000 + i, collection=run, payload=bytes([i, ord(run)]))
+                for run in "abcd" for i, (scenario, app) in enumerate([("dns", "DNS"), ("tls", "TLS"), ("http", "HTTP"),
+                                                                        ("smtp", "SMTP"), ("ssh", "SSH")])]  # fmt: skip
+    train, test = split(Corpus(examples=examples))
+    held = {e.capture_id for e in test}
+    assert held == dataset.test_captures(Corpus(examples=examples))
+    assert {e.capture_id for e in train}.isdisjoint(held)
+    assert {e.collection for e in train} == {e.collection for e in test} == set("abcd")
+    assert all(sum(e.collection == run for e in test) == 1 for run in "abcd")  # 25 % of 5 captures: 1 per run
+    assert len({e.capture for e in test}) > 1  # the runs hold out different scenarios
+    assert "SMTP" in app_classes(train + [_capture_flow("smtp.pcapng", "SMTP", 25, collection=c) for c in "ab"] * 10,
+                                 min_flows=20, min_captures=2)  # fmt: skip
+
+
+def test_copies_of_a_capture_fall_on_one_side() -> None:
+    pair = [_capture_flow(name, "TLS", 443, collection="mining", payload=b"same") for name in ("x.pcapng", "x.copy.pcapng")]
+    others = [_capture_flow(f"m{i}.pcapng", "TLS", 443, collection="mining", payload=bytes([i])) for i in range(6)]
+    train, test = split(Corpus(examples=pair + others))
+    sides = {e.capture: ("test" if e in test else "train") for e in pair}
+    assert len(set(sides.values())) == 1

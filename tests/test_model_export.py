@@ -19,8 +19,9 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from netgptd.model.bundle import DEFAULT_BUNDLE, MODEL_FILE, BundleError, load_bundle  # noqa: E402
+from netgptd.model.port_prior import PortPrior  # noqa: E402
 from netgptd.model.session import Classifier, ModelSession  # noqa: E402
-from netgptd.model.tokenizer import CLS, TokenizerConfig, vocab_size  # noqa: E402
+from netgptd.model.tokenizer import CLS, TokenizerConfig, encode_flow, vocab_size  # noqa: E402
 from netgptd.train import export  # noqa: E402
 from netgptd.train.export import quantize_int8, write_bundle  # noqa: E402
 from netgptd.train.labels import ATTACKS  # noqa: E402
@@ -282,3 +283,55 @@ def test_serving_never_imports_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def prior_bundle(model: NetGPT, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test bundle with a port prior: tcp/443 is TLS, udp/53 DNS, each in 40 flows of 2 captures."""
+    flows = [((6, 443), f"web{i}", "TLS") for i in range(2) for _ in range(20)]
+    flows += [((17, 53), f"dns{i}", "DNS") for i in range(2) for _ in range(20)]
+    return write_bundle(
+        tmp_path_factory.mktemp("prior") / "netgpt", model, APPS, ATTACKS, TOKENIZER, SHAPE, {}, {},
+        name="netgpt-test", version="0.2", port_prior=PortPrior.fit(flows, APPS),
+    )  # fmt: skip
+
+
+def test_port_prior_rides_in_the_manifest_and_serving_applies_it(prior_bundle: Path) -> None:
+    bundle = load_bundle(prior_bundle)
+    assert bundle.port_prior is not None and set(bundle.port_prior.counts) == {(6, 443), (17, 53)}
+    assert load_bundle(DEFAULT_BUNDLE).port_prior is not None
+    session = ModelSession(bundle, prefer=("CPUExecutionProvider",))
+    # Bytes the tiny model reads as "unknown" (quarter 3 of 0-255), sent to a port the prior knows as TLS.
+    web, other = flow(b"\x0a\x00\x00\x01", 443, b"\xf0" * 30), flow(b"\x0a\x00\x00\x01", 8443, b"\xf0" * 30)
+    rows = [encode_flow([(d, p) for _, d, p in f.first_packets], f.server_port, TOKENIZER) for f in (web, other)]
+    model_p, _ = session.classify(rows)
+    verdicts = Classifier(session).verdicts([web, other])
+    fused = bundle.port_prior.apply(model_p, [(6, 443), (6, 8443)])
+    assert [v["app"] for v in verdicts] == [APPS[i] for i in fused.argmax(1)]
+    assert verdicts[0]["app_confidence"] == round(float(fused[0].max()), 4)
+    assert verdicts[1]["app"] == APPS[int(model_p[1].argmax())]  # a port the prior never saw: the model alone
+    assert fused[0][APPS.index("TLS")] > model_p[0][APPS.index("TLS")]
+
+
+def test_port_blind_serving_masks_the_port_and_skips_the_prior(prior_bundle: Path) -> None:
+    session = ModelSession(load_bundle(prior_bundle), prefer=("CPUExecutionProvider",))
+    blind = Classifier(session, port_blind=True)
+    assert blind.port_prior is None and blind.tokenizer.server_port is False
+    web = flow(b"\x0a\x00\x00\x01", 443, b"\xf0" * 30)
+    row = encode_flow([(d, p) for _, d, p in web.first_packets], 0, TOKENIZER)
+    model_p, _ = session.classify([row])
+    assert blind.verdicts([web])[0]["app_confidence"] == round(float(model_p[0].max()), 4)
+
+
+def test_unreadable_port_prior_is_named(prior_bundle: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(prior_bundle, tmp_path / "copy"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["port_prior"]["ports"]["6/80"] = {"Gopher": 2}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="'port_prior' cannot be read: port 6/80: 'Gopher' is not one of"):
+        load_bundle(copy)
+    del manifest["port_prior"]["alpha"]
+    manifest["port_prior"]["ports"].pop("6/80")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="'port_prior' cannot be read: lacks 'alpha'"):
+        load_bundle(copy)

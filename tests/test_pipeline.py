@@ -56,7 +56,9 @@ def run(corpus: Path, classifier: Labeller | None, during: Any = None, **model: 
     settings = Settings(model=ModelSettings(**model), plugins={})
     host, collect = PluginHost({}), Collect()
     host.add(collect, "collect")
-    stand_in = Model(classifier, FlowConfig(first_packets=3), {"name": "stand-in"}) if classifier else None
+    # As the shipped model buffers: the first packet, then packets with payload.
+    flow_config = FlowConfig(first_packets=3, buffer_payload_only=True)
+    stand_in = Model(classifier, flow_config, {"name": "stand-in"}) if classifier else None
     pipeline = Pipeline(settings, PcapFileSource(corpus / CAPTURE), host, stand_in, Notifier.from_env({}))
 
     async def main() -> None:
@@ -80,6 +82,7 @@ def test_every_flow_once_and_classified_once(corpus: Path) -> None:
     assert len(classified) == pipeline.classified == len(flows) - sum(pipeline.unclassified.values())
     assert all(f["netgpt"]["app"] == f"port{f['dest_port']}" for f in classified if "dest_port" in f)
     assert collect.of("stats")[-1]["stats"]["classified"] == pipeline.classified
+    assert pipeline.unclassified["no_payload"] > 0  # handshakes never followed by data: nothing to read
 
 
 def test_failing_model_leaves_flows_unclassified_and_goes_on(corpus: Path) -> None:
@@ -94,7 +97,9 @@ def test_model_switched_off_while_flows_wait(corpus: Path) -> None:
     gate = threading.Event()
 
     async def switch_off(pipeline: Pipeline) -> None:
+        deadline = asyncio.get_running_loop().time() + 30
         while not (pipeline._inferring and len(pipeline.batcher)):  # one batch in the model, more waiting
+            assert asyncio.get_running_loop().time() < deadline, "never a batch in the model with more waiting"
             await asyncio.sleep(0.005)
         pipeline.replace_model(None)
         gate.set()

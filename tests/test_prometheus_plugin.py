@@ -21,8 +21,8 @@ from netgptd.plugin_host import PluginError, PluginHost, SensorContext, load_plu
 from netgptd.replay import replay
 from netgptd_plugins.prometheus import PrometheusPlugin
 
-# A small capture with many server ports, decode errors and skipped packets (37 flows).
-CAPTURE = "ndpi/pcap/fuzz-2006-09-29-28586.pcap"
+# A small capture with many server ports, decode errors and skipped packets (84 flows).
+CAPTURE = "ndpi/pcap/fuzz-2020-02-16-11740.pcap"
 MODEL = {"name": "netgpt-test", "version": "3", "provider": "cpu"}
 # Label names the exporter may use: none can hold an address, a port or a flow id.
 ALLOWED_LABELS = {"version", "name", "provider", "where", "reason", "kind", "app", "attack", "category", "severity",

@@ -6,7 +6,8 @@ import random
 
 from netgptd.decode.packet import PROTO_TCP, PROTO_UDP
 from netgptd.model.tokenizer import (
-    C2S, CLS, FIRST_APP_TOKEN, GEN, PAD, PAY, PORT, S2C, TokenizerConfig, anonymise, describe, encode_flow, pad_batch,
+    C2S, CLS, FIRST_APP_TOKEN, GEN, PAD, PAY, PORT, S2C, TokenizerConfig, anonymise, carries_payload, describe,
+    encode_flow, pad_batch,
     vocab_size,
 )  # fmt: skip
 from netgptd.synth.frames import ipv4, ipv6, tcp, udp
@@ -93,3 +94,11 @@ def test_generation_prompt_and_config_round_trip() -> None:
     tokens = encode_flow(_flow(), 443, CONFIG, prompt=(GEN, FIRST_APP_TOKEN + 1))
     assert describe(tokens[:2], ["DNS", "TLS"]) == "[GEN] [APP=TLS]"
     assert TokenizerConfig.from_dict({**CONFIG.to_dict(), "unknown_key": 1}) == CONFIG
+
+
+def test_carries_payload() -> None:
+    handshake = [l3 for _, l3 in _flow()[:2]]
+    assert not carries_payload(handshake) and not carries_payload([])
+    assert carries_payload(handshake + [_flow()[2][1]])
+    assert carries_payload([ipv4("10.0.0.1", "10.0.0.2", PROTO_UDP, udp("10.0.0.1", "10.0.0.2", 5000, 53, b"q"))])
+    assert carries_payload([b"\x45\x00"])  # does not decode: the model reads it whole

@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from netgptd.eve import alert_event, flow_event
 from netgptd.flow.table import Flow
+from netgptd.model.tokenizer import carries_payload
 
 BENIGN = "benign"
 # How bad each attack class is, as Suricata's severity (1 = most severe).
@@ -26,6 +27,11 @@ def model_alert(flow: Flow, verdict: dict[str, Any], threshold: float) -> dict[s
         return None
     signature = f"NetGPT {attack} detected ({verdict.get('app')})"
     return alert_event(flow, flow.last_ns, signature, attack, SEVERITY.get(attack, 3), confidence, "model")
+
+
+def classifiable(flow: Flow) -> bool:
+    """Whether the model has something to read: buffered packets, one of them with payload."""
+    return bool(flow.first_packets) and carries_payload(data for _, _, data in flow.first_packets or ())
 
 
 class VerdictSource(Protocol):
@@ -60,7 +66,7 @@ class ClassificationStage:
     def run(self) -> None:
         """Classify everything waiting, then emit the ended flows' records."""
         # A flow can be in both lists (its buffer filled, then it ended before the batch ran): once.
-        todo = list({f.flow_id: f for f in [*self._early, *self._ended] if f.verdict is None and f.first_packets}.values())
+        todo = list({f.flow_id: f for f in [*self._early, *self._ended] if f.verdict is None and classifiable(f)}.values())
         for flow, verdict in zip(todo, self.classifier.verdicts(todo)):
             flow.verdict = verdict
             self.classified += 1

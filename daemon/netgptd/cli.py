@@ -51,7 +51,7 @@ def _classifier(args: argparse.Namespace) -> tuple[Classifier | None, FlowConfig
         log.warning("no_model", detail=f"no model shipped at {DEFAULT_BUNDLE}: flows are not classified")
         return None, None
     bundle = load_bundle(path)
-    classifier = Classifier(ModelSession(bundle), cache_size=args.verdict_cache)
+    classifier = Classifier(ModelSession(bundle), cache_size=args.verdict_cache, port_blind=args.port_blind)
     tokenizer = bundle.tokenizer
     return classifier, tokenizer.flow_config()
 
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model attack verdicts at or above P also give alerts (default 0.9)")  # fmt: skip
     p.add_argument("--verdict-cache", type=int, default=0, metavar="N",
                    help="reuse verdicts per server side, N entries (default 0: off)")  # fmt: skip
+    p.add_argument("--port-blind", action="store_true",
+                   help="classify without the server port (no [PORT] tokens, no port prior)")  # fmt: skip
     p.add_argument("--no-rules", dest="rules", action="store_false", help="skip the flood and sweep rule detectors")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_replay)
@@ -224,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "one port sweep) and replay it like 'netgptd replay'.")  # fmt: skip
     p.add_argument("--eve", metavar="PATH|-", help="write EVE JSON lines to PATH, or '-' for stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
-    p.set_defaults(func=cmd_demo, rules=True, no_model=False, model=None, alert_confidence=0.9, verdict_cache=0)
+    p.set_defaults(func=cmd_demo, rules=True, no_model=False, model=None, alert_confidence=0.9, verdict_cache=0,
+                   port_blind=False)
 
     p = sub.add_parser("train", help="pretrain and fine-tune NetGPT, evaluate it, write a model bundle",
                        description="Train NetGPT on labelled captures (split by capture file), evaluate it on the "

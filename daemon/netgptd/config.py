@@ -83,6 +83,7 @@ class ModelSettings:
     memory_arena: bool = True  # onnxruntime's CPU arena: faster, but holds its peak (~400 MB at max_batch 256)
     alert_confidence: float = 0.9
     verdict_cache: int = 0
+    port_blind: bool = False  # serve without the server port (no [PORT] tokens, no port prior)
 
 
 @dataclass(frozen=True)

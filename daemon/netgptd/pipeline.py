@@ -23,7 +23,7 @@ import structlog
 from netgptd.batcher import Batcher
 from netgptd.capture.pump import CapturePump
 from netgptd.capture.records import CaptureSource
-from netgptd.classify import VerdictSource, model_alert
+from netgptd.classify import VerdictSource, classifiable, model_alert
 from netgptd.config import Settings
 from netgptd.eve import flow_event, stats_event
 from netgptd.flow.config import FlowConfig
@@ -77,7 +77,7 @@ class Pipeline:
 
     def _buffer_full(self, flow: Flow) -> None:
         """Early classification: the flow has the packets the model reads (a full queue: retried at its end)."""
-        if self.model is not None and self.batcher.offer(flow, self.clock()):
+        if self.model is not None and classifiable(flow) and self.batcher.offer(flow, self.clock()):
             self._work.set()
 
     def _ended(self, flows: list[Flow]) -> None:
@@ -88,7 +88,7 @@ class Pipeline:
                 self.waiting[flow.flow_id] = flow
             elif self.model is None:
                 self._emit_flow(flow)
-            elif not flow.first_packets:
+            elif not classifiable(flow):
                 self.unclassified["no_payload"] += 1
                 self._emit_flow(flow)
             elif self.batcher.offer(flow, self.clock()):

@@ -73,7 +73,8 @@ def load_model(settings: Settings) -> Model | None:
         session = ModelSession(bundle, threads=settings.model.threads, memory_arena=settings.model.memory_arena)
     except ValueError as exc:
         raise BundleError(f"[model] {path}: {exc}") from None
-    classifier = Classifier(session, batch=settings.model.max_batch, cache_size=settings.model.verdict_cache)
+    classifier = Classifier(session, batch=settings.model.max_batch, cache_size=settings.model.verdict_cache,
+                            port_blind=settings.model.port_blind)
     info = {"name": bundle.model_id, "version": str(bundle.manifest.get("version", "")), "provider": session.provider}
     return Model(classifier, bundle.tokenizer.flow_config(), info)
 

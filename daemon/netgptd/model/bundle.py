@@ -2,7 +2,8 @@
 
 Bundles written since generation exists also hold ``lm.onnx``, the LM
 head (``netgptd generate``), named and checksummed in the manifest
-(``lm_file``, ``lm_sha256``); older bundles load without it.
+(``lm_file``, ``lm_sha256``); older bundles load without it. Likewise the
+server-port prior (``port_prior``, ``netgptd.model.port_prior``).
 
 The manifest carries what serving needs beside the weights (the label
 names of both heads, the tokenizer parameters the model was trained with)
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netgptd.model.port_prior import PortPrior
 from netgptd.model.tokenizer import TokenizerConfig
 
 MANIFEST_VERSION = 1
@@ -52,6 +54,7 @@ class Bundle:
     version: str
     model_file: Path
     lm_file: Path | None = None  # the LM head, for generation; None in bundles exported before it
+    port_prior: PortPrior | None = None  # None in bundles exported before it
 
     @property
     def model_id(self) -> str:
@@ -111,6 +114,16 @@ def _file_name(manifest: dict[str, Any], key: str, where: Path) -> str:
     return name
 
 
+def _port_prior(manifest: dict[str, Any], apps: tuple[str, ...], where: Path) -> PortPrior | None:
+    if manifest.get("port_prior") is None:
+        return None
+    try:
+        return PortPrior.from_dict(manifest["port_prior"], apps)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"lacks {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise BundleError(f"{MANIFEST_FILE} in {where}: 'port_prior' cannot be read: {detail}") from None
+
+
 def load_bundle(directory: str | Path) -> Bundle:
     """Read and check a bundle; raises ``BundleError`` naming what is wrong."""
     path = Path(directory)
@@ -139,16 +152,18 @@ def load_bundle(directory: str | Path) -> Bundle:
         raise BundleError(f"{MANIFEST_FILE} in {path} names lm_file {lm_name!r} but lacks required key 'lm_sha256'")
     if not isinstance(manifest["tokenizer"], dict):
         raise BundleError(f"{MANIFEST_FILE} in {path}: 'tokenizer' must be an object")
+    apps = _labels(manifest, "apps", path)
     bundle = Bundle(
         path=path,
         manifest=manifest,
-        apps=_labels(manifest, "apps", path),
+        apps=apps,
         attacks=_labels(manifest, "attacks", path),
         tokenizer=TokenizerConfig.from_dict(manifest["tokenizer"]),
         name=str(manifest["name"]),
         version=str(manifest["version"]),
         model_file=path / model_name,
         lm_file=path / lm_name if lm_name is not None else None,
+        port_prior=_port_prior(manifest, apps, path),
     )
     if not bundle.model_file.is_file():
         raise BundleError(f"{model_name} in {path} is missing")

@@ -9,6 +9,7 @@ onnxruntime falls back to CPU quietly when CUDA cannot start.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Hashable, Protocol, Sequence
 
 import numpy as np
@@ -96,12 +97,20 @@ class Classifier:
     an earlier flow to the same server address, port and protocol: much
     less inference on busy services, at the price of missing a change in
     what one server side carries.
+
+    The server port enters twice, where the bundle was trained with it: as
+    the model's ``[PORT]`` tokens and through the bundle's port prior.
+    ``port_blind`` serves without either (zeros for the port, no prior), for
+    a network whose services run on unusual ports.
     """
 
-    def __init__(self, session: ModelSession, batch: int = 64, cache_size: int = 0) -> None:
+    def __init__(self, session: ModelSession, batch: int = 64, cache_size: int = 0, port_blind: bool = False) -> None:
         self.session = session
         self.batch = batch
         self.cache_size = cache_size
+        bundle = session.bundle
+        self.tokenizer = replace(bundle.tokenizer, server_port=False) if port_blind else bundle.tokenizer
+        self.port_prior = bundle.port_prior if self.tokenizer.server_port else None
         self._cache: OrderedDict[Hashable, dict[str, object]] = OrderedDict()
         self.cache_hits = 0
         self.cache_misses = 0
@@ -128,7 +137,10 @@ class Classifier:
         keys = list(pending)
         for start in range(0, len(keys), self.batch):
             chunk = keys[start : start + self.batch]
-            apps, attacks = self.session.classify([self._tokens(flows[pending[k][0]]) for k in chunk])
+            firsts = [flows[pending[k][0]] for k in chunk]
+            apps, attacks = self.session.classify([self._tokens(flow) for flow in firsts])
+            if self.port_prior is not None:
+                apps = self.port_prior.apply(apps, [(flow.proto, flow.server_port) for flow in firsts])
             for key, app_p, attack_p in zip(chunk, apps, attacks):
                 verdict = self._verdict(app_p, attack_p)
                 for i in pending[key]:
@@ -139,7 +151,7 @@ class Classifier:
 
     def _tokens(self, flow: ClassifiableFlow) -> list[int]:
         packets = [(toserver, data) for _, toserver, data in flow.first_packets or ()]
-        return encode_flow(packets, flow.server_port, self.session.bundle.tokenizer)
+        return encode_flow(packets, flow.server_port, self.tokenizer)
 
     def _verdict(self, app_p: np.ndarray, attack_p: np.ndarray) -> dict[str, object]:
         bundle = self.session.bundle

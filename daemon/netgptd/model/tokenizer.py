@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from netgptd.capture.records import PacketRecord
 from netgptd.decode.decoder import LINKTYPE_RAW, decode
@@ -144,6 +144,21 @@ def anonymise(l3: bytes) -> tuple[list[bytes], bytes]:
     else:
         fields.append(l3[l4:payload])
     return [f for f in fields if f], body
+
+
+def carries_payload(packets: Iterable[bytes]) -> bool:
+    """Whether any of a flow's packets (from the IP header on) carries payload.
+
+    A flow without (a lone SYN, a handshake never followed by data) shows
+    the model nothing but headers and a port; nDPI leaves such flows
+    Unknown, and the model leaves them unclassified. A packet that does not
+    decode counts as payload: the model reads it whole.
+    """
+    for l3 in packets:
+        _, _, _, payload = _split(l3)
+        if payload < 0 or payload < len(l3):
+            return True
+    return False
 
 
 # -- encoding ----------------------------------------------------------------------

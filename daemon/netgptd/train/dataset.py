@@ -20,8 +20,8 @@ from netgptd.capture.file_source import CaptureFileError, PcapFileSource
 from netgptd.eve import PROTO_NAMES, ip_text
 from netgptd.flow.table import Flow
 from netgptd.ingest import Ingest
-from netgptd.model.tokenizer import TokenizerConfig
-from netgptd.train.labels import Label, labeller_for
+from netgptd.model.tokenizer import TokenizerConfig, carries_payload
+from netgptd.train.labels import MULTI_FLOW_ATTACKS, Label, labeller_for
 
 log = structlog.get_logger(__name__)
 
@@ -39,14 +39,16 @@ class FlowExample:
     proto: int
     label: Label
 
+    @property
+    def capture_id(self) -> str:
+        """``collection/capture``: lab runs repeat file names, one folder each."""
+        return f"{self.collection}/{self.capture}"
+
 
 @dataclass
 class Corpus:
     examples: list[FlowExample] = field(default_factory=list)
     left_out: Counter[str] = field(default_factory=Counter)
-
-    def captures(self) -> list[str]:
-        return sorted({e.capture for e in self.examples})
 
 
 def capture_files(roots: Iterable[Path]) -> list[Path]:
@@ -56,6 +58,13 @@ def capture_files(roots: Iterable[Path]) -> list[Path]:
         paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix in CAPTURE_SUFFIXES)
         files += [p for p in paths if labeller_for(p) is not None]
     return files
+
+
+def collection_of(capture: Path) -> str:
+    """The collection a capture belongs to: its folder (``ndpi`` for nDPI's ``ndpi/pcap/``)."""
+    if capture.parent.name == "pcap" and capture.parent.parent.name == "ndpi":
+        return "ndpi"
+    return capture.parent.name
 
 
 def flows_of(capture: Path, config: TokenizerConfig) -> list[Flow]:
@@ -68,7 +77,9 @@ def flows_of(capture: Path, config: TokenizerConfig) -> list[Flow]:
 def load_corpus(roots: Iterable[Path], config: TokenizerConfig, max_per_capture: int = 400,
                 seed: int = 0, progress: bool = True) -> Corpus:  # fmt: skip
     """Every labelled TCP/UDP flow of the captures, at most ``max_per_capture``
-    of each (a sample, so that flood captures do not drown the rest)."""
+    of each (a sample, so that flood captures do not drown the rest). Left
+    out, as serving leaves them unclassified: flows without payload; and
+    flows of multi-flow attacks (``labels.MULTI_FLOW_ATTACKS``)."""
     corpus = Corpus()
     rng = random.Random(seed)
     files = capture_files(roots)
@@ -80,10 +91,13 @@ def load_corpus(roots: Iterable[Path], config: TokenizerConfig, max_per_capture:
         except CaptureFileError as exc:
             log.warning("capture_skipped", capture=str(capture), error=str(exc))
             continue
-        examples = []
+        examples, collection = [], collection_of(capture)
         for flow in flows:
             proto = PROTO_NAMES.get(flow.proto)
             if proto not in ("TCP", "UDP") or not flow.first_packets:
+                continue
+            if not carries_payload(data for _, _, data in flow.first_packets):
+                corpus.left_out["no_payload"] += 1
                 continue
             client = (ip_text(flow.client_ip), flow.client_port)
             server = (ip_text(flow.server_ip), flow.server_port)
@@ -91,8 +105,11 @@ def load_corpus(roots: Iterable[Path], config: TokenizerConfig, max_per_capture:
             if label is None:
                 corpus.left_out["unlabelled"] += 1
                 continue
+            if label.attack in MULTI_FLOW_ATTACKS:
+                corpus.left_out["multi_flow_attack"] += 1
+                continue
             packets = tuple((toserver, data) for _, toserver, data in flow.first_packets)
-            examples.append(FlowExample(capture.name, capture.parent.name, packets, flow.server_port, flow.proto, label))
+            examples.append(FlowExample(capture.name, collection, packets, flow.server_port, flow.proto, label))
         if len(examples) > max_per_capture:
             corpus.left_out["sampled_out"] += len(examples) - max_per_capture
             examples = rng.sample(examples, max_per_capture)
@@ -114,11 +131,12 @@ def _fingerprint(capture: str, examples: list[FlowExample]) -> str:
 def test_captures(corpus: Corpus, test_share: float = 0.25) -> set[str]:
     """The split is by capture file, never by flow: within each collection
     (captures sharing a folder), the ``test_share`` of captures with the
-    lowest name hash are held out, so every collection is in both parts.
+    lowest hash of ``collection/name`` are held out, so every collection is
+    in both parts; returns those capture ids (``FlowExample.capture_id``).
     Copies of a capture (same first flows) go with the capture."""
     per_capture: dict[str, list[FlowExample]] = {}
     for e in corpus.examples:
-        per_capture.setdefault(e.capture, []).append(e)
+        per_capture.setdefault(e.capture_id, []).append(e)
     groups: dict[tuple[str, str], set[str]] = {}
     for name, examples in per_capture.items():
         groups.setdefault((examples[0].collection, _fingerprint(name, examples)), set()).add(name)
@@ -128,17 +146,17 @@ def test_captures(corpus: Corpus, test_share: float = 0.25) -> set[str]:
     held_out: set[str] = set()
     for collection, collection_groups in by_collection.items():
         count = max(1, round(len(collection_groups) * test_share)) if len(collection_groups) > 1 else 0
-        # The collection's name is in the hash: repeated lab runs (same file
-        # names, one folder each) hold out different scenarios.
-        for names in sorted(collection_groups, key=lambda g: min(_hash(f"{collection}/{n}") for n in g))[:count]:
+        # The collection's name is in the id hashed: repeated lab runs (same
+        # file names, one folder each) hold out different scenarios.
+        for names in sorted(collection_groups, key=lambda g: min(_hash(n) for n in g))[:count]:
             held_out |= names
     return held_out
 
 
 def split(corpus: Corpus, test_share: float = 0.25) -> tuple[list[FlowExample], list[FlowExample]]:
     held_out = test_captures(corpus, test_share)
-    train = [e for e in corpus.examples if e.capture not in held_out]
-    test = [e for e in corpus.examples if e.capture in held_out]
+    train = [e for e in corpus.examples if e.capture_id not in held_out]
+    test = [e for e in corpus.examples if e.capture_id in held_out]
     return train, test
 
 
@@ -147,6 +165,6 @@ def app_classes(train: list[FlowExample], min_flows: int = 20, min_captures: int
     flows = Counter(e.label.app for e in train)
     captures: dict[str, set[str]] = {}
     for e in train:
-        captures.setdefault(e.label.app, set()).add(e.capture)
+        captures.setdefault(e.label.app, set()).add(e.capture_id)
     keep = sorted(a for a, n in flows.items() if n >= min_flows and len(captures[a]) >= min_captures and a != "unknown")
     return keep + ["unknown"]

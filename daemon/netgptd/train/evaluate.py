@@ -3,8 +3,10 @@
 The split is by capture file (``dataset.split``), never by flow. On the test
 flows, for applications and attacks alike:
 
-- ``NetGPT``: the fine-tuned model as served (server port given);
-- ``NetGPT port-blind``: the same model with the server port masked;
+- ``NetGPT``: the fine-tuned model as served (server port given, as
+  ``[PORT]`` tokens and through the port prior fitted on the training flows);
+- ``NetGPT port-blind``: the same model with the server port masked and no
+  port prior;
 - ``NetGPT randomised``: the model on the test captures rewritten with
   random addresses and client ports (``leakage``); it must not score lower
   than the model on the same flows of the original captures;
@@ -19,9 +21,11 @@ share of them each scorer detects. Torch is imported only to run the model.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from netgptd.model.port_prior import PortPrior
 from netgptd.model.tokenizer import TokenizerConfig
 from netgptd.train.baselines import ByteLogReg, PortLookup
 from netgptd.train.dataset import FlowExample
@@ -48,14 +52,19 @@ def _targets(examples: Sequence[FlowExample], apps: Sequence[str]) -> dict[str, 
 
 
 def _model_predictions(model: NetGPT, examples: Sequence[FlowExample], apps: Sequence[str], attacks: Sequence[str],
-                       config: TokenizerConfig, server_port: bool = True) -> dict[str, list[str]]:  # fmt: skip
+                       config: TokenizerConfig, port_prior: PortPrior | None) -> dict[str, list[str]]:  # fmt: skip
+    """The model's verdicts as served: with the server port and ``port_prior``
+    (when given), or port-blind (``port_prior`` None and ``config`` without the port)."""
     from netgptd.train.trainer import predict  # torch: only where the model runs
 
     if not examples:
         return {"apps": [], "attacks": []}
-    app_p, attack_p = predict(model, examples, config, server_port=server_port)
+    app_p, attack_p = predict(model, examples, config)
+    app_probabilities = app_p.numpy()
+    if port_prior is not None:
+        app_probabilities = port_prior.apply(app_probabilities, [(e.proto, e.server_port) for e in examples])
     return {
-        "apps": [apps[i] for i in app_p.argmax(dim=-1).tolist()],
+        "apps": [apps[i] for i in app_probabilities.argmax(axis=-1).tolist()],
         "attacks": [attacks[i] for i in attack_p.argmax(dim=-1).tolist()],
     }
 
@@ -100,14 +109,33 @@ def per_capture(test: Sequence[FlowExample], y_true: Sequence[str],
     return rows
 
 
+def per_collection(test: Sequence[FlowExample], y_true: Sequence[str], predictions: Mapping[str, Sequence[str]],
+                   classes: Sequence[str]) -> list[dict[str, Any]]:  # fmt: skip
+    """Application macro-F1 and accuracy of each scorer on each collection's
+    test flows: lab flows are many and regular, the corpus's fewer and harder,
+    and the total alone would not say which carried a score."""
+    by_collection: dict[str, list[int]] = {}
+    for i, e in enumerate(test):
+        by_collection.setdefault(e.collection, []).append(i)
+    rows = []
+    for collection, indices in sorted(by_collection.items()):
+        truth = [y_true[i] for i in indices]
+        reports = {name: score(truth, [pred[i] for i in indices], classes) for name, pred in predictions.items()}
+        rows.append({
+            "collection": collection, "flows": len(indices), "classes": len(next(iter(reports.values())).macro_over),
+            "scorers": {name: {"macro_f1": r.macro_f1, "accuracy": r.accuracy} for name, r in reports.items()},
+        })  # fmt: skip
+    return rows
+
+
 def _leakage(model: NetGPT, test: Sequence[FlowExample], apps: Sequence[str], attacks: Sequence[str],
-             config: TokenizerConfig, roots: Iterable[Path], seed: int, workdir: Path | None,
-             reports: dict[str, dict[str, Report]]) -> dict[str, object]:  # fmt: skip
+             config: TokenizerConfig, port_prior: PortPrior | None, roots: Iterable[Path], seed: int,
+             workdir: Path | None, reports: dict[str, dict[str, Report]]) -> dict[str, object]:  # fmt: skip
     randomised = randomised_examples(test, capture_paths(roots), config, seed=seed, workdir=workdir)
     # The model on the same flows of the original captures, in the same order and batches.
     same = [test[i] for i in randomised.indices]
-    before = _model_predictions(model, same, apps, attacks, config)
-    after = _model_predictions(model, randomised.examples, apps, attacks, config)
+    before = _model_predictions(model, same, apps, attacks, config, port_prior)
+    after = _model_predictions(model, randomised.examples, apps, attacks, config, port_prior)
     truth = _targets(same, apps)
     out: dict[str, object] = {
         "flows": len(randomised.examples), "test_flows": len(test), "unmatched": randomised.unmatched,
@@ -131,8 +159,8 @@ def _leakage(model: NetGPT, test: Sequence[FlowExample], apps: Sequence[str], at
 
 
 def evaluate(model: NetGPT, train: Sequence[FlowExample], test: Sequence[FlowExample], apps: Sequence[str],
-             attacks: Sequence[str], config: TokenizerConfig, roots: Iterable[Path] = (), seed: int = 0,
-             workdir: Path | None = None) -> dict[str, Any]:  # fmt: skip
+             attacks: Sequence[str], config: TokenizerConfig, port_prior: PortPrior | None = None,
+             roots: Iterable[Path] = (), seed: int = 0, workdir: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Every score of the evaluation, JSON-able (it goes into the model manifest).
 
     ``roots`` are where the test captures lie (the corpus folders), for the
@@ -142,8 +170,9 @@ def evaluate(model: NetGPT, train: Sequence[FlowExample], test: Sequence[FlowExa
     truth = _targets(test, apps)
     train_truth = _targets(train, apps)
     predictions: dict[str, dict[str, list[str]]] = {task: {} for task in TASKS}
-    for name, server_port in ((NETGPT, True), (PORT_BLIND, False)):
-        got = _model_predictions(model, test, apps, attacks, config, server_port=server_port)
+    blind = replace(config, server_port=False)
+    for name, (tokens, prior) in ((NETGPT, (config, port_prior)), (PORT_BLIND, (blind, None))):
+        got = _model_predictions(model, test, apps, attacks, tokens, prior)
         for task in TASKS:
             predictions[task][name] = got[task]
     for task in TASKS:
@@ -154,7 +183,7 @@ def evaluate(model: NetGPT, train: Sequence[FlowExample], test: Sequence[FlowExa
                for task in TASKS}  # fmt: skip
     roots = list(roots)
     if roots:
-        leakage = _leakage(model, test, apps, attacks, config, roots, seed, workdir, reports)
+        leakage = _leakage(model, test, apps, attacks, config, port_prior, roots, seed, workdir, reports)
     else:
         leakage = {"skipped": "no capture folders given: the test captures cannot be rewritten"}
     order = [NETGPT, PORT_BLIND, RANDOMISED, PORT_LOOKUP, BYTE_LR]
@@ -178,6 +207,7 @@ def evaluate(model: NetGPT, train: Sequence[FlowExample], test: Sequence[FlowExa
         "false_alarm_rate": {n: false_alarm_rate(truth["attacks"], p) for n, p in attack_pred.items()},
         "mining_recall": {n: class_recall(truth["attacks"], p, "mining") for n, p in attack_pred.items()},
         "per_capture": per_capture(test, truth["attacks"], attack_pred),
+        "apps_per_collection": per_collection(test, truth["apps"], predictions["apps"], apps),
     }
 
 
@@ -186,6 +216,17 @@ def evaluate(model: NetGPT, train: Sequence[FlowExample], test: Sequence[FlowExa
 
 def _number(value: object) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _per_collection_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    names = list(rows[0]["scorers"])
+    width = max(len("collection"), *(len(r["collection"]) for r in rows))
+    lines = ["Applications per collection (macro-F1 over the classes with test flows there / accuracy):",
+             f"  {'collection':<{width}} {'flows':>6} {'classes':>7}  " + "  ".join(f"{n:>18}" for n in names)]  # fmt: skip
+    for r in rows:
+        cells = "  ".join(f"{r['scorers'][n]['macro_f1']:>10.3f} / {r['scorers'][n]['accuracy']:.2f}" for n in names)
+        lines.append(f"  {r['collection']:<{width}} {r['flows']:>6} {r['classes']:>7}  {cells}")
+    return lines
 
 
 def render(result: Mapping[str, Any]) -> str:
@@ -202,6 +243,8 @@ def render(result: Mapping[str, Any]) -> str:
     for task, title in (("apps", "Applications"), ("attacks", "Attacks")):
         reports = {n: Report.from_dict(r) for n, r in result[task]["reports"].items()}
         lines += [format_table(reports, title=title), ""]
+        if task == "apps" and result.get("apps_per_collection"):
+            lines += _per_collection_lines(result["apps_per_collection"]) + [""]
     leakage = result["leakage"]
     lines.append("Leakage check (addresses and client ports randomised in the test captures):")
     if "skipped" in leakage:

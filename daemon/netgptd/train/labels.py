@@ -10,6 +10,13 @@
   a kind of flow (one SYN of a flood is any SYN): the rule detectors find
   floods and sweeps, and are evaluated on these captures per capture.
 - lab captures: ``NAME.labels.jsonl`` beside ``NAME.pcapng``, by Community ID.
+
+Multi-flow attacks (``MULTI_FLOW_ATTACKS``: floods, scans, password
+guessing) are not model data either: each of their flows alone is an
+ordinary SYN, connection or login, and a model taught to call it an attack
+flags the same flow from a benign client. The rule detectors find them by
+rate, source and target; the model's attacks are those one flow shows
+(mining, DNS tunnels, web attacks).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Callable, NamedTuple
 UNKNOWN = "unknown"
 BENIGN = "benign"
 ATTACKS = ("benign", "dos", "scan", "bruteforce", "mining", "tunnel", "webattack")
+MULTI_FLOW_ATTACKS = ("dos", "scan", "bruteforce")
 DPI_CONFIDENCE = ("DPI", "DPI (cache)", "DPI (partial)", "DPI (aggressive)")
 
 _NDPI_LINE = re.compile(

@@ -38,7 +38,7 @@ from netgptd.flow.table import Flow, FlowTable
 from netgptd.model.tokenizer import TokenizerConfig
 from netgptd.synth.frames import checksum
 from netgptd.synth.pcap_writer import Interface, write_pcapng
-from netgptd.train.dataset import FlowExample, capture_files, flows_of
+from netgptd.train.dataset import FlowExample, capture_files, collection_of, flows_of
 
 # Ports the decoder reads to find tunnels: a client port never becomes (or stops being) one.
 KEPT_PORTS = frozenset((0, UDP_VXLAN, UDP_GTPU))
@@ -300,7 +300,7 @@ class RandomisedSet:
 
 def capture_paths(roots: Iterable[Path]) -> dict[tuple[str, str], Path]:
     """(collection, file name) → path of every labelled capture under ``roots``."""
-    return {(p.parent.name, p.name): p for p in capture_files(roots)}
+    return {(collection_of(p), p.name): p for p in capture_files(roots)}
 
 
 def _flow_key(flow: Flow) -> tuple:

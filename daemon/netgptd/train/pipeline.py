@@ -12,9 +12,10 @@ from typing import Any, Sequence
 import structlog
 import torch
 
+from netgptd.model.port_prior import PortPrior
 from netgptd.model.tokenizer import TokenizerConfig, vocab_size
 from netgptd.train.dataset import FlowExample, app_classes, load_corpus, split
-from netgptd.train.evaluate import evaluate, render
+from netgptd.train.evaluate import app_target, evaluate, render
 from netgptd.train.export import write_bundle
 from netgptd.train.labels import ATTACKS
 from netgptd.train.model import ModelShape, NetGPT
@@ -47,12 +48,13 @@ def train_bundle(roots: Sequence[Path], out: Path, settings: TrainSettings, shap
     # roughly doubles): generation uses the weights as pretraining left them.
     language_model = copy.deepcopy(model)
     finetune_loss = finetune(model, train, apps, attacks, tokenizer, settings, progress)
-    evaluation = evaluate(model, train, test, apps, attacks, tokenizer, roots=roots, seed=settings.seed)
+    port_prior = PortPrior.fit((((e.proto, e.server_port), e.capture_id, app_target(e, apps)) for e in train), apps)
+    evaluation = evaluate(model, train, test, apps, attacks, tokenizer, port_prior, roots=roots, seed=settings.seed)
     summary = {
         "corpus": [str(r) for r in roots],
         "train_flows": len(train),
         "test_flows": len(test),
-        "train_captures": len({e.capture for e in train}),
+        "train_captures": len({e.capture_id for e in train}),
         "left_out": dict(corpus.left_out),
         "settings": asdict(settings),
         "pretrain_loss": pretrain_loss,
@@ -63,6 +65,6 @@ def train_bundle(roots: Sequence[Path], out: Path, settings: TrainSettings, shap
         "machine": f"{platform.machine()}, {settings.threads} threads",
     }
     write_bundle(out, model, apps, attacks, tokenizer, shape, summary, evaluation, name, version, quantized=quantize,
-                 lm_model=language_model)  # fmt: skip
+                 lm_model=language_model, port_prior=port_prior)  # fmt: skip
     (out / "EVALUATION.txt").write_text(render(evaluation) + "\n", encoding="utf-8")
     return evaluation
