@@ -167,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"netgptd: error: --corpus: no such folder: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
     settings = TrainSettings(pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
-                             seed=args.seed, threads=args.threads)  # fmt: skip
+                             lm_epochs=args.lm_epochs, seed=args.seed, threads=args.threads)  # fmt: skip
     shape = ModelShape(layers=args.layers, width=args.width, heads=args.heads, positions=args.max_tokens + 8)
     tokenizer = TokenizerConfig(packets=args.packets, header_bytes=args.header_bytes, payload_bytes=args.payload_bytes,
                                 max_tokens=args.max_tokens)  # fmt: skip
@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="netgpt-small")
     p.add_argument("--pretrain-epochs", type=int, default=2)
     p.add_argument("--finetune-epochs", type=int, default=6)
+    p.add_argument("--lm-epochs", type=int, default=10,
+                   help="further causal-LM epochs for the generation LM, after the classifier (default 10)")  # fmt: skip
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--heads", type=int, default=4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -45,11 +45,14 @@ def train_bundle(roots: Sequence[Path], out: Path, settings: TrainSettings, shap
     model = NetGPT(shape, vocab_size(apps), len(apps), len(attacks))
     pretrain_loss = pretrain(model, train, apps, tokenizer, settings, progress)
     # Fine-tuning the backbone for classification wears the LM down (its loss
-    # roughly doubles): generation uses the weights as pretraining left them.
+    # roughly doubles): generation uses the weights as pretraining left them,
+    # trained on for ``lm_epochs`` once the classifier is evaluated.
     language_model = copy.deepcopy(model)
     finetune_loss = finetune(model, train, apps, attacks, tokenizer, settings, progress)
     port_prior = PortPrior.fit((((e.proto, e.server_port), e.capture_id, app_target(e, apps)) for e in train), apps)
     evaluation = evaluate(model, train, test, apps, attacks, tokenizer, port_prior, roots=roots, seed=settings.seed)
+    lm_settings = replace(settings, pretrain_epochs=settings.lm_epochs)
+    lm_loss = pretrain(language_model, train, apps, tokenizer, lm_settings, progress) if settings.lm_epochs else []
     summary = {
         "corpus": [str(r) for r in roots],
         "train_flows": len(train),
@@ -59,6 +62,7 @@ def train_bundle(roots: Sequence[Path], out: Path, settings: TrainSettings, shap
         "settings": asdict(settings),
         "pretrain_loss": pretrain_loss,
         "finetune_loss": finetune_loss,
+        "lm_loss": lm_loss,
         "parameters": sum(p.numel() for p in model.parameters()),
         "seconds": round(time.monotonic() - started, 1),
         "torch": torch.__version__,

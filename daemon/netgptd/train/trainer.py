@@ -27,6 +27,9 @@ class TrainSettings:
     segment_probability: float = 0.2
     port_dropout: float = 0.3
     threads: int = 2
+    # Further causal-LM epochs for the generation LM alone, after the classifier is done:
+    # fine-tuning wants the backbone early, generation wants the bytes modelled well.
+    lm_epochs: int = 10
 
 
 def seed_everything(seed: int, threads: int) -> None:
