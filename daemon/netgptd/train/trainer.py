@@ -122,7 +122,7 @@ def finetune(model: NetGPT, examples: Sequence[FlowExample], apps: Sequence[str]
     attack_index = [attacks.index(e.label.attack) for e in examples]
     # The app head learns the flows' own class frequencies: weighting rare apps up
     # made it call nDPI's many `unknown` flows TLS, QUIC or DNS (macro-F1 on
-    # held-out training captures 0.61-0.66 weighted, 0.71-0.76 not, over 3 seeds).
+    # held-out training captures 0.62-0.66 weighted, 0.71-0.76 not, over 3 seeds).
     # Rare attacks keep their weight: a missed miner costs more than a flow.
     app_loss = nn.CrossEntropyLoss()
     attack_loss = nn.CrossEntropyLoss(weight=class_weights(attack_index, len(attacks)))
