@@ -11,6 +11,7 @@ make a ``Mosquitto`` themselves. Without mosquitto they are skipped.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import shutil
 import signal
@@ -180,3 +181,13 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Wait in a test's event loop until ``condition()`` holds; fail naming ``what`` after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        await asyncio.sleep(0.01)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 import paho.mqtt.publish as paho_publish
 import pytest
-from broker import Mosquitto, Received, Subscriber, free_port, mosquitto  # noqa: F401 -- the fixture
+from broker import Mosquitto, Received, Subscriber, free_port, mosquitto, until  # noqa: F401 -- the fixture
 from test_cloud_serve import tiny_model
 
 from netgptd.cloud.serve import ChatModel, LLMServer
@@ -71,15 +71,6 @@ def sensor_events() -> list[dict[str, Any]]:
     stats = {"timestamp": "2024-05-07T14:02:00.000000+0000", "event_type": "stats",
              "stats": {"packets": 1000, "flows": 20, "active_flows": 7}}  # fmt: skip
     return [stats, *([flow] * 3), alert]
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 async def ask(broker: Mosquitto, topic: str, payload: bytes) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from broker import MOSQUITTO_PASSWD, Mosquitto, Received, Subscriber, mosquitto, require  # noqa: F401
+from broker import MOSQUITTO_PASSWD, Mosquitto, Received, Subscriber, mosquitto, require, until  # noqa: F401
 
 from netgptd import logs
 from netgptd.outbox import Outbox
@@ -50,15 +50,6 @@ def numbers(messages: list[Received], topic: str) -> list[int]:
 def first_seen(values: list[int]) -> list[int]:
     """QoS 1 is at least once: a message in flight when the link broke comes twice."""
     return list(dict.fromkeys(values))
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 Check = Callable[[list[Received]], bool]

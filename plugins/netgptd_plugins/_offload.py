@@ -102,6 +102,14 @@ class OrderedOffload:
             events += result if isinstance(result, list) else self._collect(result)
         return events
 
+    def riding_on(self, event_type: object) -> list[Event]:
+        """Without emit, finished events leave on the pipeline's own flow and stats
+        events, whose raised events the host passes on (not on alerts, which a
+        plugin may have raised); with emit they go out by themselves: none here."""
+        if self.emits or event_type not in ("flow", "stats"):
+            return []
+        return self.finished()
+
     def close(self) -> int:
         """Stop taking jobs and drop those not handed on; how many were still queued or running."""
         lost = self.running

@@ -171,9 +171,7 @@ class IntentsPlugin:
         if self._windows is None:  # not started (or closed)
             return None
         kind = event.get("event_type")
-        # Without emit, finished windows ride on flow and stats events (the pipeline's own, whose
-        # raised events the host passes on).
-        raised = self._offload.finished() if not self._offload.emits and kind in ("flow", "stats") else []
+        raised = self._offload.riding_on(kind)
         slim = None
         if kind == "alert":  # what is read of it (a plugin's alert may be malformed): category, addresses
             slim = slim_alert(event)

@@ -213,9 +213,7 @@ class TrendsPlugin:
         if self._windows is None:  # not started (or closed)
             return None
         kind = event.get("event_type")
-        # Without emit, finished rounds ride on flow and stats events: the pipeline's own, whose
-        # raised events the host passes on (not on alerts, which a plugin may have raised).
-        raised = self._offload.finished() if not self._offload.emits and kind in ("flow", "stats") else []
+        raised = self._offload.riding_on(kind)
         closed = self._windows.feed(event)
         queued = len(self._pending)
         for window in closed:

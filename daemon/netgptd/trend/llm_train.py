@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import structlog
 
+from netgptd.model.bundle import sha256_file
 from netgptd.trend import llm as L
 from netgptd.trend.evaluate import mae
 from netgptd.trend.forecasters import seasonal_naive_forecast
@@ -254,14 +255,6 @@ def smoothing_matrix(tok: L.TrendTokenizer, config: TrainConfig) -> np.ndarray:
     kernel = np.exp(-0.5 * ((ranks[None, :] - ranks[:, None]) / max(config.smoothing_width, 1e-6)) ** 2)
     kernel /= kernel.sum(axis=1, keepdims=True)
     return (1 - config.smoothing) * np.eye(n) + config.smoothing * kernel
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- scoring ---------------------------------------------------------------------------------
