@@ -31,7 +31,7 @@ def model_alert(flow: Flow, verdict: dict[str, Any], threshold: float) -> dict[s
 
 def classifiable(flow: Flow) -> bool:
     """Whether the model has something to read: buffered packets, one of them with payload."""
-    return bool(flow.first_packets) and carries_payload(data for _, _, data in flow.first_packets or ())
+    return bool(flow.first_packets) and carries_payload(data for _, _, data in flow.first_packets)
 
 
 class VerdictSource(Protocol):

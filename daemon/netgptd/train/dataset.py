@@ -17,10 +17,11 @@ import structlog
 from tqdm import tqdm
 
 from netgptd.capture.file_source import CaptureFileError, PcapFileSource
+from netgptd.classify import classifiable
 from netgptd.eve import PROTO_NAMES, ip_text
 from netgptd.flow.table import Flow
 from netgptd.ingest import Ingest
-from netgptd.model.tokenizer import TokenizerConfig, carries_payload
+from netgptd.model.tokenizer import TokenizerConfig
 from netgptd.train.labels import MULTI_FLOW_ATTACKS, Label, labeller_for
 
 log = structlog.get_logger(__name__)
@@ -96,7 +97,7 @@ def load_corpus(roots: Iterable[Path], config: TokenizerConfig, max_per_capture:
             proto = PROTO_NAMES.get(flow.proto)
             if proto not in ("TCP", "UDP") or not flow.first_packets:
                 continue
-            if not carries_payload(data for _, _, data in flow.first_packets):
+            if not classifiable(flow):  # the rule serving applies
                 corpus.left_out["no_payload"] += 1
                 continue
             client = (ip_text(flow.client_ip), flow.client_port)

@@ -49,7 +49,9 @@ def train_bundle(roots: Sequence[Path], out: Path, settings: TrainSettings, shap
     # trained on for ``lm_epochs`` once the classifier is evaluated.
     language_model = copy.deepcopy(model)
     finetune_loss = finetune(model, train, apps, attacks, tokenizer, settings, progress)
-    port_prior = PortPrior.fit((((e.proto, e.server_port), e.capture_id, app_target(e, apps)) for e in train), apps)
+    # Serving applies a port prior only to a model that reads the port: fitted for such a model alone.
+    port_prior = (PortPrior.fit((((e.proto, e.server_port), e.capture_id, app_target(e, apps)) for e in train), apps)
+                  if tokenizer.server_port else None)  # fmt: skip
     evaluation = evaluate(model, train, test, apps, attacks, tokenizer, port_prior, roots=roots, seed=settings.seed)
     lm_settings = replace(settings, pretrain_epochs=settings.lm_epochs)
     lm_loss = pretrain(language_model, train, apps, tokenizer, lm_settings, progress) if settings.lm_epochs else []
