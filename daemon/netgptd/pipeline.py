@@ -63,7 +63,7 @@ class Pipeline:
         self.waiting: dict[int, Flow] = {}  # ended flows whose verdict is on its way, in end order
         self.unclassified: Counter[str] = Counter()
         self.classified = 0
-        self.alerts = 0
+        self.model_alerts = 0
         self.watchdog = Counter({"pings": 0, "stalls": 0})
         self.started = clock()
         self.progress_at = clock()
@@ -144,7 +144,7 @@ class Pipeline:
             self.classified += 1
             alert = model_alert(flow, verdict, self.settings.model.alert_confidence)
             if alert is not None:
-                self.alerts += 1
+                self.model_alerts += 1
                 self.plugins.emit(alert)
         self.batcher.done(batch)
         self._release_waiting()
@@ -183,7 +183,8 @@ class Pipeline:
                               if v is not None},
             "classified": self.classified,
             "unclassified": dict(self.unclassified),
-            "alerts": self.alerts,
+            "alerts": self.plugins.emitted["alert"],
+            "model_alerts": self.model_alerts,
             "queues": {"capture": self.pump.depth if self.pump else 0, "classify": len(self.batcher)},
             "queue_limits": {"capture": self.pump.capacity if self.pump else 0, "classify": self.batcher.capacity},
             "watchdog": dict(self.watchdog),
@@ -204,10 +205,11 @@ class Pipeline:
         while True:
             await asyncio.sleep(self.settings.stats.interval)
             stats = self._emit_stats()
+            problem = self.unhealthy()
             self.notifier.status(
                 f"{stats['packets']:,} packets, {stats['active_flows']:,} active flows, "
                 f"{stats['classified']:,} classified, {sum(self.unclassified.values()):,} unclassified, "
-                f"{self.alerts:,} model alerts"
+                f"{stats['alerts']:,} alerts" + (f"; UNHEALTHY: {problem}" if problem else "")
             )
 
     def stalled(self) -> bool:
@@ -215,13 +217,32 @@ class Pipeline:
         busy = (self.pump is not None and self.pump.depth > 0) or len(self.batcher) > 0 or self._inferring
         return busy and self.clock() - self.progress_at > self.settings.stats.stall_after
 
+    def unhealthy(self) -> str | None:
+        """Why systemd must not be told that all is well: the pipeline stalled, or an output died."""
+        if self.stalled():
+            return f"pipeline stalled for {self.clock() - self.progress_at:.0f} s"
+        dead = self.plugins.dead()
+        return "; ".join(f"plugin {name}: {why}" for name, why in sorted(dead.items())) or None
+
     async def _watchdog_loop(self, interval: float) -> None:
-        """Ping systemd's watchdog only while the pipeline itself makes progress (or has nothing to do)."""
+        """Ping systemd's watchdog only while the pipeline makes progress and every output works.
+
+        Withheld pings make systemd restart the service; the reason is logged
+        and shown in STATUS once each time it changes.
+        """
+        reported: str | None = None
         while True:
             await asyncio.sleep(interval)
-            if self.stalled():
+            problem = self.unhealthy()
+            if problem != reported:
+                if problem:
+                    log.error("watchdog_withheld", reason=problem)
+                    self.notifier.status(f"UNHEALTHY: {problem}")
+                else:
+                    log.info("watchdog_resumed")
+                reported = problem
+            if problem:
                 self.watchdog["stalls"] += 1
-                log.error("pipeline_stalled", seconds=round(self.clock() - self.progress_at, 1))
                 continue
             self.notifier.watchdog()
             self.watchdog["pings"] += 1

@@ -77,6 +77,19 @@ class HookSpecs:
         (under ``stats.plugins.<name>``)."""
 
     @hookspec
+    def netgpt_reopen(self) -> None:
+        """SIGHUP: reopen the files the plugin writes (logrotate moved them away)."""
+
+    @hookspec
+    def netgpt_health(self) -> str | None:
+        """Why the plugin is dead (only a restart would mend it), or None while it works.
+
+        A plugin that is merely degraded (a broker away, its outbox holding
+        the messages; a disk full, lines counted as lost) says so in
+        ``netgpt_status`` and returns None here: restarting would not help.
+        """
+
+    @hookspec
     def netgpt_close(self) -> Awaitable[None] | None:
         """The pipeline stops: flush and release what the plugin holds."""
 
@@ -144,6 +157,7 @@ class PluginHost:
         self.manager = pluggy.PluginManager(PROJECT)
         self.manager.add_hookspecs(HookSpecs)
         self.errors: Counter[str] = Counter()
+        self.emitted: Counter[str] = Counter()  # events handed to the plugins, by event_type (rule alerts too)
         self.settings: dict[str, dict[str, Any]] = {}
         for name, settings in enabled.items():
             self.add(load_plugin(name, settings), name)
@@ -183,8 +197,10 @@ class PluginHost:
         await self._await_all("netgpt_start", self._call("netgpt_start", names, sensor=sensor), timeout)
 
     def emit(self, event: dict[str, Any]) -> None:
+        self.emitted[event.get("event_type", "")] += 1
         for _, raised in self._call("netgpt_event", event=event):
             for new_event in raised:
+                self.emitted[new_event.get("event_type", "")] += 1
                 self._call("netgpt_event", event=new_event)
 
     def batch(self, size: int, seconds: float) -> None:
@@ -194,13 +210,26 @@ class PluginHost:
         """Each plugin's own status, by plugin name."""
         return {name: result for name, result in self._call("netgpt_status")}
 
+    def reopen(self) -> None:
+        self._call("netgpt_reopen")
+
+    def dead(self) -> dict[str, str]:
+        """The enabled plugins that no longer work, with the reason (empty while all work).
+
+        An enabled plugin that is not registered any more is dead, whatever
+        it would say; the others answer ``netgpt_health`` themselves.
+        """
+        dead = {name: "not running" for name in self.settings if not self.manager.has_plugin(name)}
+        dead.update({name: str(reason) for name, reason in self._call("netgpt_health")})
+        return dead
+
     async def aclose(self, names: set[str] | None = None, timeout: float = 10.0) -> None:
         """Close plugins (all, or those in ``names``), awaiting their flushes up to ``timeout`` each."""
         await self._await_all("netgpt_close", self._call("netgpt_close", names), timeout)
-        for name in list(names or self.settings):
-            if names is not None and self.manager.has_plugin(name):
+        for name in names or ():  # at a stop (names None) they stay registered: stats still ask them
+            if self.manager.has_plugin(name):
                 self.manager.unregister(name=name)
-                self.settings.pop(name, None)
+            self.settings.pop(name, None)
 
     def close(self) -> None:
         """Close every plugin without a loop (replay): awaitables are run to completion."""

@@ -169,6 +169,7 @@ class Service:
             log.error("reload_failed", error=str(exc), detail="the running configuration stays")
             self.notifier.ready("reload failed: running configuration kept")
             return
+        self.plugins.reopen()  # logrotate's mv + HUP: files are written afresh
         if new.capture != old.capture:
             log.warning("reload_needs_restart", section="capture", detail="capture settings apply at the next start")
         await self.plugins.aclose(changed & set(old.plugins))
