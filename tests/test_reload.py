@@ -24,8 +24,9 @@ from broker import Mosquitto, Subscriber, free_port, mosquitto, require  # noqa:
 from netgptd.capture.file_source import PcapFileSource
 from netgptd.config import CaptureSettings, Settings
 from netgptd.pipeline import Pipeline
-from netgptd.plugin_host import PluginHost, hookimpl
+from netgptd.plugin_host import PluginHost, SensorContext, hookimpl
 from netgptd.sdnotify import Notifier
+from netgptd_plugins.prometheus import PrometheusPlugin
 from test_daemon import MINING, Daemon, retained
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
@@ -176,3 +177,16 @@ def test_stopped_line_counts_rule_alerts_too(corpus: Path, tmp_path: Path) -> No
     alerts = daemon.events("alert")
     assert alerts, "the reflection capture raises rule alerts"
     assert daemon.wait_for_log("stopped")["alerts"] == len(alerts)
+
+
+def test_metrics_server_that_stopped_is_dead() -> None:
+    plugin = PrometheusPlugin(listen=f"127.0.0.1:{free_port()}")
+    plugin.netgpt_start(SensorContext())
+    try:
+        assert plugin.netgpt_health() is None
+        assert plugin._server is not None and plugin._thread is not None
+        plugin._server.shutdown()  # its serve_forever loop ends, as a crash of that thread would end it
+        plugin._thread.join(5)
+        assert plugin.netgpt_health() == "the metrics HTTP server stopped"
+    finally:
+        plugin.netgpt_close()

@@ -284,6 +284,13 @@ class PrometheusPlugin:
         self.inference_seconds.observe(seconds)
 
     @hookimpl
+    def netgpt_health(self) -> str | None:
+        """Dead once its HTTP server thread has ended while the plugin still runs (scrapes would fail)."""
+        if self._thread is not None and not self._thread.is_alive():
+            return "the metrics HTTP server stopped"
+        return None
+
+    @hookimpl
     def netgpt_close(self) -> None:
         """Stop serving (blocks up to the server's 0.5 s poll interval) and free the port."""
         if self._server is None or self._thread is None:
