@@ -61,6 +61,7 @@ class Pipeline:
         self.batcher = _batcher(settings)
         self.ingest.flows.on_buffer_full = self._buffer_full
         self.waiting: dict[int, Flow] = {}  # ended flows whose verdict is on its way, in end order
+        self.failed: dict[int, str] = {}  # live flows whose early classification failed, and why (not retried)
         self.unclassified: Counter[str] = Counter()
         self.classified = 0
         self.model_alerts = 0
@@ -83,6 +84,9 @@ class Pipeline:
     def _ended(self, flows: list[Flow]) -> None:
         for flow in flows:
             if flow.verdict is not None:
+                self._emit_flow(flow)
+            elif flow.flow_id in self.failed:  # counted once, at its end
+                self.unclassified[self.failed.pop(flow.flow_id)] += 1
                 self._emit_flow(flow)
             elif self.batcher.pending(flow):  # also after a reload turned the model off: its batch says so
                 self.waiting[flow.flow_id] = flow
@@ -138,7 +142,10 @@ class Pipeline:
         self.progress_at = self.clock()
         for flow, verdict in zip(batch, verdicts):
             if verdict is None:
-                self.unclassified[failure] += 1
+                if flow.flow_id in self.waiting:
+                    self.unclassified[failure] += 1
+                else:  # still live: counted when it ends
+                    self.failed[flow.flow_id] = failure
                 continue
             flow.verdict = verdict
             self.classified += 1
