@@ -166,7 +166,8 @@ def test_online_alerts_in_order_then_offline_on_close(mosquitto: Mosquitto, tmp_
     assert others == {"intents": (100, 1), "answers": (101, 1), "trends": (102, 0)}
     first = next(m for m in got if m.topic == alerts)
     assert first.payload == json.dumps(alert(0), separators=(",", ":")).encode(), "compact JSON, as in eve.json"
-    assert state == {"connected": 1, "outbox_depth": 0, "outbox_dropped": 0, "published": 33, "reconnects": 0}
+    assert state == {"connected": 1, "outbox_depth": 0, "outbox_dropped": 0, "outbox_writable": 1, "outbox_unwritten": 0,
+                     "held": 0, "held_dropped": 0, "published": 33, "reconnects": 0}  # fmt: skip
     assert after_close[-1].qos == 1
     with Subscriber(mosquitto, status) as late:
         retained = late.wait_for(lambda m: bool(m))
