@@ -64,9 +64,12 @@ class LineFile:
 
         Flush first: what waits goes to the file it was meant for.
         """
-        fd = open_append(self.path)
-        os.close(self._fd)
-        self._fd = fd
+        old, self._fd = self._fd, open_append(self.path)
+        if old != self._fd:  # the same number: the old one had been closed already
+            try:
+                os.close(old)
+            except OSError:
+                pass  # broken (that may be why we reopen): the new one replaces it
 
     def close(self) -> None:
         os.close(self._fd)
