@@ -23,8 +23,8 @@ class SmallDisk:
         self.path = path
         self.filler = path / ".filler"
 
-    def fill(self) -> None:
-        """Write until not one byte more fits (halving the chunk down to one byte)."""
+    def fill(self, leave: int = 0) -> None:
+        """Write until not one byte more fits (halving the chunk down to one byte), then give back ``leave`` bytes."""
         fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             chunk = 1 << 20
@@ -33,6 +33,8 @@ class SmallDisk:
                     os.write(fd, b"\0" * chunk)
                 except OSError:
                     chunk //= 2
+            if leave:
+                os.ftruncate(fd, os.fstat(fd).st_size - leave)
         finally:
             os.close(fd)
 
