@@ -113,7 +113,7 @@ asyncio.run(main())
 
 
 def test_kill_9_loses_at_most_the_flush_delay(tmp_path: Path) -> None:
-    """A slow sensor (20 events/s, about 30 bytes each) killed mid-run: what it emitted a second before is in the file."""
+    """A slow sensor (20 events/s, 30 bytes each) killed mid-run: what it emitted a second before is in the file."""
     eve = tmp_path / "eve.json"
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(eve)], stdout=subprocess.PIPE, text=True)
     emitted: list[tuple[int, float]] = []
@@ -128,7 +128,7 @@ def test_kill_9_loses_at_most_the_flush_delay(tmp_path: Path) -> None:
         child.wait(5)
     written = numbers(eve)
     due = [n for n, at in emitted if at < killed_at - 1.0]
-    assert written[: len(due)] == due, f"emitted more than 1 s before the kill but missing: {sorted(set(due) - set(written))}"
+    assert written[: len(due)] == due, f"emitted over 1 s before the kill, missing: {sorted(set(due) - set(written))}"
 
 
 def test_a_symbolic_link_is_not_followed(tmp_path: Path) -> None:
@@ -141,8 +141,8 @@ def test_a_symbolic_link_is_not_followed(tmp_path: Path) -> None:
     assert str(refused.value) == f"[plugins.eve] cannot open {link}: is a symbolic link (not followed)"
     assert target.read_text() == "root:x:0:0::/root:/bin/sh\n"
 
-    result = subprocess.run([sys.executable, "-m", "netgptd", "run", "--eve", str(link), "--state-dir", str(tmp_path / "s")],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    command = [sys.executable, "-m", "netgptd", "run", "--eve", str(link), "--state-dir", str(tmp_path / "s")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr == f"netgptd: error: [plugins.eve] cannot open {link}: is a symbolic link (not followed)\n"
     assert target.read_text() == "root:x:0:0::/root:/bin/sh\n"

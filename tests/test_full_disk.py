@@ -110,7 +110,7 @@ def test_alerts_keep_flowing_on_a_full_disk_and_the_outbox_resumes(small_disk: S
 
     full = seen["full"]
     assert (full["outbox_writable"], full["outbox_unwritten"], full["held"]) == (0, 100, 0)
-    assert full["outbox_depth"] == seen["rows_full"] == 10, "the delivered rows stay (their deletes failed) and are counted"
+    assert full["outbox_depth"] == seen["rows_full"] == 10, "delivered rows whose delete failed stay, and count"
     assert max(seen["copies"].values()) <= 2, f"re-sent in a loop: {seen['copies'].most_common(3)}"
     assert seen["eve_full"]["disk_full"] == 1 and seen["eve_full"]["lost"] > 0
     assert seen["healthy_full"] == {}, "a full disk is degraded, not dead"

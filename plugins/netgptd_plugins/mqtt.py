@@ -226,6 +226,8 @@ class MqttPlugin:
     @hookimpl
     def netgpt_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event_type")
+        if not self._waiting():
+            self._progress_at = time.monotonic()  # messages wait from now on
         if kind in QUEUED_TOPICS:
             self._spool([Item(0, self.prefix + QUEUED_TOPICS[kind], _encode(event), 1)])
         elif kind in self.live_topics and self.connected:
@@ -238,8 +240,8 @@ class MqttPlugin:
     def netgpt_status(self) -> dict[str, Any]:
         return {
             "connected": int(self.connected),
-            "outbox_depth": len(self._outbox) if self._outbox else 0,  # rows in the file
-            "outbox_dropped": self._outbox.dropped if self._outbox else 0,
+            "outbox_depth": len(self._outbox) if self._outbox is not None else 0,  # rows in the file
+            "outbox_dropped": self._outbox.dropped if self._outbox is not None else 0,
             "outbox_writable": int(self._outbox_error is None),
             "outbox_unwritten": self.outbox_unwritten,  # messages the outbox could not take: held in memory
             "held": len(self._held),
@@ -260,7 +262,7 @@ class MqttPlugin:
         return None
 
     def _waiting(self) -> int:
-        return (self._outbox.undelivered if self._outbox else 0) + len(self._held) + len(self._live)
+        return (self._outbox.undelivered if self._outbox is not None else 0) + len(self._held) + len(self._live)
 
     # -- the outbox, or memory while it cannot be written ---------------------------
 
@@ -334,7 +336,7 @@ class MqttPlugin:
         lost = len(self._held)
         if self._outbox is not None:
             self._outbox.close()
-        left = len(self._outbox) if self._outbox else 0
+        left = len(self._outbox) if self._outbox is not None else 0
         (log.warning if left or lost else log.info)("mqtt_closed", broker=self.broker, outbox_depth=left,
                                                     held_lost=lost)  # fmt: skip
 
@@ -379,7 +381,7 @@ class MqttPlugin:
         self._outage_logged = False
         self._progress_at = time.monotonic()
         log.info("mqtt_connected", broker=self.broker, client_id=self.client_id,
-                 outbox_depth=len(self._outbox) if self._outbox else 0, held=len(self._held))  # fmt: skip
+                 outbox_depth=len(self._outbox) if self._outbox is not None else 0, held=len(self._held))  # fmt: skip
 
     def _backoff(self, exc: BaseException) -> float:
         """Seconds to wait before the next attempt (jittered, doubling up to backoff_max); logs the first failure."""
@@ -411,7 +413,7 @@ class MqttPlugin:
         """The outbox oldest first, then what memory holds, then the live messages, INFLIGHT at a time."""
         while True:
             self._wakeup.clear()
-            batch = self._outbox.peek(INFLIGHT) if self._outbox else []
+            batch = self._outbox.peek(INFLIGHT) if self._outbox is not None else []
             held = [self._held.popleft() for _ in range(min(len(self._held), INFLIGHT - len(batch)))]
             batch += held
             batch += [self._live.popleft() for _ in range(min(len(self._live), INFLIGHT - len(batch)))]
@@ -425,7 +427,6 @@ class MqttPlugin:
                 return
             else:
                 await self._wakeup.wait()
-                self._progress_at = time.monotonic()  # messages wait from now on
 
     async def _send(self, client: aiomqtt.Client, item: Item, held: list[Item]) -> None:
         """Publish one message; on its acknowledgement, remove it from the outbox (or from ``held``)."""
