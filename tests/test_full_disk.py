@@ -132,3 +132,37 @@ def test_alerts_keep_flowing_on_a_full_disk_and_the_outbox_resumes(small_disk: S
     for change in ("mqtt_outbox_unwritable", "mqtt_outbox_writable", "eve_disk_full", "eve_write_resumed"):
         assert events[change] == 1, (change, events)
     assert "plugin_failed" not in events and "Traceback" not in stream.getvalue()
+
+
+def test_a_disk_full_before_the_start_holds_alerts_in_memory_until_the_outbox_can_be_made(
+    small_disk: SmallDisk, mosquitto: Mosquitto
+) -> None:
+    state = small_disk.path / "state"
+    stream = io.StringIO()
+    logs.configure(stream, level="info")
+
+    async def run(subscriber: Subscriber) -> tuple[dict[str, Any], dict[str, Any]]:
+        host = PluginHost({"mqtt": {"url": mosquitto.url, **FAST}})
+        small_disk.fill()
+        await host.start(SensorContext(site="lab", sensor="full", state_dir=state))
+        for n in range(5):
+            host.emit(alert(n))
+        await asyncio.to_thread(subscriber.wait_for, lambda m: set(numbers(m)) == set(range(5)), 10)
+        at_start = dict(host.status()["mqtt"])
+        small_disk.free()
+        await asyncio.sleep(OUTBOX_RETRY + 0.1)
+        await asyncio.to_thread(mosquitto.stop)
+        await until(lambda: host.status()["mqtt"]["connected"] == 0, what="disconnect noticed")
+        host.emit(alert(5))
+        freed = dict(host.status()["mqtt"])
+        await host.aclose()
+        return at_start, freed
+
+    with Subscriber(mosquitto, ALERTS) as subscriber:
+        at_start, freed = asyncio.run(run(subscriber))
+    assert (at_start["outbox_writable"], at_start["outbox_depth"], at_start["outbox_unwritten"]) == (0, 0, 5)
+    assert (freed["outbox_writable"], freed["outbox_depth"], freed["held"]) == (1, 1, 0)
+    assert rows_in_file(state / OUTBOX_NAME) == 1
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events.count("mqtt_outbox_unwritable") == events.count("mqtt_outbox_writable") == 1
+    assert "plugin_failed" not in events

@@ -161,6 +161,6 @@ def test_a_symbolic_link_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
     target.write_text("keep")
     (tmp_path / "o.sqlite3").symlink_to(target)
-    with pytest.raises(OutboxError, match="o.sqlite3: Too many levels of symbolic links"):
+    with pytest.raises(OutboxError, match="o.sqlite3: is a symbolic link"):
         Outbox(tmp_path / "o.sqlite3", 10)
     assert target.read_text() == "keep"

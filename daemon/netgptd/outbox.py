@@ -26,7 +26,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
-from netgptd.files import create_file
+from netgptd.files import create_file, describe
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -63,6 +63,9 @@ class Outbox:
         self._delivered: set[int] = set()  # acked, but the delete could not be written yet
         try:
             self._db = sqlite3.connect(create_file(self.path))
+        except (sqlite3.Error, OSError) as exc:
+            raise OutboxError(f"{self.path}: {describe(exc) if isinstance(exc, OSError) else exc}") from None
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             with self._db:
@@ -70,8 +73,9 @@ class Outbox:
             self._count: int = self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
             self.dropped: int = self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0]
             self._write([])  # a smaller bound than the last run's applies at once
-        except (sqlite3.Error, OSError) as exc:
-            raise OutboxError(f"{self.path}: {exc.strerror if isinstance(exc, OSError) else exc}") from None
+        except (sqlite3.Error, OutboxError) as exc:
+            self._db.close()
+            raise OutboxError(f"{self.path}: {exc}") from None
 
     def put(self, topic: str, payload: bytes, qos: int) -> int:
         """Append a message; returns its row id. Drops the oldest rows when over the bound."""
