@@ -243,7 +243,7 @@ class MqttPlugin:
             "outbox_depth": len(self._outbox) if self._outbox is not None else 0,  # rows in the file
             "outbox_dropped": self._outbox.dropped if self._outbox is not None else 0,
             "outbox_writable": int(self._outbox_error is None),
-            "outbox_unwritten": self.outbox_unwritten,  # messages the outbox could not take: held in memory
+            "outbox_unwritten": self.outbox_unwritten,  # messages the outbox could not take as they came: held
             "held": len(self._held),
             "held_dropped": self.held_dropped,
             "published": self.published,
