@@ -106,7 +106,7 @@ from netgptd.capture.records import CaptureStats, PacketRecord
 from netgptd.config import Settings
 from netgptd.decode.decoder import decode
 from netgptd.decode.packet import DecodeError, NotIP
-from netgptd.eve import EveWriter, flow_event
+from netgptd.eve import flow_event
 from netgptd.flow.config import FlowConfig
 from netgptd.flow.table import REASON_ACTIVE, Flow
 from netgptd.ingest import Ingest
@@ -116,6 +116,7 @@ from netgptd.pipeline import Pipeline
 from netgptd.plugin_host import PluginHost, SensorContext, hookimpl
 from netgptd.sdnotify import Notifier
 from netgptd.service import load_model
+from netgptd_plugins.eve_file import EveFilePlugin
 from machine import cpu_model, empty_loop_ns  # bench/ is the script's folder
 
 CORPUS = Path(os.environ.get("NETGPT_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
@@ -380,11 +381,11 @@ def stage_inference(session: ModelSession, rows: Sequence[Sequence[int]], sizes:
 
 
 def stage_eve(flows: Sequence[Flow]) -> int:
-    with open(EVE_PATH, "w", encoding="utf-8") as stream:
-        writer = EveWriter(stream)
-        for flow in flows:
-            writer.write(flow_event(flow))
-    return writer.events
+    writer = EveFilePlugin(str(EVE_PATH), append=False)
+    for flow in flows:
+        writer.netgpt_event(flow_event(flow))
+    writer.netgpt_close()
+    return writer.out.written
 
 
 def new_plugins() -> PluginHost:

@@ -67,7 +67,7 @@ def test_flags_override_the_file_and_are_checked() -> None:
     ("plugins", "message"),
     [
         ({"nosuch": {}}, "[plugins.nosuch]: unknown plugin (installed: "),
-        ({"eve": {"pth": "x"}}, "[plugins.eve] pth: unknown setting (known: path, append)"),
+        ({"eve": {"pth": "x"}}, "[plugins.eve] pth: unknown setting (known: path, append, flush_delay)"),
         ({"eve": {"append": "yes"}}, "[plugins.eve] append: expected bool, got str 'yes'"),
         ({"rules": {"window": 3}}, "[plugins.rules] window: unknown setting (known: window_s,"),
         ({"rules": {"window_s": "3"}}, "[plugins.rules] window_s: expected float, got str '3'"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from broker import Mosquitto, Subscriber, free_port, mosquitto  # noqa: F401 -- 
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
+REPO = Path(__file__).resolve().parent.parent
 MINING = "mining/cgminer.g0.pcapng"  # 18 s, 7,163 packets, 1,325 flows, model alerts (mining) all along
 
 
@@ -307,3 +309,36 @@ def test_live_source_until_sigterm(kind: str, tmp_path: Path) -> None:
     flows = daemon.events("flow")
     assert len(flows) == 1 and flows[0]["dest_port"] == port and flows[0]["flow"]["pkts_toserver"] == 5
     assert flows[0]["flow"]["reason"] == "shutdown"
+
+
+def test_logrotate_moves_eve_and_sighup_reopens_it_losing_nothing(mining: Path, tmp_path: Path) -> None:
+    """The shipped logrotate snippet, run by logrotate itself, pointed at this daemon's EVE folder and pid."""
+    logrotate = shutil.which("logrotate") or pytest.skip("logrotate is not installed (Debian package logrotate)")
+    config = tmp_path / "netgptd.toml"
+    config.write_text("[plugins.rules]\n")
+    daemon = Daemon(tmp_path / "logs", "--config", str(config), "--source", f"pcap:{mining}", "--replay-speed", "3")
+    snippet = (REPO / "systemd" / "netgptd.logrotate").read_text()
+    assert "/var/log/netgptd/*.json {" in snippet and "systemctl reload netgptd.service" in snippet
+    snippet = snippet.replace("/var/log/netgptd/", f"{daemon.eve.parent}/")
+    snippet = snippet.replace("systemctl reload netgptd.service", f"kill -HUP {daemon.process.pid}")
+    snippet = snippet.replace("    su netgptd netgptd\n", "")  # no such user here; the test runs as one user
+    rotate = tmp_path / "logrotate.conf"
+    rotate.write_text(snippet)
+    try:
+        daemon.wait_for_log("started")
+        time.sleep(1.5)
+        done = subprocess.run([logrotate, "--force", "--state", str(tmp_path / "logrotate.state"), str(rotate)],
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        daemon.wait_for_log("reloaded")
+        assert daemon.wait() == 0
+    finally:
+        daemon.kill()
+    (rotated,) = daemon.eve.parent.glob("eve.json-*")
+    texts = [rotated.read_text(), daemon.eve.read_text()]
+    assert all(text.endswith("\n") for text in texts)
+    old, new = ([json.loads(line) for line in text.splitlines()] for text in texts)
+    assert old and new, "lines on both sides of the rotation"
+    flows = [e["flow_id"] for e in old + new if e["event_type"] == "flow"]
+    assert len(flows) == len(set(flows)) == new[-1]["stats"]["flows"] == 1325, "none lost, none twice"
+    assert daemon.eve.stat().st_mode & 0o777 == 0o640

@@ -166,7 +166,8 @@ def test_online_alerts_in_order_then_offline_on_close(mosquitto: Mosquitto, tmp_
     assert others == {"intents": (100, 1), "answers": (101, 1), "trends": (102, 0)}
     first = next(m for m in got if m.topic == alerts)
     assert first.payload == json.dumps(alert(0), separators=(",", ":")).encode(), "compact JSON, as in eve.json"
-    assert state == {"connected": 1, "outbox_depth": 0, "outbox_dropped": 0, "published": 33, "reconnects": 0}
+    assert state == {"connected": 1, "outbox_depth": 0, "outbox_dropped": 0, "outbox_writable": 1,
+                     "outbox_unwritten": 0, "held": 0, "held_dropped": 0, "published": 33, "reconnects": 0}  # fmt: skip
     assert after_close[-1].qos == 1
     with Subscriber(mosquitto, status) as late:
         retained = late.wait_for(lambda m: bool(m))
@@ -438,3 +439,67 @@ def test_tls_with_username_and_password(tmp_path: Path, pki: dict[str, Path]) ->
     assert (state["connected"], state["outbox_depth"]) == (0, 1)
     (warning,) = [e for e in log_events(stream, "mqtt_disconnected") if e["level"] == "warning"]
     assert "not authori" in warning["error"].lower() or "bad user name" in warning["error"].lower(), warning
+
+
+# --- health -------------------------------------------------------------------
+
+
+def test_a_broker_away_is_not_dead_but_a_stalled_delivery_is(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Away: the outbox holds the alerts. Frozen (SIGSTOP) while connected: nothing acknowledged for stall_after."""
+    name = "stall"
+
+    async def run() -> tuple[str | None, str | None, str | None, str | None]:
+        plugin = MqttPlugin(url=mosquitto.url, stall_after=0.5, **FAST)
+        plugin.netgpt_start(sensor(tmp_path, name))
+        await until(lambda: plugin.netgpt_status()["connected"] == 1, what="connected")
+        await asyncio.sleep(0.6)  # idle longer than stall_after: nothing waits, so nothing stalls
+        plugin.netgpt_event(alert(0))
+        idle_then_busy = plugin.netgpt_health()
+        await until(lambda: plugin.netgpt_status()["published"] == 1, what="first acked")
+        mosquitto.pause()
+        try:
+            plugin.netgpt_event(alert(1))
+            await asyncio.sleep(0.8)
+            frozen = plugin.netgpt_health()
+        finally:
+            mosquitto.resume()
+        await until(lambda: plugin.netgpt_status()["outbox_depth"] == 0, what="acked after resume")
+        thawed = plugin.netgpt_health()
+        await asyncio.to_thread(mosquitto.stop)
+        await until(lambda: plugin.netgpt_status()["connected"] == 0, what="disconnect noticed")
+        plugin.netgpt_event(alert(2))
+        await asyncio.sleep(0.8)
+        away = plugin.netgpt_health()
+        await plugin.netgpt_close()
+        return idle_then_busy, frozen, thawed, away
+
+    idle_then_busy, frozen, thawed, away = asyncio.run(run())
+    assert idle_then_busy is None
+    assert frozen is not None and frozen.startswith(f"connected to 127.0.0.1:{mosquitto.port} with 1 messages waiting")
+    assert thawed is None
+    assert away is None
+
+
+def test_a_delivery_that_ended_with_an_error_is_dead(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """The outbox closed under the plugin (a fault made in process: a broken database cannot be made to order)."""
+    name = "crash"
+
+    async def run() -> tuple[str | None, dict[str, Any]]:
+        plugin = MqttPlugin(url=mosquitto.url, **FAST)
+        plugin.netgpt_start(sensor(tmp_path, name))
+        await until(lambda: plugin.netgpt_status()["connected"] == 1, what="connected")
+        assert plugin.netgpt_health() is None
+        assert plugin._outbox is not None
+        plugin._outbox.close()
+        plugin.netgpt_event(alert(0))
+        await until(lambda: plugin.netgpt_health() is not None, what="dead")
+        return plugin.netgpt_health(), plugin.netgpt_status()
+
+    reason, state = asyncio.run(run())
+    assert reason == "delivery ended: OutboxError: Cannot operate on a closed database."
+    assert (state["outbox_writable"], state["held"]) == (0, 1), "the alert the outbox refused is held"
+
+
+def test_stall_after_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"^stall_after: must be positive"):
+        MqttPlugin(stall_after=0)

@@ -1,13 +1,15 @@
-"""The on-disk outbox: FIFO order, acks, the bound, and what survives a restart."""
+"""The on-disk outbox: FIFO order, acks, the bound, what survives a restart, a full disk, modes."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
+from small_disk import SmallDisk, small_disk  # noqa: F401 -- the fixture
 
-from netgptd.outbox import Outbox
+from netgptd.outbox import Outbox, OutboxError
 
 
 def fill(outbox: Outbox, count: int, start: int = 0) -> None:
@@ -110,3 +112,55 @@ def test_len_and_dropped_still_answer_after_close(tmp_path: Path) -> None:
 def test_bound_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_items"):
         Outbox(tmp_path / "o.sqlite3", 0)
+
+
+def rows_in_file(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+
+def test_a_full_disk_fails_writes_without_miscounting_and_they_resume(small_disk: SmallDisk) -> None:
+    path = small_disk.path / "state" / "o.sqlite3"
+    outbox = Outbox(path, 1000)
+    fill(outbox, 20)
+    delivered = outbox.peek(3)
+    small_disk.fill()
+    with pytest.raises(OutboxError, match="database or disk is full"):
+        fill(outbox, 1, start=20)
+    assert len(outbox) == rows_in_file(path) == 20, "a failed put counts nothing"
+    for item in delivered:  # the broker acknowledged them, but the deletes cannot be written
+        with pytest.raises(OutboxError):
+            outbox.ack(item.row_id)
+    assert len(outbox) == rows_in_file(path) == 20
+    assert outbox.undelivered == 17
+    assert [i.topic for i in outbox.peek(2)] == ["t/3", "t/4"], "delivered rows are not sent again"
+
+    small_disk.free()
+    fill(outbox, 1, start=20)  # the first write that succeeds deletes the delivered rows too
+    assert len(outbox) == rows_in_file(path) == outbox.undelivered == 18
+    assert topics(outbox)[0] == "t/3" and topics(outbox)[-1] == "t/20"
+    outbox.close()
+
+
+def test_files_are_0640_in_folders_made_0750(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        outbox = Outbox(tmp_path / "state" / "deeper" / "o.sqlite3", 10)
+        fill(outbox, 1)
+    finally:
+        os.umask(old_umask)
+    for folder in (tmp_path / "state", tmp_path / "state" / "deeper"):
+        assert folder.stat().st_mode & 0o777 == 0o750, folder
+    made = sorted((tmp_path / "state" / "deeper").iterdir())  # SQLite gives its WAL files the database's mode
+    assert [p.name for p in made] == ["o.sqlite3", "o.sqlite3-shm", "o.sqlite3-wal"]
+    assert {p.stat().st_mode & 0o777 for p in made} == {0o640}
+    outbox.close()
+
+
+def test_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    (tmp_path / "o.sqlite3").symlink_to(target)
+    with pytest.raises(OutboxError, match="o.sqlite3: is a symbolic link"):
+        Outbox(tmp_path / "o.sqlite3", 10)
+    assert target.read_text() == "keep"

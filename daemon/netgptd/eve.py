@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import Any
 
 from netgptd.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
 from netgptd.flow.config import STATE_NAMES
@@ -119,14 +119,3 @@ def dumps(event: dict[str, Any]) -> str:
     """An event as compact JSON: an EVE line, an MQTT payload."""
     return json.dumps(event, separators=(",", ":"))
 
-
-class EveWriter:
-    """Writes one compact JSON object per line."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.events = 0
-
-    def write(self, event: dict[str, Any]) -> None:
-        self.stream.write(dumps(event) + "\n")
-        self.events += 1

@@ -25,6 +25,7 @@ from netgptd.capture.file_source import CaptureFileError, PcapFileSource
 from netgptd.capture.pyshark_source import PysharkSource
 from netgptd.capture.records import CaptureSource
 from netgptd.config import DEFAULT_PATH, ConfigError, Settings, load_file, override, with_plugin
+from netgptd.files import make_dirs
 from netgptd.model.bundle import DEFAULT_BUNDLE, BundleError, load_bundle
 from netgptd.model.session import Classifier, ModelSession
 from netgptd.pipeline import Model, Pipeline
@@ -97,9 +98,10 @@ def open_source(settings: Settings) -> CaptureSource:
 
 
 def state_dir(settings: Settings) -> Path:
+    """The state folder, made (0750, as its missing parents) if it is not there."""
     path = Path(settings.sensor.state_dir)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(path)
     except OSError as exc:
         raise ConfigError(f"[sensor] state_dir: cannot create {path}: {exc.strerror or exc}") from None
     return path

@@ -24,6 +24,20 @@ messages that were in flight and re-sends them when the same client
 reconnects, which would duplicate (and reorder) what the outbox sends
 again. The session is persistent (``clean_session=False``, fixed client id)
 so the broker keeps this client's state across short outages.
+
+A full disk (or any failed write of the outbox) does not stop delivery:
+QoS 1 messages the outbox cannot take are held in memory (at most
+``outbox_max``, the oldest dropped and counted) and published from there,
+after the outbox's older rows. The outbox is tried again at most every
+``OUTBOX_RETRY`` seconds; once it takes a write, what is held goes in first,
+so the order holds (except for a message in flight from memory when the
+link drops at that very moment, which then follows). Each change between
+writable and not is logged once.
+
+Health: the plugin is dead when its delivery task ended with an error, or
+when it is connected with messages waiting and none was acknowledged for
+``stall_after`` seconds. A broker that is away is not dead: the outbox
+holds the messages and the reconnects go on.
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ import asyncio
 import logging
 import random
 import ssl
+import time
 from dataclasses import dataclass
 from collections import deque
 from pathlib import Path
@@ -42,7 +57,7 @@ import aiomqtt
 import structlog
 
 from netgptd.eve import dumps
-from netgptd.outbox import Item, Outbox
+from netgptd.outbox import Item, Outbox, OutboxError
 from netgptd.plugin_host import SensorContext, hookimpl
 
 log = structlog.get_logger(__name__)
@@ -56,6 +71,7 @@ OUTBOX_NAME = "mqtt-outbox.sqlite3"
 INFLIGHT = 10  # publishes awaited at once (aiomqtt warns above 10 pending calls)
 LIVE_MAX = 1000  # QoS 0 messages held while the connection is busy; the oldest go first
 CLOSE_GRACE = 1.0  # seconds after close_timeout to say offline and disconnect
+OUTBOX_RETRY = 1.0  # seconds between attempts to write an outbox that failed
 
 
 class _DebugEvents(logging.Handler):
@@ -137,7 +153,9 @@ class MqttPlugin:
     ``outbox_path`` (``<state_dir>/mqtt-outbox.sqlite3``) holding up to
     ``outbox_max`` messages; reconnects after ``backoff_initial`` doubling to
     ``backoff_max`` seconds, jittered; ``close_timeout`` seconds to deliver
-    what is queued when the daemon stops.
+    what is queued when the daemon stops; dead (``netgpt_health``) when
+    connected with messages waiting and none acknowledged for
+    ``stall_after`` seconds.
     """
 
     def __init__(
@@ -158,10 +176,12 @@ class MqttPlugin:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         close_timeout: float = 5.0,
+        stall_after: float = 60.0,
     ) -> None:
         self.link = Link.checked(url, topic_prefix, username, password, password_file, ca_file, cert_file, key_file,
                                  keepalive, backoff_initial, backoff_max, close_timeout)  # fmt: skip
-        _check_positive(outbox_max=outbox_max)
+        _check_positive(outbox_max=outbox_max, stall_after=stall_after)
+        self.stall_after = stall_after
         self.client_id = client_id
         self.live_topics = LIVE_TOPICS | (FLOW_TOPICS if publish_flows else {})
         self.outbox_max = outbox_max
@@ -176,6 +196,13 @@ class MqttPlugin:
         self._outage_logged = False
         self._live: deque[Item] = deque(maxlen=LIVE_MAX)
         self._outbox: Outbox | None = None
+        self._outbox_file = Path(outbox_path)
+        self._outbox_error: str | None = None  # why the outbox cannot be written, while it cannot
+        self._outbox_retry_at = 0.0
+        self._held: deque[Item] = deque()  # QoS 1 messages the outbox could not take, oldest first
+        self.outbox_unwritten = 0
+        self.held_dropped = 0
+        self._progress_at = 0.0  # monotonic time of the last publish, or since when messages wait
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -188,7 +215,8 @@ class MqttPlugin:
         _check_topic("topic_prefix", self.prefix)  # a site or sensor name may bring a wildcard
         self.status_topic = self.prefix + "status"
         self.client_id = self.client_id or f"netgptd-{sensor.site}-{sensor.sensor}"
-        self._outbox = Outbox(self.outbox_path or Path(sensor.state_dir) / OUTBOX_NAME, self.outbox_max)
+        self._outbox_file = Path(self.outbox_path or Path(sensor.state_dir) / OUTBOX_NAME)
+        self._spool([])  # opens the outbox, or says why it cannot
         self._wakeup = asyncio.Event()  # something to send
         self._closing = asyncio.Event()  # deliver what is left, then go
         self._stop = asyncio.Event()  # close_timeout passed: stop delivering
@@ -198,9 +226,10 @@ class MqttPlugin:
     @hookimpl
     def netgpt_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event_type")
+        if not self._waiting():
+            self._progress_at = time.monotonic()  # messages wait from now on
         if kind in QUEUED_TOPICS:
-            assert self._outbox is not None, "netgpt_event before netgpt_start"
-            self._outbox.put(self.prefix + QUEUED_TOPICS[kind], _encode(event), 1)
+            self._spool([Item(0, self.prefix + QUEUED_TOPICS[kind], _encode(event), 1)])
         elif kind in self.live_topics and self.connected:
             self._live.append(Item(0, self.prefix + self.live_topics[kind], _encode(event), 0))
         else:
@@ -211,11 +240,78 @@ class MqttPlugin:
     def netgpt_status(self) -> dict[str, Any]:
         return {
             "connected": int(self.connected),
-            "outbox_depth": len(self._outbox) if self._outbox else 0,
-            "outbox_dropped": self._outbox.dropped if self._outbox else 0,
+            "outbox_depth": len(self._outbox) if self._outbox is not None else 0,  # rows in the file
+            "outbox_dropped": self._outbox.dropped if self._outbox is not None else 0,
+            "outbox_writable": int(self._outbox_error is None),
+            "outbox_unwritten": self.outbox_unwritten,  # messages the outbox could not take as they came: held
+            "held": len(self._held),
+            "held_dropped": self.held_dropped,
             "published": self.published,
             "reconnects": self.reconnects,
         }
+
+    @hookimpl
+    def netgpt_health(self) -> str | None:
+        task = self._task
+        if task is not None and task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+            return f"delivery ended: {type(exc).__name__}: {exc}"
+        waiting = self._waiting()
+        quiet = time.monotonic() - self._progress_at
+        if self.connected and waiting and quiet > self.stall_after:
+            return f"connected to {self.broker} with {waiting} messages waiting, none acknowledged for {quiet:.0f} s"
+        return None
+
+    def _waiting(self) -> int:
+        return (self._outbox.undelivered if self._outbox is not None else 0) + len(self._held) + len(self._live)
+
+    # -- the outbox, or memory while it cannot be written ---------------------------
+
+    def _spool(self, items: list[Item]) -> None:
+        """Into the outbox, after what memory holds (so the order holds); into memory while it cannot be written."""
+        if self._outbox_error is not None and time.monotonic() < self._outbox_retry_at:
+            self._hold(items)
+            return
+        try:
+            if self._outbox is None:
+                self._outbox = Outbox(self._outbox_file, self.outbox_max)
+            self._outbox.extend((i.topic, i.payload, i.qos) for i in (*self._held, *items))
+        except OutboxError as exc:
+            self._hold(items)
+            self._outbox_failed(str(exc))
+            return
+        self._held.clear()
+        if self._outbox_error is not None:
+            self._outbox_error = None
+            log.info("mqtt_outbox_writable", path=str(self._outbox_file), unwritten=self.outbox_unwritten,
+                     held_dropped=self.held_dropped)  # fmt: skip
+
+    def _hold(self, items: list[Item]) -> None:
+        self.outbox_unwritten += len(items)
+        self._held.extend(items)
+        self._trim_held()
+
+    def _trim_held(self) -> None:
+        while len(self._held) > self.outbox_max:
+            self._held.popleft()
+            self.held_dropped += 1
+
+    def _outbox_failed(self, error: str) -> None:
+        self._outbox_retry_at = time.monotonic() + OUTBOX_RETRY
+        if self._outbox_error is None:
+            self._outbox_error = error
+            log.warning("mqtt_outbox_unwritable", path=str(self._outbox_file), error=error,
+                        detail="messages are held in memory (outbox_max at most) and still published")  # fmt: skip
+
+    def _ack(self, row_id: int) -> None:
+        assert self._outbox is not None
+        try:
+            self._outbox.ack(row_id)
+        except OutboxError as exc:
+            self._outbox_failed(str(exc))
+            return
+        if self._outbox_error is not None:  # the disk takes writes again: what memory holds goes to the outbox
+            self._outbox_retry_at = 0.0
+            self._spool([])
 
     @hookimpl
     def netgpt_close(self) -> Awaitable[None]:
@@ -223,7 +319,7 @@ class MqttPlugin:
 
     async def _close(self) -> None:
         """Deliver what is queued for up to close_timeout, say offline and disconnect; the rest stays on disk."""
-        if self._task is None or self._outbox is None:
+        if self._task is None:
             return
         self._closing.set()
         self._wakeup.set()
@@ -234,9 +330,15 @@ class MqttPlugin:
         if not done:  # stuck connecting to an unresponsive broker
             self._task.cancel()
             await asyncio.wait({self._task})
-        self._outbox.close()
-        left = len(self._outbox)
-        (log.warning if left else log.info)("mqtt_closed", broker=self.broker, outbox_depth=left)
+        if self._held:  # a last try to keep them
+            self._outbox_retry_at = 0.0
+            self._spool([])
+        lost = len(self._held)
+        if self._outbox is not None:
+            self._outbox.close()
+        left = len(self._outbox) if self._outbox is not None else 0
+        (log.warning if left or lost else log.info)("mqtt_closed", broker=self.broker, outbox_depth=left,
+                                                    held_lost=lost)  # fmt: skip
 
     async def _run(self) -> None:
         """Connect, deliver, and reconnect with backoff until closed."""
@@ -277,8 +379,9 @@ class MqttPlugin:
         self._connects += 1
         self._delay = self.link.backoff_initial
         self._outage_logged = False
-        assert self._outbox is not None
-        log.info("mqtt_connected", broker=self.broker, client_id=self.client_id, outbox_depth=len(self._outbox))
+        self._progress_at = time.monotonic()
+        log.info("mqtt_connected", broker=self.broker, client_id=self.client_id,
+                 outbox_depth=len(self._outbox) if self._outbox is not None else 0, held=len(self._held))  # fmt: skip
 
     def _backoff(self, exc: BaseException) -> float:
         """Seconds to wait before the next attempt (jittered, doubling up to backoff_max); logs the first failure."""
@@ -307,25 +410,33 @@ class MqttPlugin:
             task.result()
 
     async def _deliver(self, client: aiomqtt.Client) -> None:
-        """The outbox oldest first, and the live messages, INFLIGHT at a time."""
-        assert self._outbox is not None
+        """The outbox oldest first, then what memory holds, then the live messages, INFLIGHT at a time."""
         while True:
             self._wakeup.clear()
-            batch = self._outbox.peek(INFLIGHT)
+            batch = self._outbox.peek(INFLIGHT) if self._outbox is not None else []
+            held = [self._held.popleft() for _ in range(min(len(self._held), INFLIGHT - len(batch)))]
+            batch += held
             batch += [self._live.popleft() for _ in range(min(len(self._live), INFLIGHT - len(batch)))]
             if batch:
-                await asyncio.gather(*(self._send(client, item) for item in batch))
+                try:
+                    await asyncio.gather(*(self._send(client, item, held) for item in batch))
+                finally:  # the link dropped: what memory held and was not acknowledged goes back, in front
+                    self._held.extendleft(reversed(held))
+                    self._trim_held()
             elif self._closing.is_set():
                 return
             else:
                 await self._wakeup.wait()
 
-    async def _send(self, client: aiomqtt.Client, item: Item) -> None:
+    async def _send(self, client: aiomqtt.Client, item: Item, held: list[Item]) -> None:
+        """Publish one message; on its acknowledgement, remove it from the outbox (or from ``held``)."""
         await client.publish(item.topic, item.payload, qos=item.qos)  # at QoS 1, returns on PUBACK
-        if item.qos:
-            assert self._outbox is not None
-            self._outbox.ack(item.row_id)
         self.published += 1
+        self._progress_at = time.monotonic()
+        if item.row_id:
+            self._ack(item.row_id)
+        elif item.qos:
+            held.remove(item)
 
 
 async def _until_disconnected(client: aiomqtt.Client) -> None:

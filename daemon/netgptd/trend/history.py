@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from types import TracebackType
 
+from netgptd.files import create_file
 from netgptd.trend.windows import Window
 
 HISTORY_FILE = "trend-history.sqlite3"
@@ -35,10 +36,9 @@ class WindowHistory:
     def __init__(self, state_dir: Path, keep: int = DEFAULT_KEEP) -> None:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, not {keep}")
-        state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / HISTORY_FILE
         self.keep = keep
-        self._db = sqlite3.connect(self.path)
+        self._db = sqlite3.connect(create_file(self.path))  # 0640, its folders 0750
         with self._db:
             self._db.execute(_SCHEMA)
 
