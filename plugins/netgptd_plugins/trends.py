@@ -59,6 +59,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import math
+import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -185,6 +186,8 @@ class TrendsPlugin:
         self._predict_cost: float | None = None
         # Counters for netgpt_status.
         self.windows = self.forecasts = self.forecast_errors = self.rounds_skipped = self.rounds_async = 0
+        self.history_unwritten = 0  # closed windows the history could not store (a full disk)
+        self._history_writable = True
         self.forecast_seconds = 0.0
 
     def _season_candidates(self) -> list[int]:
@@ -236,6 +239,7 @@ class TrendsPlugin:
             "rounds_async": self.rounds_async,
             "rounds_pending": len(self._pending),  # run or not, their events not yet handed on
             "rounds_skipped": self.rounds_skipped,
+            "history_unwritten": self.history_unwritten,
             "forecaster": self.forecaster,
         }
 
@@ -270,6 +274,18 @@ class TrendsPlugin:
         except ValueError as exc:  # a stored window of another width at this start (window_s changed)
             log.warning("trend_window_not_stored", start=window.start, error=str(exc))
             return False
+        except sqlite3.Error as exc:  # a full or read-only disk: forecasts go on from the windows in memory
+            self.history_unwritten += 1
+            if self._history_writable:
+                log.warning("trend_history_unwritable", error=str(exc), detail="forecasting from the windows in memory")
+                self._history_writable = False
+            if self._recent and window.start <= self._recent[-1].start:
+                return False  # a continuation: its stored part cannot be merged now
+            self._recent.append(window)
+            return True
+        if not self._history_writable:
+            log.info("trend_history_writable", unwritten=self.history_unwritten)
+            self._history_writable = True
         if self._recent and window.start <= self._recent[-1].start:
             self._load_recent()  # a continuation (merged in the history) or an older window: reread
         else:
