@@ -86,13 +86,15 @@ DROPPED = ("queue_full", "busy", "stopping", "error")  # why an admitted (or unr
 
 
 def _inbox(on_overflow: Callable[[], None]) -> type[asyncio.Queue[Any]]:
-    """aiomqtt's incoming-message queue type, calling ``on_overflow`` for each message it discards when full."""
+    """aiomqtt's incoming-message queue type: a message that finds it full is dropped and ``on_overflow`` called
+    (instead of aiomqtt's own log line per discarded message)."""
 
     class Inbox(asyncio.Queue):  # type: ignore[type-arg]
         def put_nowait(self, item: Any) -> None:
             if self.full():
                 on_overflow()
-            super().put_nowait(item)  # QueueFull: aiomqtt discards the message
+                return
+            super().put_nowait(item)
 
     return Inbox
 

@@ -7,8 +7,9 @@ address), a protected address (the default gateway, the sensor's own
 addresses, what the operator lists in ``protected``) or a network holding
 one, or the whole site (no host and no subnet: isolating it, or cutting all
 of its traffic). :func:`dangers` says why, per intent; :func:`sentence_dangers`
-does the same for the addresses written in an operator's sentence, since the
-model may read "isolate 0.0.0.0/0" as something else site-wide.
+does the same for the addresses written in an operator's sentence and for
+words such as "all traffic" or "the whole site", since the model may read
+"isolate 0.0.0.0/0" or "block all traffic" as one application site-wide.
 
 :func:`discovered` reads the default gateways and the sensor's own addresses
 from Linux's ``/proc/net`` (nothing elsewhere); the parsers are pure.
@@ -28,6 +29,9 @@ Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 DISRUPTIVE = frozenset({"block", "isolate", "rate_limit", "deprioritize"})
 WRITTEN = re.compile(f"(?:{IPV6}|{IPV4})(?:/\\d{{1,3}})?")
+# Words for the whole site: the model may read them as some application site-wide ("block all traffic" -> NetBIOS).
+SITE_WIDE = re.compile(r"\b(?:all\s+(?:the\s+)?(?:traffic|hosts|addresses|devices|networks?)|everything|every\s+(?:host|device)"
+                       r"|(?:whole|entire)\s+(?:site|network|lan|office)|the\s+internet)\b", re.IGNORECASE)
 PROC = Path("/proc/net")
 
 
@@ -86,8 +90,9 @@ def dangers(intent: dict[str, Any], protected: Protected) -> list[str]:
 
 
 def sentence_dangers(sentence: str, protected: Protected) -> list[str]:
-    """Why the addresses written in an operator's sentence need a confirmation; empty when none do."""
-    found = []
+    """Why the addresses (or words for the whole site) in an operator's sentence need a confirmation; empty when
+    none do."""
+    found = [f"{m.group(0)!r} names the whole site" for m in SITE_WIDE.finditer(sentence)]
     for match in WRITTEN.finditer(sentence):
         try:
             network = ipaddress.ip_network(match.group(0), strict=False)
