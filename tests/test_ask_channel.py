@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import re
+import threading
 
 import paho.mqtt.publish as paho_publish
 import pytest
@@ -23,6 +24,7 @@ from test_ask_plugin import FAST, KEY, ask, received, requesters, sensor_events,
 
 from netgptd.cloud.guard import Protected, dangers, gateways_v4, gateways_v6, local_v4, local_v6, sentence_dangers
 from netgptd.cloud.admission import TokenBucket
+from netgptd.cli import main
 from netgptd.cloud.signing import Verifier, canonical, sign
 from netgptd.plugin_host import SensorContext
 from netgptd_plugins.ask import AskPlugin
@@ -307,3 +309,37 @@ def test_malformed_messages_are_counted_and_the_next_request_is_answered(mosquit
     assert list(answers_of(got, prefix)) == ["after"], "the plugin reads on after the junk"
     assert status["malformed"] == {"too_large": 1, "not_utf8": 1, "not_json": 1, "too_deep": 2, "bad_fields": 1}
     assert status["received"] == len(junk) + 1 and status["dropped"]["error"] == 0
+
+
+# -- netgptd ask -------------------------------------------------------------------------------
+
+
+def test_netgptd_ask_signs_publishes_and_prints_the_answer(mosquitto: Mosquitto, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    keys = requesters(tmp_path)
+    base = ["ask", "--url", mosquitto.url, "--site", "lab", "--sensor", "cli", "--requester", "ops", "--key", keys["ops"]]
+
+    loop = asyncio.new_event_loop()  # the sensor's, in a thread: the command runs here, in the main thread
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    plugin = AskPlugin(url=mosquitto.url, publish_answers=True, intents=False, requesters=keys, **FAST)
+    asyncio.run_coroutine_threadsafe(started(plugin, "cli", tmp_path), loop).result(10)
+    capsys.readouterr()  # the plugin's log lines so far
+    results = []
+    try:
+        for argv in (base + ["--id", "cli-1", "what", "runs", "here?"],
+                     base + ["--id", "cli-2", "--intent", "isolate", "0.0.0.0/0"],
+                     [*base[:-4], "--requester", "mallory", "--key", keys["ops"], "--wait", "1", "hello?"]):  # fmt: skip
+            code = main(argv)
+            results.append((code, *capsys.readouterr()))
+    finally:
+        asyncio.run_coroutine_threadsafe(plugin.netgpt_close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    (ok, out, _), (dangerous, refused, _), (unknown, silent, why) = results
+    answer = json.loads(out)["answer"]
+    assert ok == 0 and (answer["id"], answer["status"]) == ("cli-1", "local")
+    assert dangerous == 1 and json.loads(refused)["answer"]["reason"] == "dangerous"
+    assert unknown == 1 and silent == "" and "no answer" in why and "requesters" in why
+    assert main(["ask", "--requester", "ops", "--key", str(tmp_path / "none.key"), "x"]) == 2
+    assert "none.key: cannot read the key" in capsys.readouterr().err
