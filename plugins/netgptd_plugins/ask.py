@@ -1,26 +1,47 @@
 """Ask the sensor: operator questions on MQTT, completed by the edge, answered by a cloud LLM.
 
 The NetGPT cloud-edge split: a question published on ``<prefix>ask`` (JSON
-``{"id": "...", "question": "..."}``, or plain text, then the id is a fresh
-UUID) is completed by the edge with what the sensor knows (site profile,
-current state, recent alerts: :mod:`netgptd.cloud.context`, a template),
-its addresses are replaced by placeholders (``redact = true``), and it is
-sent to an OpenAI-compatible ``/v1/chat/completions`` (``cloud_url``: a
-cloud provider, vLLM, or ``netgptd serve-llm``). The reply's placeholders
-are mapped back and the answer goes out as an ``answer`` event::
+``{"id": "...", "question": "..."}``, signed, see below) is completed by the
+edge with what the sensor knows (site profile, current state, recent alerts:
+:mod:`netgptd.cloud.context`, a template), its addresses are replaced by
+placeholders (``redact = true``), and it is sent to an OpenAI-compatible
+``/v1/chat/completions`` (``cloud_url``: a cloud provider, vLLM, or
+``netgptd serve-llm``). The answer goes out as an ``answer`` event::
 
     {"timestamp": ..., "event_type": "answer",
      "answer": {"id": ..., "question": ..., "prompt": <the completed prompt, as sent>,
                 "text": ..., "model": ..., "latency_s": ..., "status": "ok" | "local" | "error" | "rejected",
-                "usage": {...}, "redacted": <addresses replaced>}}
+                "usage": {...}, "redacted": <addresses replaced>, "reason": <why rejected>}}
 
-The event is handed to the host (``SensorContext.emit``), so it reaches every
-plugin: the EVE file, and the ``mqtt`` plugin, which publishes it on
-``<prefix>answers`` at QoS 1 through its on-disk outbox. Without the mqtt
-plugin, ``publish_answers = true`` publishes it (and the intent events
-below, on ``<prefix>intents``) on this plugin's own connection instead
-(QoS 1, held in memory while the broker is away); with both, each answer
-would come twice.
+Answers follow the cloud prompts' redaction: every address in the answer
+(question, text, prompt, intents, reasons) is the placeholder the prompt got
+(``redact_answers = false`` shows them as they are). The event is handed to
+the host (``SensorContext.emit``), so it reaches every plugin: the EVE file,
+and the ``mqtt`` plugin, which publishes it on ``<prefix>answers`` at QoS 1
+through its on-disk outbox. Without the mqtt plugin, ``publish_answers =
+true`` publishes it (and the intent events below, on ``<prefix>intents``) on
+this plugin's own connection instead (QoS 1, held in memory while the broker
+is away); with both, each answer would come twice.
+
+Who may ask (the control channel): a request is signed by a requester the
+sensor is configured with (``requesters = {NAME = "KEY FILE"}``; HMAC-SHA256
+over its canonical form with a timestamp and a nonce:
+:mod:`netgptd.cloud.signing`, ``netgptd ask`` signs). Unsigned requests,
+unknown requesters, bad signatures, stale or replayed requests are refused;
+``unsigned_questions = true`` lets unsigned *questions* (never intent
+requests) through, plain text included, sharing one ``anonymous`` rate.
+Each requester has a token bucket (``burst`` at once, then ``rate`` a
+second). At most ``queue_max`` messages wait to be read and ``max_pending``
+admitted requests wait for their answer. What is malformed (over
+``max_request_bytes``, not UTF-8, not JSON, nested too deep, unknown fields,
+wrong types: :mod:`netgptd.cloud.requests`), refused before admission, over
+the rate or over a bound is counted and dropped *silently*: answering it
+would let a stranger make the sensor publish, so there are never more
+answers than admitted requests. An admitted request that cannot be carried
+out (an empty text, a dangerous intent) gets a ``rejected`` answer with the
+reason. Counters are in ``netgpt_status`` (``received``, ``accepted``,
+``rate_limited``, ``refused``/``dropped``/``malformed`` by reason), hence in
+the stats event and on Prometheus.
 
 Operator intents: a request ``{"id": "...", "intent": "keep video calls
 smooth for the lab during exams"}`` asks for intents, not an answer: the
@@ -30,11 +51,16 @@ edge LLM reads the sentence as an operator's request
 and role), and each schema-valid intent it finds (``source: operator``) is
 emitted as an ``intent`` event carrying the request's id, so the mqtt plugin
 publishes it on ``<prefix>intents``; the answer (``status: intents``) lists
-them. No cloud is asked. A *question* never publishes an intent (a question
-such as "is 10.0.0.5 fine?" must not isolate anything): what the edge LLM
-reads in it goes into the answer as ``"intents"`` and into the completed
-prompt, marked as not applied. ``intents = false`` turns the intent model
-off (absent when it cannot be loaded)::
+them. No cloud is asked. An intent that would cut the site or the sensor off
+(:mod:`netgptd.cloud.guard`: every address, the default gateway, the
+sensor's own addresses, ``protected`` ones, the whole site) is published
+only when the request says ``"confirm": true``; else the request is refused
+with the reason and nothing is published. A *question* never publishes an
+intent (a question such as "is 10.0.0.5 fine?" must not isolate anything):
+what the edge LLM reads in it, less any dangerous intent, goes into the
+answer as ``"intents"`` and into the completed prompt, marked as not
+applied. ``intents = false`` turns the intent model off (absent when it
+cannot be loaded)::
 
     {"timestamp": ..., "event_type": "intent", "id": <the request's id>,
      "intent": {"action": ..., "target": {...}, "reason": ..., "confidence": ..., "source": "operator"}}
@@ -43,8 +69,7 @@ Without ``cloud_url`` the answer says so: its text is a local summary and
 the completed prompt (``status: local``). A cloud failure (after the
 client's retries) gives ``status: error`` with the reason and the local
 summary. Questions are answered one at a time, in a daemon thread, never
-in the pipeline's loop; up to ``max_pending`` wait, more are refused
-(``status: rejected``).
+in the pipeline's loop.
 """
 
 from __future__ import annotations
@@ -66,7 +91,7 @@ from netgptd.cloud.context import SYSTEM_PROMPT, SensorState, SiteProfile, compl
 from netgptd.cloud.admission import ANONYMOUS, RATE_LIMITED, Admission
 from netgptd.cloud.guard import Protected, dangers, discovered, sentence_dangers
 from netgptd.cloud.redact import Redactor
-from netgptd.cloud.requests import (INTENT, MALFORMED, MAX_REQUEST_BYTES, QUESTION, Malformed, Request, answer_event,
+from netgptd.cloud.requests import (INTENT, MALFORMED, MAX_REQUEST_BYTES, QUESTION, Malformed, answer_event,
                                     parse_request, redacted, text_problem, with_intents)  # fmt: skip
 from netgptd.cloud.signing import REFUSED, read_key
 from netgptd.eve import dumps, timestamp
@@ -159,7 +184,14 @@ class AskPlugin:
     alerts. Operator intents: ``intents`` (on by default), ``intent_profile``
     (a site-profile TOML file; empty: one from ``[sensor]``),
     ``intent_model_dir`` (empty: the shipped intent model),
-    ``intent_adapter_dir`` (a LoRA adapter; empty: none).
+    ``intent_adapter_dir`` (a LoRA adapter; empty: none). The control
+    channel: ``requesters`` (name -> key file), ``unsigned_questions``,
+    ``signature_window`` seconds, ``rate`` (requests a second per requester)
+    and ``burst``, ``max_request_bytes``, ``queue_max`` (messages waiting to
+    be read), ``max_pending`` (admitted requests waiting for their answer),
+    ``protected`` (addresses or networks no intent may cut off without a
+    confirmation, besides the discovered gateway and own addresses:
+    ``discover_protected``), ``redact_answers``.
     """
 
     def __init__(
@@ -284,6 +316,11 @@ class AskPlugin:
         self.intent_profile = self.intent_profile or sensor_profile(sensor)
         if self.intents:  # load now, in a thread, so the first question does not wait for it
             threading.Thread(target=self._intent_model, name="ask-intents", daemon=True).start()
+        names = sorted(self.admission.verifier.keys)
+        (log.info if names or self.admission.unsigned_questions else log.warning)(
+            "ask_requesters", requesters=names, unsigned_questions=self.admission.unsigned_questions,
+            protected=len(self.protected.entries),
+            detail="" if names or self.admission.unsigned_questions else "no requesters: every request is refused")  # fmt: skip
         self._emit = sensor.emit
         self._one_at_a_time = asyncio.Lock()
         self._wakeup = asyncio.Event()  # an answer to publish
