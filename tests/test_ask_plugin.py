@@ -252,7 +252,11 @@ def test_requests_and_settings() -> None:
                             (b'{"id": [1], "question": 5}', "bad_fields"), (b'{"question": "q", "intent": "i"}', "bad_fields"),
                             (b'{"id": "x"}', "bad_fields"), (b'{"question": "q", "shell": "rm"}', "bad_fields"),
                             (b'{"question": "q", "confirm": "yes"}', "bad_fields"),
-                            (b'{"question": "q", "sig": "00"}', "bad_fields"), (b'"unterminated', "not_json")]:  # fmt: skip
+                            (b'{"question": "q", "sig": "00"}', "bad_fields"), (b'"unterminated', "not_json"),
+                            (b'{"question": "q", "ts": NaN}', "not_json"),
+                            (signed({"question": "q"}).replace(b'"sig": "', '"sig": "é'.encode())[:-3] + b'"}',
+                             "bad_fields"),
+                            (signed({"question": "q"}, now=1e300), "bad_fields")]:  # fmt: skip
         with pytest.raises(Malformed) as bad:
             parse_request(payload)
         assert bad.value.reason == reason, (payload[:40], bad.value.reason)

@@ -18,6 +18,7 @@ answer, once it is admitted: :func:`text_problem`.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ MAX_REQUEST_BYTES = 16384
 QUESTION, INTENT = "question", "intent"  # what a request asks for: an answer, or intents to publish
 SIGNATURE_FIELDS = ("requester", "ts", "nonce", "sig")
 FIELDS = frozenset({"id", QUESTION, INTENT, "confirm", *SIGNATURE_FIELDS})
+MAX_TS = 1e11  # Unix seconds: the year 5138 (also keeps NaN, infinities and huge integers out)
+HEX_SIGNATURE = re.compile(r"[0-9a-f]{64}")
 MALFORMED = ("too_large", "not_utf8", "not_json", "too_deep", "bad_fields")  # the reasons, a fixed set
 NOT_REDACTED = frozenset({"id", "status", "model", "finish_reason"})  # answer fields that hold no observed data
 
@@ -83,13 +86,18 @@ def _type_errors(body: dict[str, Any]) -> list[str]:
     elif given:
         if not isinstance(body["requester"], str) or not 0 < len(body["requester"]) <= 64:
             problems.append("requester must be a name of 1-64 characters")
-        if not isinstance(body["ts"], (int, float)) or isinstance(body["ts"], bool):
+        ts = body["ts"]
+        if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not 0 <= ts < MAX_TS:
             problems.append("ts must be a number (Unix seconds)")
         if not isinstance(body["nonce"], str) or not 16 <= len(body["nonce"]) <= 128:
             problems.append("nonce must be a string of 16-128 characters")
-        if not isinstance(body["sig"], str) or len(body["sig"]) != 64:
-            problems.append("sig must be 64 hex digits (HMAC-SHA256)")
+        if not isinstance(body["sig"], str) or not HEX_SIGNATURE.fullmatch(body["sig"]):
+            problems.append("sig must be 64 lowercase hex digits (HMAC-SHA256)")
     return problems
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def parse_request(payload: bytes, max_bytes: int = MAX_REQUEST_BYTES) -> Request:
@@ -103,7 +111,7 @@ def parse_request(payload: bytes, max_bytes: int = MAX_REQUEST_BYTES) -> Request
     if not text.startswith(("{", '"')):  # plain text is the question itself
         return Request(str(uuid.uuid4()), text)
     try:
-        body = json.loads(text)
+        body = json.loads(text, parse_constant=_no_constant)
     except RecursionError:
         raise Malformed("too_deep", "JSON nested too deep") from None
     except ValueError as exc:
