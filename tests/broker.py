@@ -6,7 +6,8 @@ Persistence is on, so a persistent (``clean_session=False``) QoS 1 session
 and its queued messages survive ``stop()`` and ``start()``, which reuses the
 port. Tests take the ``mosquitto`` fixture (``from broker import
 mosquitto``); tests that need their own listener options (TLS, passwords)
-make a ``Mosquitto`` themselves. Without mosquitto they are skipped.
+or broker-wide ``config`` (an ``acl_file``: see ``passwords``) make a
+``Mosquitto`` themselves. Without mosquitto they are skipped.
 """
 
 from __future__ import annotations
@@ -44,10 +45,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class Mosquitto:
-    """One broker; ``listener_options`` go after its ``listener`` line (TLS files, auth)."""
+def passwords(directory: Path, users: dict[str, str]) -> Path:
+    """A mosquitto ``password_file`` for ``users`` (name -> password), made with mosquitto_passwd."""
+    path = directory / "passwd"
+    directory.mkdir(parents=True, exist_ok=True)
+    program = require(MOSQUITTO_PASSWD)
+    for i, (name, password) in enumerate(users.items()):
+        subprocess.run([program, "-b", *(["-c"] if i == 0 else []), str(path), name, password], check=True,
+                       capture_output=True)  # fmt: skip
+    return path
 
-    def __init__(self, directory: Path, listener_options: str = "allow_anonymous true", scheme: str = "mqtt") -> None:
+
+class Mosquitto:
+    """One broker; ``listener_options`` go after its ``listener`` line (TLS files, auth), ``config`` before it
+    (broker-wide settings such as ``acl_file``, ``max_queued_messages``)."""
+
+    def __init__(self, directory: Path, listener_options: str = "allow_anonymous true", scheme: str = "mqtt",
+                 config: str = "") -> None:  # fmt: skip
         self.program = require(MOSQUITTO)
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -58,7 +72,7 @@ class Mosquitto:
         self.config.write_text(
             f"user {getpass.getuser()}\n"
             f"persistence true\npersistence_location {directory}/\n"
-            f"log_dest file {self.log}\nlog_type all\n"
+            f"log_dest file {self.log}\nlog_type all\n{config}\n"
             f"listener {self.port} {self.host}\n{listener_options}\n"
         )
         self._process: subprocess.Popen[bytes] | None = None

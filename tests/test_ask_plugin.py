@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,13 +25,27 @@ from test_cloud_serve import tiny_model
 from netgptd.cloud.serve import ChatModel, LLMServer
 from netgptd.intent import validate
 from netgptd.plugin_host import PluginError, PluginHost, SensorContext, check_settings, hookimpl
-from netgptd.cloud.requests import RequestRefused, parse_request
+from netgptd.cloud.requests import Malformed, Request, parse_request, text_problem
+from netgptd.cloud.signing import sign
 from netgptd_plugins.ask import AskPlugin
 
 pytestmark = pytest.mark.timeout(60)
 
 FAST = {"backoff_initial": 0.05, "backoff_max": 0.2, "close_timeout": 2.0}
 ADDRESSES = ("10.0.0.5", "10.0.0.66", "192.0.2.10")
+KEY = "0123456789abcdef0123456789abcdef-ops"  # the operator "ops"'s key, as its key file holds it
+
+
+def requesters(tmp_path: Path, key: str = KEY) -> dict[str, str]:
+    """``requesters`` for the ask plugin: the operator "ops" with a key file."""
+    path = tmp_path / "ops.key"
+    path.write_text(key + "\n")
+    return {"ops": str(path)}
+
+
+def signed(body: dict[str, Any], requester: str = "ops", key: str = KEY, now: float | None = None) -> bytes:
+    """A request signed as ``netgptd ask`` signs it."""
+    return json.dumps(sign(body, requester, key.encode(), time.time() if now is None else now)).encode()
 
 
 class Eve:
@@ -100,10 +115,11 @@ def test_a_question_on_mqtt_is_answered_by_the_cloud_llm_with_its_id(mosquitto: 
 
     async def run() -> tuple[list[Received], Eve, dict[str, Any]]:
         plugin = AskPlugin(url=mosquitto.url, cloud_url=llm.url, model="tiny", max_tokens=8, temperature=0,
-                           location="Lab 1", role="test bench", working_hours="Mon-Fri 08:00-18:00", **FAST)  # fmt: skip
+                           location="Lab 1", role="test bench", working_hours="Mon-Fri 08:00-18:00",
+                           requesters=requesters(tmp_path), unsigned_questions=True, **FAST)  # fmt: skip
         host, eve = await with_mqtt_and_eve(mosquitto, plugin, "ask", tmp_path)
         with Subscriber(mosquitto, prefix + "answers") as subscriber:
-            await ask(mosquitto, prefix + "ask", json.dumps({"id": "q-1", "question": "Who attacks 10.0.0.5?"}).encode())
+            await ask(mosquitto, prefix + "ask", signed({"id": "q-1", "question": "Who attacks 10.0.0.5?"}))
             await ask(mosquitto, prefix + "ask", b"Anything unusual?")
             got = await received(subscriber, lambda m: len(m) >= 2)
             await until(lambda: len(eve.answers()) == 2, what="answers in EVE")
@@ -118,7 +134,7 @@ def test_a_question_on_mqtt_is_answered_by_the_cloud_llm_with_its_id(mosquitto: 
     (other_id, other), = answers.items()
     uuid.UUID(other_id)  # plain text: a fresh id
     assert other["question"] == "Anything unusual?"
-    assert first["question"] == "Who attacks 10.0.0.5?", "the question is kept as asked, for local display"
+    assert first["question"] == "Who attacks HOST-2?", "the answer is redacted as the prompt is"
     assert (first["status"], first["model"]) == ("ok", "tiny")
     assert isinstance(first["text"], str) and first["latency_s"] > 0
     assert first["usage"]["prompt_tokens"] > 100 and first["usage"]["completion_tokens"] <= 8
@@ -133,21 +149,23 @@ def test_a_question_on_mqtt_is_answered_by_the_cloud_llm_with_its_id(mosquitto: 
     assert first["redacted"] == 2  # 10.0.0.5 and 10.0.0.66 (flows are counted, not listed)
     assert sorted(a["id"] for a in eve.answers()) == sorted(["q-1", other_id]), "the EVE stream has them too"
     assert status["answered"] == 2 and status["cloud_requests"] == 2 and status["cloud_failures"] == 0
+    assert not any(address in json.dumps(first) for address in ADDRESSES), "no address in the answer either"
 
 
 def test_without_a_cloud_it_answers_locally_on_its_own_connection(mosquitto: Mosquitto, tmp_path: Path) -> None:
     prefix = "netgpt/lab/local/"
 
     async def run() -> tuple[list[Received], dict[str, Any]]:
-        plugin = AskPlugin(url=mosquitto.url, publish_answers=True, **FAST)  # no mqtt plugin here
+        plugin = AskPlugin(url=mosquitto.url, publish_answers=True, unsigned_questions=True, redact_answers=False,
+                           **FAST)  # no mqtt plugin here
         plugin.netgpt_start(SensorContext(site="lab", sensor="local", state_dir=tmp_path))
         for event in sensor_events():
             plugin.netgpt_event(event)
         await until(lambda: plugin.connected, what="connected")
         with Subscriber(mosquitto, prefix + "answers") as subscriber:
             await ask(mosquitto, prefix + "ask", b'{"id": "q-2", "question": "What runs here?"}')
-            await ask(mosquitto, prefix + "ask", b'{"id": "q-3"}')
-            await ask(mosquitto, prefix + "ask", b"\xff\xfe not text")  # ignored: no id to answer to
+            await ask(mosquitto, prefix + "ask", b'{"id": "q-3", "question": ""}')
+            await ask(mosquitto, prefix + "ask", b"\xff\xfe not text")  # malformed: counted, not answered
             got = await received(subscriber, lambda m: len(m) >= 2)
             await until(lambda: plugin.netgpt_status()["published"] == 2, what="both acknowledged")
         status = plugin.netgpt_status()
@@ -159,11 +177,12 @@ def test_without_a_cloud_it_answers_locally_on_its_own_connection(mosquitto: Mos
     local = answers["q-2"]
     assert (local["status"], local["model"]) == ("local", "none (edge template)")
     assert local["text"].startswith("No cloud LLM is configured")
-    assert "Local summary: 7 active flows" in local["text"] and "10.0.0.66" in local["text"], "local text: real addresses"
+    assert "Local summary: 7 active flows" in local["text"] and "10.0.0.66" in local["text"], "redact_answers = false"
     assert "Operator question: What runs here?" in local["text"]
     assert "10.0.0.5" not in local["prompt"], "the prompt field is what would be sent"
     assert answers["q-3"]["status"] == "rejected" and "no question" in answers["q-3"]["text"]
-    assert (status["local"], status["rejected"], status["published"]) == (1, 2, 2)
+    assert (status["local"], status["refused"]["invalid"], status["published"]) == (1, 1, 2)
+    assert status["malformed"]["not_utf8"] == 1 and status["received"] == 3 and status["accepted"] == 2
 
 
 def test_answers_wait_for_the_broker_and_questions_come_after_a_reconnect(mosquitto: Mosquitto,
@@ -171,7 +190,7 @@ def test_answers_wait_for_the_broker_and_questions_come_after_a_reconnect(mosqui
     prefix = "netgpt/lab/outage/"
 
     async def run() -> tuple[list[Received], dict[str, Any]]:
-        plugin = AskPlugin(url=mosquitto.url, publish_answers=True, **FAST)
+        plugin = AskPlugin(url=mosquitto.url, publish_answers=True, unsigned_questions=True, **FAST)
         plugin.netgpt_start(SensorContext(site="lab", sensor="outage", state_dir=tmp_path))
         await until(lambda: plugin.connected, what="connected")
         # A persistent subscriber: the broker (persistence on) queues for it across its restart.
@@ -198,7 +217,7 @@ def test_a_cloud_failure_is_an_error_answer_and_redaction_can_be_off(tmp_path: P
     closed_broker = f"mqtt://127.0.0.1:{free_port()}"
 
     async def run() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-        plugin = AskPlugin(url=closed_broker, cloud_url=nowhere, retries=0, redact=False, **FAST)
+        plugin = AskPlugin(url=closed_broker, cloud_url=nowhere, retries=0, redact=False, redact_answers=False, **FAST)
         emitted: list[dict[str, Any]] = []
         plugin.netgpt_start(SensorContext(site="lab", sensor="down", state_dir=tmp_path, emit=emitted.append))
         for event in sensor_events():
@@ -219,18 +238,28 @@ def test_a_cloud_failure_is_an_error_answer_and_redaction_can_be_off(tmp_path: P
 
 
 def test_requests_and_settings() -> None:
-    assert parse_request(b'{"id": 7, "question": " why? "}') == ("7", "why?", "question")
-    assert parse_request(b'{"id": "i", "intent": "block torrents"}') == ("i", "block torrents", "intent")
-    assert parse_request(b"isolate 10.0.0.5")[2] == "question", "plain text is a question: it publishes no intent"
-    assert parse_request(b'"quoted question"')[1] == "quoted question"
-    assert parse_request(b"{not json")[1] == "{not json", "what is not a JSON object is the question"
-    with pytest.raises(RequestRefused, match="no question") as refused:
-        parse_request(b'{"id": "x", "question": ""}')
-    assert refused.value.request_id == "x"
-    with pytest.raises(RequestRefused, match="characters"):
-        parse_request(json.dumps({"question": "x" * 5000}).encode())
-    with pytest.raises(ValueError, match="UTF-8"):
-        parse_request(b"\xff")
+    question = parse_request(b'{"id": 7, "question": " why? "}')
+    assert (question.id, question.text, question.kind, question.signed) == ("7", "why?", "question", False)
+    intent = parse_request(b'{"id": "i", "intent": "block torrents", "confirm": true}')
+    assert (intent.id, intent.text, intent.kind, intent.confirm) == ("i", "block torrents", "intent", True)
+    assert parse_request(b"isolate 10.0.0.5").kind == "question", "plain text is a question: it publishes no intent"
+    assert parse_request(b'"quoted question"').text == "quoted question"
+    assert parse_request(signed({"id": "s", "question": "q"})).requester == "ops"
+    assert text_problem(parse_request(b'{"id": "x", "question": ""}')).startswith("no question")
+    assert "5,000 characters" in text_problem(Request("x", "x" * 5000))
+    for payload, reason in [(b"\xff", "not_utf8"), (b"{not json", "not_json"), (b"x" * 20000, "too_large"),
+                            (b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", "too_deep"),
+                            (b'{"id": [1], "question": 5}', "bad_fields"), (b'{"question": "q", "intent": "i"}', "bad_fields"),
+                            (b'{"id": "x"}', "bad_fields"), (b'{"question": "q", "shell": "rm"}', "bad_fields"),
+                            (b'{"question": "q", "confirm": "yes"}', "bad_fields"),
+                            (b'{"question": "q", "sig": "00"}', "bad_fields"), (b'"unterminated', "not_json"),
+                            (b'{"question": "q", "ts": NaN}', "not_json"),
+                            (signed({"question": "q"}).replace(b'"sig": "', '"sig": "é'.encode())[:-3] + b'"}',
+                             "bad_fields"),
+                            (signed({"question": "q"}, now=1e300), "bad_fields")]:  # fmt: skip
+        with pytest.raises(Malformed) as bad:
+            parse_request(payload)
+        assert bad.value.reason == reason, (payload[:40], bad.value.reason)
     with pytest.raises(PluginError, match=r"\[plugins.ask\] timeout: expected float"):
         check_settings("ask", AskPlugin, {"timeout": "30"})
     with pytest.raises(PluginError, match=r"\[plugins.ask\] redact: expected bool"):
@@ -238,7 +267,10 @@ def test_requests_and_settings() -> None:
     for settings, setting in [({"cloud_url": "ftp://x"}, "cloud_url"), ({"url": "http://x"}, "url"),
                               ({"api_key_env": "NETGPT_NO_SUCH_KEY_VAR"}, "api_key_env"),
                               ({"cloud_url": "http://x", "temperature": 3.0}, "temperature"),
-                              ({"max_pending": 0}, "max_pending"), ({"topic_prefix": "a/#/"}, "topic_prefix")]:  # fmt: skip
+                              ({"max_pending": 0}, "max_pending"), ({"topic_prefix": "a/#/"}, "topic_prefix"),
+                              ({"requesters": {"ops": "/nonexistent/ops.key"}}, "requesters"),
+                              ({"requesters": {"a b": "/x"}}, "requesters"), ({"protected": ["gateway"]}, "protected"),
+                              ({"rate": 0.0}, "rate"), ({"burst": 0}, "burst")]:  # fmt: skip
         with pytest.raises(ValueError, match=rf"^{setting}\b"):
             AskPlugin(**settings)
 
@@ -253,14 +285,15 @@ def test_an_intent_request_publishes_intents_a_question_only_reads_them(mosquitt
     profile.write_text('site = "lab"\n[subnets]\nguests = "10.0.9.0/24"\n')
 
     async def run() -> tuple[list[Received], Eve, dict[str, Any]]:
-        plugin = AskPlugin(url=mosquitto.url, intent_profile=str(profile), **FAST)
+        plugin = AskPlugin(url=mosquitto.url, intent_profile=str(profile), requesters=requesters(tmp_path),
+                           redact_answers=False, **FAST)  # fmt: skip
         host, eve = await with_mqtt_and_eve(mosquitto, plugin, "intents", tmp_path)
         with Subscriber(mosquitto, prefix + "#") as subscriber:
-            await ask(mosquitto, prefix + "ask", b'{"id": "q-op", "intent": "block torrents for the guests and isolate 10.0.0.66"}')
+            await ask(mosquitto, prefix + "ask", signed({"id": "q-op", "intent": "block torrents for the guests and isolate 10.0.0.66"}))
             got = await received(subscriber, lambda m: any(r.topic == prefix + "answers" for r in m)
                                  and sum(r.topic == prefix + "intents" for r in m) >= 2)  # fmt: skip
-            await ask(mosquitto, prefix + "ask", b'{"id": "q-ask", "question": "should I isolate 10.0.0.66?"}')
-            await ask(mosquitto, prefix + "ask", b'{"id": "q-next", "question": "what did I ask for?"}')
+            await ask(mosquitto, prefix + "ask", signed({"id": "q-ask", "question": "should I isolate 10.0.0.66?"}))
+            await ask(mosquitto, prefix + "ask", signed({"id": "q-next", "question": "what did I ask for?"}))
             got = await received(subscriber, lambda m: sum(r.topic == prefix + "answers" for r in m) >= 3)
         status = host.status()["ask"]
         await host.aclose()
@@ -300,14 +333,15 @@ def test_intents_off_or_without_a_model_and_on_the_own_connection(mosquitto: Mos
     prefix = "netgpt/lab/own/"
 
     async def run() -> tuple[list[Received], list[dict[str, Any]], dict[str, Any]]:
-        plugin = AskPlugin(url=mosquitto.url, publish_answers=True, **FAST)  # no mqtt plugin: its own connection
+        plugin = AskPlugin(url=mosquitto.url, publish_answers=True, requesters=requesters(tmp_path),
+                           **FAST)  # no mqtt plugin: its own connection
         off = AskPlugin(url=f"mqtt://127.0.0.1:{free_port()}", intents=False, **FAST)
         emitted: list[dict[str, Any]] = []
         plugin.netgpt_start(SensorContext(site="lab", sensor="own", state_dir=tmp_path))
         off.netgpt_start(SensorContext(site="lab", sensor="off", state_dir=tmp_path, emit=emitted.append))
         await until(lambda: plugin.connected, what="connected")
         with Subscriber(mosquitto, prefix + "#") as subscriber:
-            await ask(mosquitto, prefix + "ask", b'{"id": "q-own", "intent": "isolate 10.0.0.66"}')
+            await ask(mosquitto, prefix + "ask", signed({"id": "q-own", "intent": "isolate 10.0.0.66"}))
             got = await received(subscriber, lambda m: {r.topic for r in m} >= {prefix + "answers", prefix + "intents"})
             await until(lambda: plugin.netgpt_status()["published"] == 1, what="acknowledged")
         await off.answer("q-off", "isolate 10.0.0.66", "intent")

@@ -17,6 +17,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from broker import Mosquitto, Subscriber, mosquitto  # noqa: E402, F401 -- the fixture
+from netgptd.cloud.signing import sign  # noqa: E402
 from netgptd.eve import timestamp  # noqa: E402
 from netgptd.intent import validate  # noqa: E402
 from netgptd.intent import engine  # noqa: E402
@@ -281,15 +282,19 @@ def test_models_loaded_by_two_threads_at_once_are_both_whole() -> None:
 @pytest.mark.slow
 def test_daemon_publishes_observed_and_operator_intents(corpus: Path, mosquitto: Mosquitto, tmp_path: Path) -> None:
     config = tmp_path / "netgptd.toml"
+    key = tmp_path / "ops.key"
+    key.write_text("0123456789abcdef0123456789abcdef\n")
     config.write_text(f'[plugins.intents]\nwindow_s = 2.0\n[plugins.ask]\nurl = "{mosquitto.url}"\n'
-                      'backoff_initial = 0.05\nbackoff_max = 0.2\n')  # fmt: skip
+                      f'backoff_initial = 0.05\nbackoff_max = 0.2\nrequesters = {{ops = "{key}"}}\n'
+                      'redact_answers = false\n')  # fmt: skip
     prefix = "netgpt/lab/s1/"
     with Subscriber(mosquitto, prefix + "#") as watcher:
         daemon = Daemon(tmp_path, "--config", str(config), "--source", f"pcap:{corpus / MINING}", "--replay-speed", "2",
                         "--mqtt", mosquitto.url, "--site", "lab", "--sensor", "s1")  # fmt: skip
         try:
             daemon.wait_for_log("ask_connected")
-            question = {"id": "q-e2e", "intent": "isolate 10.0.0.99 now"}
+            question = sign({"id": "q-e2e", "intent": "isolate 10.0.0.99 now"}, "ops", key.read_text().strip().encode(),
+                            time.time())  # fmt: skip
             paho_publish.single(prefix + "ask", json.dumps(question), qos=1, hostname=mosquitto.host, port=mosquitto.port)
             watcher.wait_for(lambda m: any(r.topic == prefix + "answers" for r in m), timeout=30)
             assert daemon.wait() == 0  # the capture ends

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from broker import MOSQUITTO_PASSWD, Mosquitto, Received, Subscriber, mosquitto, require, until  # noqa: F401
+from broker import Mosquitto, Received, Subscriber, mosquitto, passwords, require, until  # noqa: F401
 
 from netgptd import logs
 from netgptd.outbox import Outbox
@@ -418,8 +418,7 @@ def test_tls_with_a_client_certificate(tmp_path: Path, pki: dict[str, Path]) -> 
 
 
 def test_tls_with_username_and_password(tmp_path: Path, pki: dict[str, Path]) -> None:
-    passwd = tmp_path / "passwd"
-    subprocess.run([require(MOSQUITTO_PASSWD), "-b", "-c", passwd, "sensor", "s3cret"], check=True, capture_output=True)
+    passwd = passwords(tmp_path, {"sensor": "s3cret"})
     secret = tmp_path / "password"
     secret.write_text("s3cret\n")
     broker = tls_broker(tmp_path / "mosquitto", pki, f"allow_anonymous false\npassword_file {passwd}")

@@ -205,7 +205,10 @@ def full_stats(n: int) -> dict[str, Any]:
         "queues": {"capture": 12, "classify": 3}, "queue_limits": {"capture": 4096, "classify": 1024},
         "watchdog": {"pings": 9 * n, "stalls": 1}, "plugin_errors": {"mqtt": n},
         "plugins": {"mqtt": {"connected": 1, "outbox_depth": 17, "outbox_dropped": n, "published": 50 * n,
-                             "reconnects": 2}},
+                             "reconnects": 2},
+                    "ask": {"connected": 1, "received": 30 * n, "accepted": 5 * n, "rate_limited": 20 * n,
+                            "refused": {"unsigned": 3 * n, "dangerous": n}, "dropped": {"busy": n},
+                            "malformed": {"too_deep": n}}},
     }  # fmt: skip
 
 
@@ -229,6 +232,10 @@ EXPECTED_FULL = {  # full_stats(2), as exported
     key("netgpt_plugin_errors_total", plugin="mqtt"): 2,
     key("netgpt_mqtt_connected"): 1, key("netgpt_mqtt_outbox_depth"): 17, key("netgpt_mqtt_outbox_dropped_total"): 2,
     key("netgpt_mqtt_published_total"): 100, key("netgpt_mqtt_reconnects_total"): 2,
+    key("netgpt_ask_connected"): 1, key("netgpt_ask_received_total"): 60, key("netgpt_ask_accepted_total"): 10,
+    key("netgpt_ask_rate_limited_total"): 40, key("netgpt_ask_refused_total", reason="unsigned"): 6,
+    key("netgpt_ask_refused_total", reason="dangerous"): 2, key("netgpt_ask_dropped_total", reason="busy"): 2,
+    key("netgpt_ask_malformed_total", reason="too_deep"): 2,
 }  # fmt: skip
 
 

@@ -25,6 +25,7 @@ from netgptd.plugin_host import PluginError, PluginHost
 from netgptd import service
 from netgptd.argtypes import count, non_negative, positive
 from netgptd.trend.commands import add_trend_eval_parser, add_trend_train_parser
+from netgptd.cloud.ask_cli import add_ask_parser
 from netgptd.cloud.serve import add_serve_llm_parser
 from netgptd.intent.cli import add_intent_parsers
 from netgptd.replay import replay
@@ -280,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_trend_train_parser(trend_sub)
 
     add_serve_llm_parser(sub)
+    add_ask_parser(sub)
     add_intent_parsers(sub)
 
     lab = sub.add_parser("lab", help="record labelled traffic from real tools on loopback",

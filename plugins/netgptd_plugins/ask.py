@@ -1,26 +1,47 @@
 """Ask the sensor: operator questions on MQTT, completed by the edge, answered by a cloud LLM.
 
 The NetGPT cloud-edge split: a question published on ``<prefix>ask`` (JSON
-``{"id": "...", "question": "..."}``, or plain text, then the id is a fresh
-UUID) is completed by the edge with what the sensor knows (site profile,
-current state, recent alerts: :mod:`netgptd.cloud.context`, a template),
-its addresses are replaced by placeholders (``redact = true``), and it is
-sent to an OpenAI-compatible ``/v1/chat/completions`` (``cloud_url``: a
-cloud provider, vLLM, or ``netgptd serve-llm``). The reply's placeholders
-are mapped back and the answer goes out as an ``answer`` event::
+``{"id": "...", "question": "..."}``, signed, see below) is completed by the
+edge with what the sensor knows (site profile, current state, recent alerts:
+:mod:`netgptd.cloud.context`, a template), its addresses are replaced by
+placeholders (``redact = true``), and it is sent to an OpenAI-compatible
+``/v1/chat/completions`` (``cloud_url``: a cloud provider, vLLM, or
+``netgptd serve-llm``). The answer goes out as an ``answer`` event::
 
     {"timestamp": ..., "event_type": "answer",
      "answer": {"id": ..., "question": ..., "prompt": <the completed prompt, as sent>,
                 "text": ..., "model": ..., "latency_s": ..., "status": "ok" | "local" | "error" | "rejected",
-                "usage": {...}, "redacted": <addresses replaced>}}
+                "usage": {...}, "redacted": <addresses replaced>, "reason": <why rejected>}}
 
-The event is handed to the host (``SensorContext.emit``), so it reaches every
-plugin: the EVE file, and the ``mqtt`` plugin, which publishes it on
-``<prefix>answers`` at QoS 1 through its on-disk outbox. Without the mqtt
-plugin, ``publish_answers = true`` publishes it (and the intent events
-below, on ``<prefix>intents``) on this plugin's own connection instead
-(QoS 1, held in memory while the broker is away); with both, each answer
-would come twice.
+Answers follow the cloud prompts' redaction: every address in the answer
+(question, text, prompt, intents, reasons) is the placeholder the prompt got
+(``redact_answers = false`` shows them as they are). The event is handed to
+the host (``SensorContext.emit``), so it reaches every plugin: the EVE file,
+and the ``mqtt`` plugin, which publishes it on ``<prefix>answers`` at QoS 1
+through its on-disk outbox. Without the mqtt plugin, ``publish_answers =
+true`` publishes it (and the intent events below, on ``<prefix>intents``) on
+this plugin's own connection instead (QoS 1, held in memory while the broker
+is away); with both, each answer would come twice.
+
+Who may ask (the control channel): a request is signed by a requester the
+sensor is configured with (``requesters = {NAME = "KEY FILE"}``; HMAC-SHA256
+over its canonical form with a timestamp and a nonce:
+:mod:`netgptd.cloud.signing`, ``netgptd ask`` signs). Unsigned requests,
+unknown requesters, bad signatures, stale or replayed requests are refused;
+``unsigned_questions = true`` lets unsigned *questions* (never intent
+requests) through, plain text included, sharing one ``anonymous`` rate.
+Each requester has a token bucket (``burst`` at once, then ``rate`` a
+second). At most ``queue_max`` messages wait to be read and ``max_pending``
+admitted requests wait for their answer. What is malformed (over
+``max_request_bytes``, not UTF-8, not JSON, nested too deep, unknown fields,
+wrong types: :mod:`netgptd.cloud.requests`), refused before admission, over
+the rate or over a bound is counted and dropped *silently*: answering it
+would let a stranger make the sensor publish, so there are never more
+answers than admitted requests. An admitted request that cannot be carried
+out (an empty text, a dangerous intent) gets a ``rejected`` answer with the
+reason. Counters are in ``netgpt_status`` (``received``, ``accepted``,
+``rate_limited``, ``refused``/``dropped``/``malformed`` by reason), hence in
+the stats event and on Prometheus.
 
 Operator intents: a request ``{"id": "...", "intent": "keep video calls
 smooth for the lab during exams"}`` asks for intents, not an answer: the
@@ -30,11 +51,16 @@ edge LLM reads the sentence as an operator's request
 and role), and each schema-valid intent it finds (``source: operator``) is
 emitted as an ``intent`` event carrying the request's id, so the mqtt plugin
 publishes it on ``<prefix>intents``; the answer (``status: intents``) lists
-them. No cloud is asked. A *question* never publishes an intent (a question
-such as "is 10.0.0.5 fine?" must not isolate anything): what the edge LLM
-reads in it goes into the answer as ``"intents"`` and into the completed
-prompt, marked as not applied. ``intents = false`` turns the intent model
-off (absent when it cannot be loaded)::
+them. No cloud is asked. An intent that would cut the site or the sensor off
+(:mod:`netgptd.cloud.guard`: every address, the default gateway, the
+sensor's own addresses, ``protected`` ones, the whole site) is published
+only when the request says ``"confirm": true``; else the request is refused
+with the reason and nothing is published. A *question* never publishes an
+intent (a question such as "is 10.0.0.5 fine?" must not isolate anything):
+what the edge LLM reads in it, less any dangerous intent, goes into the
+answer as ``"intents"`` and into the completed prompt, marked as not
+applied. ``intents = false`` turns the intent model off (absent when it
+cannot be loaded)::
 
     {"timestamp": ..., "event_type": "intent", "id": <the request's id>,
      "intent": {"action": ..., "target": {...}, "reason": ..., "confidence": ..., "source": "operator"}}
@@ -43,14 +69,14 @@ Without ``cloud_url`` the answer says so: its text is a local summary and
 the completed prompt (``status: local``). A cloud failure (after the
 client's retries) gives ``status: error`` with the reason and the local
 summary. Questions are answered one at a time, in a daemon thread, never
-in the pipeline's loop; up to ``max_pending`` wait, more are refused
-(``status: rejected``).
+in the pipeline's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 import threading
 import time
 from collections import deque
@@ -62,8 +88,12 @@ import structlog
 
 from netgptd.cloud.client import ChatResult, CloudClient, CloudError, api_key_from
 from netgptd.cloud.context import SYSTEM_PROMPT, SensorState, SiteProfile, complete_prompt, local_summary
+from netgptd.cloud.admission import ANONYMOUS, RATE_LIMITED, Admission
+from netgptd.cloud.guard import Protected, dangers, discovered, sentence_dangers
 from netgptd.cloud.redact import Redactor
-from netgptd.cloud.requests import INTENT, QUESTION, RequestRefused, answer_event, parse_request, with_intents
+from netgptd.cloud.requests import (INTENT, MALFORMED, MAX_REQUEST_BYTES, QUESTION, Malformed, answer_event,
+                                    parse_request, redacted, text_problem, with_intents)  # fmt: skip
+from netgptd.cloud.signing import REFUSED, read_key
 from netgptd.eve import dumps, timestamp
 from netgptd.intent import SiteProfile as IntentProfile
 from netgptd.intent import SiteState, load_profile, validate
@@ -76,6 +106,27 @@ log = structlog.get_logger(__name__)
 
 OUTGOING_MAX = 100  # answers held for publish_answers while the broker is away
 LOCAL_MODEL = "none (edge template)"
+REQUESTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DROPPED = ("queue_full", "busy", "stopping", "error")  # why an admitted (or unread) request was not answered
+
+
+def _inbox(on_overflow: Callable[[], None]) -> type[asyncio.Queue[Any]]:
+    """aiomqtt's incoming-message queue type: a message that finds it full is dropped and ``on_overflow`` called
+    (instead of aiomqtt's own log line per discarded message)."""
+
+    class Inbox(asyncio.Queue):  # type: ignore[type-arg]
+        def put_nowait(self, item: Any) -> None:
+            if self.full():
+                on_overflow()
+                return
+            super().put_nowait(item)
+
+    return Inbox
+
+
+def _powers_of_ten(count: int) -> bool:
+    """1, 10, 100, ...: when a counter that may grow per message is worth a log line."""
+    return count > 0 and str(count).strip("0") == "1"
 
 
 def _crashed(task: asyncio.Task[Any]) -> None:
@@ -133,7 +184,14 @@ class AskPlugin:
     alerts. Operator intents: ``intents`` (on by default), ``intent_profile``
     (a site-profile TOML file; empty: one from ``[sensor]``),
     ``intent_model_dir`` (empty: the shipped intent model),
-    ``intent_adapter_dir`` (a LoRA adapter; empty: none).
+    ``intent_adapter_dir`` (a LoRA adapter; empty: none). The control
+    channel: ``requesters`` (name -> key file), ``unsigned_questions``,
+    ``signature_window`` seconds, ``rate`` (requests a second per requester)
+    and ``burst``, ``max_request_bytes``, ``queue_max`` (messages waiting to
+    be read), ``max_pending`` (admitted requests waiting for their answer),
+    ``protected`` (addresses or networks no intent may cut off without a
+    confirmation, besides the discovered gateway and own addresses:
+    ``discover_protected``), ``redact_answers``.
     """
 
     def __init__(
@@ -171,10 +229,33 @@ class AskPlugin:
         intent_profile: str = "",
         intent_model_dir: str = "",
         intent_adapter_dir: str = "",
+        requesters: dict[str, str] | None = None,
+        unsigned_questions: bool = False,
+        signature_window: float = 60.0,
+        rate: float = 0.2,
+        burst: int = 5,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        queue_max: int = 100,
+        protected: list[str] | None = None,
+        discover_protected: bool = True,
+        redact_answers: bool = True,
     ) -> None:
         self.link = Link.checked(url, topic_prefix, username, password, password_file, ca_file, cert_file, key_file,
                                  keepalive, backoff_initial, backoff_max, close_timeout)  # fmt: skip
-        _check_positive(max_pending=max_pending, recent_flows=recent_flows, recent_alerts=recent_alerts)
+        _check_positive(max_pending=max_pending, recent_flows=recent_flows, recent_alerts=recent_alerts,
+                        signature_window=signature_window, rate=rate, burst=burst,
+                        max_request_bytes=max_request_bytes, queue_max=queue_max)  # fmt: skip
+        keys = {}
+        for name, path in (requesters or {}).items():
+            if not REQUESTER.match(name) or name == ANONYMOUS:
+                raise ValueError(f"requesters: {name!r} is not a requester name (1-64 letters, digits, '.', '_', '-'; "
+                                 f"not {ANONYMOUS!r})")  # fmt: skip
+            if not isinstance(path, str):
+                raise ValueError(f"requesters.{name}: expected the path of a key file, got {type(path).__name__}")
+            keys[name] = read_key(path, name)
+        self.admission = Admission(keys, signature_window, rate, burst, unsigned_questions)
+        self.protected = Protected.of(protected or [], discovered() if discover_protected else [])
+        self.max_request_bytes, self.queue_max, self.redact_answers = max_request_bytes, queue_max, redact_answers
         api_key = api_key_from(api_key_file, api_key_env)
         if api_key and not cloud_url:
             raise ValueError("api_key_file/api_key_env: given without a cloud_url")
@@ -203,8 +284,12 @@ class AskPlugin:
 
         self.prefix = self.ask_topic = self.answers_topic = self.intents_topic = ""
         self.connected = False
-        self.counts = {"questions": 0, "answered": 0, "local": 0, "failed": 0, "rejected": 0, "published": 0,
-                       "reconnects": 0, "intents": 0, "intent_errors": 0, "published_intents": 0}  # fmt: skip
+        self.counts = {"received": 0, "accepted": 0, "rate_limited": 0, "answered": 0, "local": 0, "failed": 0,
+                       "published": 0, "reconnects": 0, "intents": 0, "intent_errors": 0,
+                       "published_intents": 0}  # fmt: skip
+        self.refused = dict.fromkeys((*REFUSED, "invalid", "dangerous"), 0)
+        self.dropped = dict.fromkeys(DROPPED, 0)
+        self.malformed = dict.fromkeys(MALFORMED, 0)
         self._emit: Callable[[dict[str, Any]], None] = lambda event: None
         self._pending: set[asyncio.Task[None]] = set()
         self._outgoing: deque[tuple[str, bytes]] = deque(maxlen=OUTGOING_MAX)  # (topic, payload)
@@ -231,6 +316,11 @@ class AskPlugin:
         self.intent_profile = self.intent_profile or sensor_profile(sensor)
         if self.intents:  # load now, in a thread, so the first question does not wait for it
             threading.Thread(target=self._intent_model, name="ask-intents", daemon=True).start()
+        names = sorted(self.admission.verifier.keys)
+        (log.info if names or self.admission.unsigned_questions else log.warning)(
+            "ask_requesters", requesters=names, unsigned_questions=self.admission.unsigned_questions,
+            protected=len(self.protected.entries),
+            detail="" if names or self.admission.unsigned_questions else "no requesters: every request is refused")  # fmt: skip
         self._emit = sensor.emit
         self._one_at_a_time = asyncio.Lock()
         self._wakeup = asyncio.Event()  # an answer to publish
@@ -246,7 +336,8 @@ class AskPlugin:
 
     @hookimpl
     def netgpt_status(self) -> dict[str, Any]:
-        status = {"connected": int(self.connected), "pending": len(self._pending), **self.counts}
+        status = {"connected": int(self.connected), "pending": len(self._pending), **self.counts,
+                  "refused": dict(self.refused), "dropped": dict(self.dropped), "malformed": dict(self.malformed)}
         if self.client is not None:
             cloud = self.client.status()
             status |= {f"cloud_{k}": cloud.get(k, 0) for k in ("requests", "retries", "failures", "errors_timeout")}
@@ -259,33 +350,67 @@ class AskPlugin:
     # -- questions ------------------------------------------------------------------
 
     def on_request(self, payload: bytes) -> None:
-        """One message from the ask topic (loop thread): answer it in a task, or refuse it at once."""
+        """One message from the ask topic (loop thread): answer it in a task, refuse it, or count and drop it.
+
+        Only an admitted request (signed by a configured requester, in its rate) gets an answer; what is
+        malformed, unsigned, badly signed, replayed, over the rate or over ``max_pending`` is counted, silently.
+        """
+        self.counts["received"] += 1
         try:
-            request_id, question, kind = parse_request(payload)
-        except RequestRefused as refused:
-            self.counts["rejected"] += 1
-            self._deliver(answer_event(refused.request_id, refused.question, "", f"Not answered: {refused}", "", 0.0,
-                                       "rejected"))  # fmt: skip
+            request = parse_request(payload, self.max_request_bytes)
+        except Malformed as bad:
+            self._tally(self.malformed, bad.reason, "ask_malformed", error=str(bad)[:200], size=len(payload))
             return
-        except ValueError as exc:
-            self.counts["rejected"] += 1
-            log.warning("ask_ignored", topic=self.ask_topic, error=str(exc), size=len(payload))
+        verdict = self.admission.admit(request, time.time())
+        if verdict == RATE_LIMITED:
+            self.counts["rate_limited"] += 1
+            if _powers_of_ten(self.counts["rate_limited"]):
+                log.warning("ask_rate_limited", requester=request.requester or ANONYMOUS,
+                            count=self.counts["rate_limited"])  # fmt: skip
             return
-        self.counts["questions"] += 1
+        if verdict:
+            self._tally(self.refused, verdict, "ask_refused", id=request.id[:64])
+            return
         if not self._accepting or len(self._pending) >= self.max_pending:
-            self.counts["rejected"] += 1
-            why = "the sensor is stopping" if not self._accepting else f"{len(self._pending)} questions are waiting"
-            self._deliver(answer_event(request_id, question, "", f"Not answered: {why}; ask again later.", "", 0.0,
-                                       "rejected"))  # fmt: skip
+            self._tally(self.dropped, "busy" if self._accepting else "stopping", "ask_dropped", id=request.id[:64])
             return
-        task = asyncio.get_running_loop().create_task(self.answer(request_id, question, kind), name=f"ask-{request_id}")
+        self.counts["accepted"] += 1
+        problem = text_problem(request)
+        if problem:
+            self._refuse(request.id, request.text[:200], "invalid", problem)
+            return
+        if request.kind == INTENT and not request.confirm:
+            why = sentence_dangers(request.text, self.protected)
+            if why:
+                self._refuse(request.id, request.text, "dangerous", self._needs_confirm(why))
+                return
+        task = asyncio.get_running_loop().create_task(self.answer(request.id, request.text, request.kind,
+                                                                  request.confirm), name=f"ask-{request.id}")  # fmt: skip
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         task.add_done_callback(_crashed)
 
-    async def answer(self, request_id: str, question: str, kind: str = QUESTION) -> dict[str, Any]:
+    def _tally(self, counter: dict[str, int], reason: str, event: str, **fields: Any) -> None:
+        """Count one dropped or refused message; log it the 1st, 10th, 100th... time (never the message)."""
+        counter[reason] += 1
+        if _powers_of_ten(counter[reason]):
+            log.warning(event, reason=reason, count=counter[reason], **fields)
+
+    @staticmethod
+    def _needs_confirm(why: list[str]) -> str:
+        return (f"this would cut the site or the sensor off ({'; '.join(why)}); send it again with "
+                '"confirm": true if that is what you want.')
+
+    def _refuse(self, request_id: str, question: str, reason: str, text: str, **extra: Any) -> dict[str, Any]:
+        """An admitted request that is not carried out: a ``rejected`` answer that says why."""
+        self.refused[reason] += 1
+        log.info("ask_refused", id=request_id[:64], reason=reason)
+        return self._deliver(answer_event(request_id, question, "", f"Not answered: {text}", "", 0.0, "rejected",
+                                          reason=reason, **extra))  # fmt: skip
+
+    async def answer(self, request_id: str, question: str, kind: str = QUESTION, confirm: bool = False) -> dict[str, Any]:
         """Complete, redact, ask, restore (a question) or read and publish intents (an intent request);
-        the answer event is delivered and returned."""
+        the answer event is delivered and returned (as delivered: redacted unless ``redact_answers = false``)."""
         async with self._one_at_a_time:
             started = time.monotonic()
             intents = None
@@ -294,7 +419,9 @@ class AskPlugin:
                 self.counts["intents"] += len(intents or [])
                 self.counts["intent_errors"] += errors
             if kind == INTENT:
-                return self._publish_intents(request_id, question, intents, started)
+                return self._publish_intents(request_id, question, intents, started, confirm)
+            if intents:  # a question never yields an intent that would cut the site off, not even to be read
+                intents = [i for i in intents if not dangers(i, self.protected)]
             prompt = complete_prompt(question, self.profile, self.state)  # the state when its turn comes
             if intents:
                 prompt = with_intents(prompt, question, intents)
@@ -324,12 +451,15 @@ class AskPlugin:
             self.counts[counter] += 1
             event = answer_event(request_id, question, sent, text, model, time.monotonic() - started, status, **extra)
             log.info("ask_answered", id=request_id, status=status, model=model, latency_s=event["answer"]["latency_s"])
-            self._deliver(event)
-            return event
+            return self._deliver(event, redactor)
 
     def _publish_intents(self, request_id: str, sentence: str, intents: list[dict[str, Any]] | None,
-                         started: float) -> dict[str, Any]:  # fmt: skip
-        """An intent request: each intent out as an ``intent`` event, and an answer that lists them."""
+                         started: float, confirm: bool) -> dict[str, Any]:  # fmt: skip
+        """An intent request: each intent out as an ``intent`` event, and an answer that lists them; none when
+        one of them would cut the site off and the request is not confirmed."""
+        why = [] if confirm else [w for i in intents or [] for w in dangers(i, self.protected)]
+        if why:
+            return self._refuse(request_id, sentence, "dangerous", self._needs_confirm(why), intents=intents)
         for intent in intents or []:
             self._deliver({"timestamp": timestamp(time.time_ns()), "event_type": "intent", "id": request_id,
                            "intent": intent})  # fmt: skip
@@ -341,9 +471,8 @@ class AskPlugin:
         self.counts["answered" if status == "intents" else "failed"] += 1
         event = answer_event(request_id, sentence, "", text, "", time.monotonic() - started, status,
                              intents=intents or [])  # fmt: skip
-        log.info("ask_intents", id=request_id, intents=len(intents or []))
-        self._deliver(event)
-        return event
+        log.info("ask_intents", id=request_id, intents=len(intents or []), confirmed=confirm)
+        return self._deliver(event)
 
     def _intent_model(self) -> Any:
         """The intent model, loaded on first use (any thread); None when it cannot be (logged once)."""
@@ -380,12 +509,16 @@ class AskPlugin:
             valid.append(intent)
         return valid, len(found) - len(valid)
 
-    def _deliver(self, event: dict[str, Any]) -> None:
+    def _deliver(self, event: dict[str, Any], redactor: Redactor | None = None) -> dict[str, Any]:
+        """Hand an event on (an answer redacted with ``redactor``, the prompt's, unless redact_answers = false)."""
+        if event.get("event_type") == "answer" and self.redact_answers:
+            event = redacted(event, redactor or Redactor())
         self._emit(event)  # to every plugin: EVE, the mqtt plugin's outbox
         if self.publish_answers:
             topic = self.intents_topic if event.get("event_type") == "intent" else self.answers_topic
             self._outgoing.append((topic, dumps(event).encode()))
             self._wakeup.set()
+        return event
 
     # -- MQTT -----------------------------------------------------------------------
 
@@ -417,7 +550,9 @@ class AskPlugin:
                 pass
 
     def _new_client(self) -> aiomqtt.Client:
-        return self.link.client(self.client_id, clean_session=True)
+        overflow = _inbox(lambda: self._tally(self.dropped, "queue_full", "ask_dropped"))
+        return self.link.client(self.client_id, clean_session=True, max_queued_incoming_messages=self.queue_max,
+                                queue_type=overflow)  # fmt: skip
 
     async def _session(self, client: aiomqtt.Client) -> None:
         tasks = [asyncio.create_task(self._read(client)), asyncio.create_task(self._publish(client)),
@@ -435,7 +570,10 @@ class AskPlugin:
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-            self.on_request(payload)
+            try:
+                self.on_request(payload)
+            except Exception as exc:  # noqa: BLE001 -- a bug on one message must not end the ask channel
+                self._tally(self.dropped, "error", "ask_request_failed", error=f"{type(exc).__name__}: {exc}"[:200])
 
     async def _publish(self, client: aiomqtt.Client) -> None:
         """publish_answers: the held answers (and intents), oldest first, each removed once acknowledged."""

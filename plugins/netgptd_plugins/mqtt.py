@@ -135,11 +135,12 @@ class Link:
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def client(self, identifier: str, clean_session: bool, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
-        """A fresh aiomqtt client for one connection."""
+    def client(self, identifier: str, clean_session: bool, will: aiomqtt.Will | None = None,
+               **options: Any) -> aiomqtt.Client:  # fmt: skip
+        """A fresh aiomqtt client for one connection (``options``: more of aiomqtt.Client's keywords)."""
         return aiomqtt.Client(self.host, self.port, username=self.username or None, password=self.password or None,
                               identifier=identifier, clean_session=clean_session, keepalive=self.keepalive,
-                              will=will, tls_context=self.tls, logger=CLIENT_LOG)  # fmt: skip
+                              will=will, tls_context=self.tls, logger=CLIENT_LOG, **options)  # fmt: skip
 
 
 class MqttPlugin:

@@ -19,8 +19,9 @@ Cardinality: no label holds an address, a port or a flow id. ``app`` and
 ``attack`` are the class names of the loaded model (bounded by its label
 set) or ``unclassified``; alert ``category`` and ``source`` are the model's
 attack classes and the configured rule names; the labels taken from the
-stats event (reasons, kinds, queues, plugins) are fixed by the daemon's
-code and configuration. The trend gauges' ``series`` is ``total`` or an
+stats event (reasons, kinds, queues, plugins; the ask plugin's refusal,
+drop and malformed reasons) are fixed by the daemon's code and
+configuration: no requester name or address is a label. The trend gauges' ``series`` is ``total`` or an
 application (the model's classes, or ``unclassified``), ``metric`` one of
 bytes, flows or packets, ``horizon`` the steps of the trends plugin: only
 the series of the latest complete forecast round are kept (and at most
@@ -91,6 +92,18 @@ STATS_METRICS = (
     _Stat(("plugins", "mqtt", "outbox_dropped"), "netgpt_mqtt_outbox_dropped_total", "Events dropped, outbox full."),
     _Stat(("plugins", "mqtt", "published"), "netgpt_mqtt_published_total", "Events published."),
     _Stat(("plugins", "mqtt", "reconnects"), "netgpt_mqtt_reconnects_total", "Reconnections to the broker."),
+    _Stat(("plugins", "ask", "connected"), "netgpt_ask_connected", "1 while the ask plugin is connected to the broker.",
+          counter=False),  # fmt: skip
+    _Stat(("plugins", "ask", "received"), "netgpt_ask_received_total", "Messages read on the ask topic."),
+    _Stat(("plugins", "ask", "accepted"), "netgpt_ask_accepted_total",
+          "Ask requests admitted (authorised, within their rate); each gets one answer."),  # fmt: skip
+    _Stat(("plugins", "ask", "rate_limited"), "netgpt_ask_rate_limited_total",
+          "Ask requests over their requester's rate, dropped unanswered."),  # fmt: skip
+    _Stat(("plugins", "ask", "refused"), "netgpt_ask_refused_total", "Ask requests refused, by reason.", label="reason"),
+    _Stat(("plugins", "ask", "dropped"), "netgpt_ask_dropped_total", "Ask requests dropped unanswered, by reason.",
+          label="reason"),  # fmt: skip
+    _Stat(("plugins", "ask", "malformed"), "netgpt_ask_malformed_total",
+          "Ask messages that were not requests (counted, dropped), by reason.", label="reason"),  # fmt: skip
 )
 
 
