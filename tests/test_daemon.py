@@ -158,7 +158,7 @@ def test_broker_outage_loses_no_alert(mining: Path, mosquitto: Mosquitto, tmp_pa
         log = daemon.entries()
         assert any(e.get("event") == "mqtt_disconnected" for e in log)
         watcher.wait_for(every_alert_in(daemon.events("alert")), timeout=20)
-    stats = daemon.events("stats")[-1]["stats"]
+    stats = daemon.events("stats")[-1]["netgpt"]["stats"]
     assert stats["plugins"]["mqtt"]["outbox_dropped"] == 0
 
 
@@ -183,7 +183,7 @@ def test_reload_keeps_every_flow(mining: Path, tmp_path: Path) -> None:
     # The reload lost no verdict: flows without payload are the only ones without, in both runs.
     apps = {e["flow_id"]: e["netgpt"]["app"] for e in plain.events("flow")}
     assert {e["flow_id"]: e["netgpt"]["app"] for e in daemon.events("flow")} == apps
-    assert sum(a is None for a in apps.values()) == plain.events("stats")[-1]["stats"]["unclassified"]["no_payload"]
+    assert sum(a is None for a in apps.values()) == plain.events("stats")[-1]["netgpt"]["stats"]["unclassified"]["no_payload"]
 
 
 def test_bad_reload_keeps_running(mining: Path, tmp_path: Path) -> None:
@@ -215,7 +215,7 @@ def test_overload_counts_unclassified_and_stays_bounded(corpus: Path, tmp_path: 
             pass
         time.sleep(0.02)
     assert daemon.wait(120) == 0
-    stats = [e["stats"] for e in daemon.events("stats")]
+    stats = [e["netgpt"]["stats"] for e in daemon.events("stats")]
     final = stats[-1]
     assert final["unclassified"].get("overload", 0) > 0
     assert final["classified"] > 0
@@ -281,7 +281,7 @@ def test_unreachable_broker_is_a_warning_and_alerts_wait(mining: Path, tmp_path:
     assert daemon.wait() == 0
     warning = next(e for e in daemon.entries() if e.get("event") == "mqtt_disconnected")
     assert warning["level"] == "warning" and "refused" in warning["error"].lower()
-    stats = daemon.events("stats")[-1]["stats"]
+    stats = daemon.events("stats")[-1]["netgpt"]["stats"]
     assert stats["plugins"]["mqtt"]["outbox_depth"] == len(daemon.events("alert")) > 0
 
 

@@ -299,7 +299,7 @@ def test_daemon_publishes_observed_and_operator_intents(corpus: Path, mosquitto:
         watcher.wait_for(lambda m: sum(r.topic == prefix + "intents" for r in m) >= len(eve), timeout=10)
         received = [json.loads(p) for p in watcher.payloads(prefix + "intents")]
         (answer,) = [json.loads(p)["answer"] for p in watcher.payloads(prefix + "answers")]
-    stats = daemon.events("stats")[-1]["stats"]["plugins"]["intents"]
+    stats = daemon.events("stats")[-1]["netgpt"]["stats"]["plugins"]["intents"]
     observed = [e for e in eve if e["intent"]["source"] == "observed"]
     operator = [e for e in eve if e["intent"]["source"] == "operator"]
     # Intents on MQTT are the EVE ones, each once (QoS 1 through the outbox: at least once, here no outage).
