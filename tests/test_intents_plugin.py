@@ -316,7 +316,7 @@ def test_daemon_publishes_observed_and_operator_intents(corpus: Path, mosquitto:
     assert all(e["intent"]["target"]["site"] == "lab" for e in eve)
     # The operator's intent request: its answer has its id and its intents; they went to .../intents with its id.
     assert answer["id"] == "q-e2e" and answer["status"] == "intents"
-    assert [e["intent"] for e in operator] == answer["intents"] and {e["id"] for e in operator} == {"q-e2e"}
+    assert [e["intent"] for e in operator] == answer["intents"] and {e["netgpt"]["request_id"] for e in operator} == {"q-e2e"}
     assert answer["intents"][0]["action"] == "isolate" and answer["intents"][0]["target"]["host"] == ["10.0.0.99"]
     assert answer["prompt"] == "", "an intent request asks no cloud"
     assert not any(e.get("level") == "error" for e in daemon.entries())
