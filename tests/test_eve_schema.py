@@ -32,8 +32,10 @@ import pytest
 
 from broker import Mosquitto, mosquitto  # noqa: F401 -- the fixture
 from conftest import REPO, capture_files
-from netgptd.eve import extended_schema, extension_schema
+from netgptd.classify import model_alert
+from netgptd.eve import app_proto, extended_schema, extension_schema, flow_event, stats_event, stats_of, with_host
 from netgptd.flow.config import FlowConfig
+from netgptd.flow.table import Flow, FlowTable
 from netgptd.flow_ids import MAX_ID, first_flow_id, sensor_tag
 from netgptd.model.bundle import DEFAULT_BUNDLE, load_bundle
 from netgptd.model.session import Classifier, ModelSession
@@ -42,6 +44,7 @@ from netgptd.replay import replay
 from netgptd.rules import RULES
 from netgptd.signatures import MODEL_SIGNATURES, SIGNATURES, markdown_table
 from test_daemon import MINING, Daemon
+from test_flow_table import config, handshake
 
 CONFORMANCE_ENV = "NETGPT_CONFORMANCE"
 SURICATA_SCHEMA = "suricata-eve-schema.json"
@@ -112,7 +115,7 @@ class Checker:
         self.types: Counter[str] = Counter()
         self.detectors: Counter[str] = Counter()
         self.flow_ids: list[int] = []
-        self.verdicts = 0
+        self.verdicts = self.alerted = 0
 
     @hookimpl
     def netgpt_event(self, event: dict[str, Any]) -> None:
@@ -126,6 +129,7 @@ class Checker:
         if kind == "flow":
             self.flow_ids.append(event["flow_id"])
             self.verdicts += event["netgpt"]["app"] is not None
+            self.alerted += event["flow"]["alerted"]
             self._suricata_values(event)
             key = shape(event)
             if key in self.shapes and not self.every_flow:
@@ -209,6 +213,55 @@ def test_every_rule_and_model_attack_has_its_own_stable_id() -> None:
     assert set(manifest["attacks"]) - {"benign"} <= set(MODEL_SIGNATURES)
 
 
+# -- the event builders ------------------------------------------------------------------------
+
+
+def one_flow() -> Flow:
+    table = FlowTable(config(), first_flow_id=first_flow_id("unit", time.time()))
+    return handshake(table)
+
+
+def test_flow_record_in_suricata_terms(validator: jsonschema.Validator) -> None:
+    flow = one_flow()
+    event = with_host(flow_event(flow), "unit")
+    assert "app_proto" not in event, "nothing detected: left out, never null"
+    assert event["flow"]["alerted"] is False and event["netgpt"]["app"] is None and validator.is_valid(event)
+    for end, reason in [("timeout", "timeout"), ("active_timeout", "forced"), ("tcp_reuse", "tcp_reuse"),
+                        ("shutdown", "shutdown"), ("emergency", "timeout")]:  # fmt: skip
+        flow.end_reason = end
+        assert flow_event(flow)["flow"]["reason"] == reason
+    assert flow_event(flow)["flow"]["emergency"] is True
+    for app, proto in [("unknown", "failed"), ("TLS", "tls"), ("VNC", "rfb"), ("STUN", "stun"), (None, None)]:
+        assert app_proto({"app": app}) == proto
+    assert app_proto(None) is None
+
+
+def test_model_alert_has_its_signature_and_marks_the_flow(validator: jsonschema.Validator) -> None:
+    flow = one_flow()
+    flow.verdict = {"app": "TLS", "app_confidence": 0.97, "attack": "mining", "attack_confidence": 0.99,
+                    "model": "netgpt-small@0.1.0"}  # fmt: skip
+    assert model_alert(flow, dict(flow.verdict, attack="benign"), 0.9) is None and not flow.alerted
+    alert = with_host(model_alert(flow, flow.verdict, 0.9), "unit")
+    assert alert["alert"] == {"action": "allowed", "gid": 1, "signature_id": 1_000_101, "rev": 1,
+                              "signature": "NETGPT MODEL cryptocurrency mining", "category": "mining", "severity": 2}
+    assert alert["netgpt"] == {"detector": "model", "confidence": 0.99, **flow.verdict} and validator.is_valid(alert)
+    record = flow_event(flow)
+    assert record["flow"]["alerted"] is True and record["app_proto"] == "tls" and validator.is_valid(record)
+    other = model_alert(flow, dict(flow.verdict, attack="exfiltration"), 0.9)
+    assert other["alert"]["signature_id"] == 1_000_199 and other["alert"]["category"] == "exfiltration"
+
+
+def test_stats_in_suricata_layout_and_ours_whole(validator: jsonschema.Validator) -> None:
+    ours = {"uptime": 12.5, "packets": 10, "bytes": 900, "decode_errors": {"truncated": 2, "bad_ip": 1}, "flows": 4,
+            "active_flows": 1, "emergency_entered": 0, "alerts": 3, "capture_drops": {"kernel": 5},
+            "plugins": {"mqtt": {"connected": 1}}}  # fmt: skip
+    event = with_host(stats_event(0, ours), "unit")
+    assert event["stats"] == {"uptime": 12, "capture": {"kernel_drops": 5},
+                              "decoder": {"pkts": 10, "bytes": 900, "invalid": 3},
+                              "flow": {"total": 4, "active": 1, "emerg_mode_entered": 0}, "detect": {"alert": 3}}
+    assert stats_of(event) is ours and validator.is_valid(event)
+
+
 # -- flow ids ---------------------------------------------------------------------------------
 
 
@@ -260,6 +313,7 @@ def test_model_replay_events_validate(corpus: Path, validator: jsonschema.Valida
     checker = replay_checked(validator, files, classifier=classifier, flow_config=flow_config)
     assert not checker.failures, "\n".join(checker.failures)
     assert checker.verdicts > 0 and checker.detectors["model"] > 0 and checker.detectors["rule"] > 0
+    assert checker.alerted == checker.detectors["model"], "flow.alerted on each flow a model alert is about"
 
 
 # -- the daemon ------------------------------------------------------------------------------
