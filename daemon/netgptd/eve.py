@@ -11,7 +11,8 @@ from typing import Any, TextIO
 
 from netgptd.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
 from netgptd.flow.config import STATE_NAMES
-from netgptd.flow.table import Flow
+from netgptd.flow.table import (REASON_ACTIVE, REASON_EMERGENCY, REASON_REUSE, REASON_SHUTDOWN, REASON_TIMEOUT,
+                                Flow)  # fmt: skip
 from netgptd.signatures import GID, Signature
 
 PROTO_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP", 51: "AH",
@@ -65,8 +66,8 @@ SURICATA_APP_PROTO = {
 UNKNOWN_APP = "unknown"
 # Our flow end reasons as Suricata's flow.reason; an emergency eviction is Suricata's timeout with
 # flow.emergency, an active timeout (Suricata has none) the record forced out while the flow goes on.
-SURICATA_REASON = {"timeout": "timeout", "active_timeout": "forced", "emergency": "timeout",
-                   "tcp_reuse": "tcp_reuse", "shutdown": "shutdown"}  # fmt: skip
+SURICATA_REASON = {REASON_TIMEOUT: "timeout", REASON_ACTIVE: "forced", REASON_EMERGENCY: "timeout",
+                   REASON_REUSE: "tcp_reuse", REASON_SHUTDOWN: "shutdown"}  # fmt: skip
 ALERT_ACTION = "allowed"  # Suricata's action for an alert of a sensor that blocks nothing
 
 
@@ -115,7 +116,7 @@ def _flow_object(flow: Flow) -> dict[str, Any]:
         "end": timestamp(flow.last_ns),
         "age": (flow.last_ns - flow.start_ns) // 1_000_000_000,
     }
-    if flow.end_reason == "emergency":
+    if flow.end_reason == REASON_EMERGENCY:
         obj["emergency"] = True
     obj["state"] = STATE_NAMES[flow.state]
     obj["reason"] = SURICATA_REASON.get(flow.end_reason, "unknown")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from netgptd.cloud.context import app_name
 from netgptd.eve import alert_detector, stats_of
 from netgptd.plugin_host import hookimpl
 
@@ -32,9 +33,7 @@ class SummaryCollector:
             return
         self.by_proto[event["proto"]] += 1
         self.by_reason[event["flow"]["reason"]] += 1
-        app = (event.get("netgpt") or {}).get("app")
-        app = app.lower() if app else f"{event['proto'].lower()}/{event['dest_port']}" if "dest_port" in event else event["proto"].lower()
-        self.by_service[app] += 1
+        self.by_service[app_name(event)] += 1
 
     def render(self, top: int = 10) -> str:
         s = self.stats
