@@ -58,7 +58,8 @@ class Pipeline:
         self.notifier = notifier
         self.clock = clock
         flow_config = model.flow_config if model else FlowConfig()
-        self.ingest = Ingest(_with_flow_settings(flow_config, settings), first_flow_id(settings.sensor.sensor, time.time()))
+        first_id = first_flow_id(settings.sensor.sensor, time.time())  # unique across restarts and sensors
+        self.ingest = Ingest(_with_flow_settings(flow_config, settings), first_id)
         self.batcher = _batcher(settings)
         self.ingest.flows.on_buffer_full = self._buffer_full
         self.waiting: dict[int, Flow] = {}  # ended flows whose verdict is on its way, in end order

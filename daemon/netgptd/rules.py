@@ -119,7 +119,8 @@ class FlowRateRules:
             alerts += self._count("host_sweep", (src, port, event["proto"]), when, dst, s.host_sweep_hosts, event)
         flow = event["flow"]
         if event["proto"] == "TCP" and not _half_open(event) and flow["state"] == "closed" and flow["pkts_toserver"] <= 40:
-            alerts += self._count("bruteforce", (src, dst, port), when, event["src_port"], s.bruteforce_connections, event)
+            alerts += self._count("bruteforce", (src, dst, port), when, event["src_port"], s.bruteforce_connections,
+                                  event)  # fmt: skip
         return alerts
 
     def _count(self, rule: str, key: tuple, when: float, value: object, threshold: int,
@@ -136,8 +137,10 @@ class FlowRateRules:
 
     def _alert(self, rule: str, when: float, event: dict[str, Any], confidence: float, flows: int) -> dict[str, Any]:
         """The alert event of ``rule``, about the flow record that crossed its threshold."""
-        alert: dict[str, Any] = {"timestamp": timestamp(int(when * 1e9)), "flow_id": event["flow_id"], "event_type": "alert"}
+        alert: dict[str, Any] = {"timestamp": timestamp(int(when * 1e9)), "flow_id": event["flow_id"],
+                                 "event_type": "alert"}  # fmt: skip
         alert.update({k: event[k] for k in ALERT_FLOW_FIELDS if k in event})
         alert["alert"] = alert_object(RULES[rule])
-        alert["netgpt"] = {"detector": rule, "confidence": confidence, "flows": flows, "window_s": self.settings.window_s}
+        alert["netgpt"] = {"detector": rule, "confidence": confidence, "flows": flows,
+                           "window_s": self.settings.window_s}  # fmt: skip
         return alert
