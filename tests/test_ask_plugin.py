@@ -23,6 +23,7 @@ from broker import Mosquitto, Received, Subscriber, free_port, mosquitto, until 
 from test_cloud_serve import tiny_model
 
 from netgptd.cloud.serve import ChatModel, LLMServer
+from netgptd.eve import stats_event
 from netgptd.intent import validate
 from netgptd.plugin_host import PluginError, PluginHost, SensorContext, check_settings, hookimpl
 from netgptd.cloud.requests import Malformed, Request, parse_request, text_problem
@@ -77,14 +78,13 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
 def sensor_events() -> list[dict[str, Any]]:
     flow = {"timestamp": "2024-05-07T14:00:00.000000+0000", "event_type": "flow", "src_ip": "10.0.0.5",
             "src_port": 50000, "dest_ip": "192.0.2.10", "dest_port": 443, "proto": "TCP", "app_proto": "tls",
-            "flow": {"bytes_toserver": 600, "bytes_toclient": 4000, "reason": "tcp_closed"},
+            "flow": {"bytes_toserver": 600, "bytes_toclient": 4000, "reason": "shutdown"},
             "netgpt": {"app": "TLS"}}  # fmt: skip
     alert = {"timestamp": "2024-05-07T14:01:00.000000+0000", "event_type": "alert", "src_ip": "10.0.0.66",
              "src_port": 40000, "dest_ip": "10.0.0.5", "dest_port": 22, "proto": "TCP",
-             "alert": {"signature": "SSH brute force", "category": "brute-force", "severity": 2, "confidence": 1.0,
-                       "source": "bruteforce"}}  # fmt: skip
-    stats = {"timestamp": "2024-05-07T14:02:00.000000+0000", "event_type": "stats",
-             "stats": {"packets": 1000, "flows": 20, "active_flows": 7}}  # fmt: skip
+             "alert": {"signature": "SSH brute force", "category": "brute-force", "severity": 2},
+             "netgpt": {"detector": "bruteforce", "confidence": 1.0}}  # fmt: skip
+    stats = stats_event(1_715_090_520 * 10**9, {"packets": 1000, "flows": 20, "active_flows": 7})  # 2024-05-07 14:02
     return [stats, *([flow] * 3), alert]
 
 
@@ -311,13 +311,13 @@ def test_an_intent_request_publishes_intents_a_question_only_reads_them(mosquitt
         validate(intent)
         assert intent["source"] == "operator"
     # Each went out as an intent event with the question's id, at QoS 1, before the answer; the EVE has them too.
-    mine = [e for e in intents if e["id"] == "q-op"]
+    mine = [e for e in intents if e["netgpt"]["request_id"] == "q-op"]
     assert [e["intent"] for e in mine] == answer["intents"] and {e["event_type"] for e in mine} == {"intent"}
     assert all(m.qos == 1 for m in got if m.topic == prefix + "intents")
-    assert [e for e in eve.events if e["event_type"] == "intent" and e["id"] == "q-op"] == mine
+    assert [e for e in eve.events if e["event_type"] == "intent" and e["netgpt"]["request_id"] == "q-op"] == mine
     # A question publishes no intent: what the edge read in it is in its answer and, redacted, in its prompt.
     asked = answers["q-ask"]
-    assert not [e for e in intents if e["id"] == "q-ask"] and asked["status"] == "local"
+    assert not [e for e in intents if e["netgpt"]["request_id"] == "q-ask"] and asked["status"] == "local"
     prompt = asked["prompt"]
     if asked["intents"]:
         head, _, question = prompt.partition("Intents the edge model read in this question")
@@ -352,7 +352,7 @@ def test_intents_off_or_without_a_model_and_on_the_own_connection(mosquitto: Mos
 
     got, emitted, status = asyncio.run(run())
     (intent_event,) = [json.loads(m.payload) for m in got if m.topic == prefix + "intents"]
-    assert intent_event["id"] == "q-own" and intent_event["intent"]["action"] == "isolate"
+    assert intent_event["netgpt"]["request_id"] == "q-own" and intent_event["intent"]["action"] == "isolate"
     assert status["published"] == 1 and status["published_intents"] == 1
     (answer,) = [e["answer"] for e in emitted]
     assert answer["intents"] == [] and answer["status"] == "error", "intents = false: none, and it says so"

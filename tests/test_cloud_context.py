@@ -10,29 +10,30 @@ import pytest
 
 from netgptd.cloud.context import SensorState, SiteProfile, app_name, complete_prompt, local_summary
 from netgptd.cloud.redact import Redactor
+from netgptd.eve import app_proto, stats_event
 
 NOW = datetime(2024, 5, 7, 14, 3, tzinfo=timezone.utc)  # a Tuesday
 
 
 def flow(app: str | None, src: str = "10.0.0.5", dst: str = "192.0.2.10", port: int = 443, size: int = 1000) -> dict[str, Any]:
     return {"timestamp": "2024-05-07T14:00:00.000000+0000", "event_type": "flow", "src_ip": src, "src_port": 50000,
-            "dest_ip": dst, "dest_port": port, "proto": "TCP", "app_proto": app.lower() if app else None,
+            "dest_ip": dst, "dest_port": port, "proto": "TCP", **({"app_proto": app_proto({"app": app})} if app else {}),
             "flow": {"bytes_toserver": size // 2, "bytes_toclient": size - size // 2, "pkts_toserver": 3,
-                     "pkts_toclient": 3, "reason": "tcp_closed"},
+                     "pkts_toclient": 3, "reason": "shutdown"},
             "netgpt": {"app": app, "attack": None}}  # fmt: skip
 
 
 def alert(category: str, src: str = "10.0.0.66", dst: str = "10.0.0.5", n: int = 0) -> dict[str, Any]:
     return {"timestamp": f"2024-05-07T14:01:{n:02d}.000000+0000", "event_type": "alert", "src_ip": src,
             "src_port": 40000 + n, "dest_ip": dst, "dest_port": 22, "proto": "TCP",
-            "alert": {"signature": f"{category} detected", "category": category, "severity": 2, "confidence": 1.0,
-                      "source": "bruteforce"}}  # fmt: skip
+            "alert": {"signature": f"{category} detected", "category": category, "severity": 2},
+            "netgpt": {"detector": "bruteforce", "confidence": 1.0}}  # fmt: skip
 
 
 def stats(active: int = 42) -> dict[str, Any]:
-    return {"timestamp": "2024-05-07T14:02:00.000000+0000", "event_type": "stats",
-            "stats": {"uptime": 3600.5, "packets": 123456, "bytes": 98765432, "flows": 2000, "active_flows": active,
-                      "classified": 1900, "alerts": 3, "plugins": {"mqtt": {"connected": 1}}}}  # fmt: skip
+    return stats_event(int(datetime(2024, 5, 7, 14, 2, tzinfo=timezone.utc).timestamp() * 1e9),
+                       {"uptime": 3600.5, "packets": 123456, "bytes": 98765432, "flows": 2000, "active_flows": active,
+                        "classified": 1900, "alerts": 3, "plugins": {"mqtt": {"connected": 1}}})  # fmt: skip
 
 
 def fed(events: list[dict[str, Any]], **limits: int) -> SensorState:

@@ -94,7 +94,7 @@ def check_replay_output(events: list[dict], records: int, wire_bytes: int, where
     assert events, f"{where}: no events at all"
     stats_events = [e for e in events if e["event_type"] == "stats"]
     assert len(stats_events) == 1 and events[-1]["event_type"] == "stats", f"{where}: stats event not last/once"
-    stats = events[-1]["stats"]
+    stats = events[-1]["netgpt"]["stats"]
     flows = [e for e in events if e["event_type"] == "flow"]
     assert len(flows) == len(events) - 1, f"{where}: unexpected event types {[e['event_type'] for e in events]}"
     assert stats["packets"] == records, f"{where}: stats packets {stats['packets']} != {records} records read"

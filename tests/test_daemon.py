@@ -160,8 +160,13 @@ def test_broker_outage_loses_no_alert(mining: Path, mosquitto: Mosquitto, tmp_pa
         log = daemon.entries()
         assert any(e.get("event") == "mqtt_disconnected" for e in log)
         watcher.wait_for(every_alert_in(daemon.events("alert")), timeout=20)
-    stats = daemon.events("stats")[-1]["stats"]
+    stats = daemon.events("stats")[-1]["netgpt"]["stats"]
     assert stats["plugins"]["mqtt"]["outbox_dropped"] == 0
+
+
+def flow_key(event: dict[str, Any]) -> tuple[str, str]:
+    """A flow record's identity that does not depend on the run: its Community ID and its start."""
+    return event["community_id"], event["flow"]["start"]
 
 
 def test_reload_keeps_every_flow(mining: Path, tmp_path: Path) -> None:
@@ -180,12 +185,13 @@ def test_reload_keeps_every_flow(mining: Path, tmp_path: Path) -> None:
         assert daemon.wait() == 0
     finally:
         daemon.kill()
-    ids = sorted(e["flow_id"] for e in daemon.events("flow"))
-    assert ids == sorted(e["flow_id"] for e in plain.events("flow"))
+    # The same flows (flow ids differ: each run numbers its own, netgptd.flow_ids), each reported once.
+    keys = sorted(flow_key(e) for e in daemon.events("flow"))
+    assert keys == sorted(flow_key(e) for e in plain.events("flow")) and len(set(keys)) == len(keys)
     # The reload lost no verdict: flows without payload are the only ones without, in both runs.
-    apps = {e["flow_id"]: e["netgpt"]["app"] for e in plain.events("flow")}
-    assert {e["flow_id"]: e["netgpt"]["app"] for e in daemon.events("flow")} == apps
-    assert sum(a is None for a in apps.values()) == plain.events("stats")[-1]["stats"]["unclassified"]["no_payload"]
+    apps = {flow_key(e): e["netgpt"]["app"] for e in plain.events("flow")}
+    assert {flow_key(e): e["netgpt"]["app"] for e in daemon.events("flow")} == apps
+    assert sum(a is None for a in apps.values()) == plain.events("stats")[-1]["netgpt"]["stats"]["unclassified"]["no_payload"]
 
 
 def test_bad_reload_keeps_running(mining: Path, tmp_path: Path) -> None:
@@ -217,7 +223,7 @@ def test_overload_counts_unclassified_and_stays_bounded(corpus: Path, tmp_path: 
             pass
         time.sleep(0.02)
     assert daemon.wait(120) == 0
-    stats = [e["stats"] for e in daemon.events("stats")]
+    stats = [e["netgpt"]["stats"] for e in daemon.events("stats")]
     final = stats[-1]
     assert final["unclassified"].get("overload", 0) > 0
     assert final["classified"] > 0
@@ -283,7 +289,7 @@ def test_unreachable_broker_is_a_warning_and_alerts_wait(mining: Path, tmp_path:
     assert daemon.wait() == 0
     warning = next(e for e in daemon.entries() if e.get("event") == "mqtt_disconnected")
     assert warning["level"] == "warning" and "refused" in warning["error"].lower()
-    stats = daemon.events("stats")[-1]["stats"]
+    stats = daemon.events("stats")[-1]["netgpt"]["stats"]
     assert stats["plugins"]["mqtt"]["outbox_depth"] == len(daemon.events("alert")) > 0
 
 
@@ -340,5 +346,5 @@ def test_logrotate_moves_eve_and_sighup_reopens_it_losing_nothing(mining: Path, 
     old, new = ([json.loads(line) for line in text.splitlines()] for text in texts)
     assert old and new, "lines on both sides of the rotation"
     flows = [e["flow_id"] for e in old + new if e["event_type"] == "flow"]
-    assert len(flows) == len(set(flows)) == new[-1]["stats"]["flows"] == 1325, "none lost, none twice"
+    assert len(flows) == len(set(flows)) == new[-1]["netgpt"]["stats"]["flows"] == 1325, "none lost, none twice"
     assert daemon.eve.stat().st_mode & 0o777 == 0o640

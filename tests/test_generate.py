@@ -339,7 +339,7 @@ def test_generate_cli_writes_a_valid_capture(bundle_dir: Path, tmp_path: Path, c
     eve = tmp_path / "eve.json"
     assert cli.main(["replay", str(out), "--eve", str(eve), "--model", str(bundle_dir), "-q"]) == 0
     events = [json.loads(line) for line in eve.read_text().splitlines()]
-    stats = next(e["stats"] for e in events if e["event_type"] == "stats")
+    stats = next(e["netgpt"]["stats"] for e in events if e["event_type"] == "stats")
     assert stats["decode_errors"] == {} and stats["skipped"] == {} and stats["packets"] == len(records)
     flow_events = [e for e in events if e["event_type"] == "flow"]
     assert len(flow_events) == 20 == stats["flows"]

@@ -304,7 +304,7 @@ def test_daemon_publishes_observed_and_operator_intents(corpus: Path, mosquitto:
         watcher.wait_for(lambda m: sum(r.topic == prefix + "intents" for r in m) >= len(eve), timeout=10)
         received = [json.loads(p) for p in watcher.payloads(prefix + "intents")]
         (answer,) = [json.loads(p)["answer"] for p in watcher.payloads(prefix + "answers")]
-    stats = daemon.events("stats")[-1]["stats"]["plugins"]["intents"]
+    stats = daemon.events("stats")[-1]["netgpt"]["stats"]["plugins"]["intents"]
     observed = [e for e in eve if e["intent"]["source"] == "observed"]
     operator = [e for e in eve if e["intent"]["source"] == "operator"]
     # Intents on MQTT are the EVE ones, each once (QoS 1 through the outbox: at least once, here no outage).
@@ -321,7 +321,7 @@ def test_daemon_publishes_observed_and_operator_intents(corpus: Path, mosquitto:
     assert all(e["intent"]["target"]["site"] == "lab" for e in eve)
     # The operator's intent request: its answer has its id and its intents; they went to .../intents with its id.
     assert answer["id"] == "q-e2e" and answer["status"] == "intents"
-    assert [e["intent"] for e in operator] == answer["intents"] and {e["id"] for e in operator} == {"q-e2e"}
+    assert [e["intent"] for e in operator] == answer["intents"] and {e["netgpt"]["request_id"] for e in operator} == {"q-e2e"}
     assert answer["intents"][0]["action"] == "isolate" and answer["intents"][0]["target"]["host"] == ["10.0.0.99"]
     assert answer["prompt"] == "", "an intent request asks no cloud"
     assert not any(e.get("level") == "error" for e in daemon.entries())

@@ -82,7 +82,7 @@ def test_scenario_capture_holds_every_labelled_flow(name: str, tmp_path: Path) -
     events: list[dict] = []
     outcome = replay([result.capture], events.append)
     assert not outcome.failed_files and not outcome.truncated_files
-    stats = events[-1]["stats"]
+    stats = events[-1]["netgpt"]["stats"]
     assert stats["packets"] > 0 and not stats["decode_errors"], stats
     flows = {e["community_id"]: e for e in events if e["event_type"] == "flow"}
     missing = [label for label in labels if label["community_id"] not in flows]

@@ -81,7 +81,7 @@ def test_every_flow_once_and_classified_once(corpus: Path) -> None:
     classified = [f for f in flows if f["netgpt"]["app"] is not None]
     assert len(classified) == pipeline.classified == len(flows) - sum(pipeline.unclassified.values())
     assert all(f["netgpt"]["app"] == f"port{f['dest_port']}" for f in classified if "dest_port" in f)
-    assert collect.of("stats")[-1]["stats"]["classified"] == pipeline.classified
+    assert collect.of("stats")[-1]["netgpt"]["stats"]["classified"] == pipeline.classified
     assert pipeline.unclassified["no_payload"] > 0  # handshakes never followed by data: nothing to read
 
 

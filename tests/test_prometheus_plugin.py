@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from netgptd.eve import stats_event
 from netgptd.flow.table import Flow
 from netgptd.plugin_host import PluginError, PluginHost, SensorContext, load_plugin
 from netgptd.replay import replay
@@ -113,8 +114,8 @@ def run_plugin(events: list[dict[str, Any]], sensor: SensorContext,
 
 def test_replayed_events_are_exported_exactly(classified_events: list[dict[str, Any]]) -> None:
     flows = [e for e in classified_events if e["event_type"] == "flow"]
-    alerts = [e["alert"] for e in classified_events if e["event_type"] == "alert"]
-    stats = classified_events[-1]["stats"]
+    alerts = [e for e in classified_events if e["event_type"] == "alert"]
+    stats = classified_events[-1]["netgpt"]["stats"]
     batches = [(1, 0.00005), (3, 0.0003), (200, 0.02), (2000, 3.0)]
     assert alerts and len({e["netgpt"]["app"] for e in flows}) > 1, "the capture should give several apps and alerts"
     assert stats["decode_errors"] and stats["skipped"]
@@ -158,7 +159,7 @@ def test_replayed_events_are_exported_exactly(classified_events: list[dict[str, 
             assert value(samples, f"netgpt_{key}_bucket", le=le) == sum(c <= float(le) for c in seen), (key, le)
 
     # Alerts by their labels.
-    raised = Counter((a["category"], str(a["severity"]), a["source"]) for a in alerts)
+    raised = Counter((a["alert"]["category"], str(a["alert"]["severity"]), a["netgpt"]["detector"]) for a in alerts)
     exported = {(dict(lbl)["category"], dict(lbl)["severity"], dict(lbl)["source"]): v
                 for (n, lbl), v in samples.items() if n == "netgpt_alerts_total"}  # fmt: skip
     assert exported == raised
@@ -246,17 +247,17 @@ def test_every_stats_key_is_exported_from_the_latest_snapshot() -> None:
     async def main() -> None:
         plugin.netgpt_start(SensorContext(version="1.0", model=MODEL))
         try:
-            plugin.netgpt_event({"event_type": "stats", "stats": full_stats(1)})
-            emitted = {"event_type": "stats", "stats": full_stats(2)}
+            plugin.netgpt_event(stats_event(0, full_stats(1)))
+            emitted = stats_event(0, full_stats(2))
             plugin.netgpt_event(emitted)
-            emitted["stats"]["packets"] = -1  # the pipeline reusing its dict must not show
-            emitted["stats"]["queues"]["capture"] = -1
+            emitted["netgpt"]["stats"]["packets"] = -1  # the pipeline reusing its dict must not show
+            emitted["netgpt"]["stats"]["queues"]["capture"] = -1
             _, samples = scrape(listen)
             assert {k: samples.get(k) for k in EXPECTED_FULL} == EXPECTED_FULL
 
             later = full_stats(3)
             del later["plugins"], later["queues"]["classify"]  # the MQTT plugin stopped; a queue went
-            plugin.netgpt_event({"event_type": "stats", "stats": later})
+            plugin.netgpt_event(stats_event(0, later))
             _, samples = scrape(listen)
             assert value(samples, "netgpt_packets_total") == 300
             assert value(samples, "netgpt_queue_depth", queue="capture") == 12
@@ -287,7 +288,7 @@ def test_scrapes_see_one_snapshot_whole() -> None:
         thread.start()
         try:
             for n in range(1, 400):
-                plugin.netgpt_event({"event_type": "stats", "stats": full_stats(n)})
+                plugin.netgpt_event(stats_event(0, full_stats(n)))
                 await asyncio.sleep(0.001)
         finally:
             done.set()
@@ -325,7 +326,7 @@ def test_port_in_use_is_logged_and_the_daemon_goes_on() -> None:
 
         async def main() -> None:
             plugin.netgpt_start(SensorContext())
-            plugin.netgpt_event({"event_type": "stats", "stats": full_stats(1)})
+            plugin.netgpt_event(stats_event(0, full_stats(1)))
             plugin.netgpt_batch(4, 0.001)
             plugin.netgpt_close()
 
@@ -343,7 +344,7 @@ def test_runs_through_the_plugin_host() -> None:
 
     async def main() -> Samples:
         await host.start(SensorContext(version="1.0"))
-        host.emit({"event_type": "stats", "stats": full_stats(1)})
+        host.emit(stats_event(0, full_stats(1)))
         host.batch(8, 0.002)
         try:
             return scrape(listen)[1]

@@ -32,7 +32,7 @@ def test_drops_recorded_in_a_capture_reach_the_stats_event(tmp_path: Path) -> No
         writer.interface(Interface(LINKTYPE_ETHERNET))
         writer.packet(_datagram(100, 4000))
         writer.statistics(0, received=10, dropped_interface=3, dropped_os=4)
-    stats = _events([path])[-1]["stats"]
+    stats = _events([path])[-1]["netgpt"]["stats"]
     assert stats["capture_drops"] == {"kernel": 4, "interface": 3}
 
 
@@ -40,7 +40,7 @@ def test_a_capture_without_statistics_reports_no_drops(tmp_path: Path) -> None:
     path = tmp_path / "plain.pcap"
     with open(path, "wb") as stream:
         write_pcap(stream, [_datagram(100, 4000)])
-    assert _events([path])[-1]["stats"]["capture_drops"] == {}
+    assert _events([path])[-1]["netgpt"]["stats"]["capture_drops"] == {}
 
 
 def test_flows_do_not_span_files(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def test_syn_flood_from_many_sources_raises_one_alert_naming_the_victim(tmp_path
     start = 1_700_000_000 * NS
     records = [_syn(start + i * NS // 500, f"198.51.{i // 250}.{i % 250 + 1}", 1024 + i, 80) for i in range(600)]
     alerts = _alerts(tmp_path, records)
-    assert [a["alert"]["source"] for a in alerts] == ["syn_flood"]
+    assert [a["netgpt"]["detector"] for a in alerts] == ["syn_flood"]
     assert alerts[0]["dest_ip"] == VICTIM and alerts[0]["alert"]["category"] == "dos"
     assert alerts[0]["alert"]["severity"] == 1
 
@@ -56,14 +56,14 @@ def test_port_sweep_names_scanner_and_victim(tmp_path: Path) -> None:
         records.append(_syn(t, scanner, 40000, port))
         records.append(_frame(t + 1000, ip(VICTIM, scanner, PROTO_TCP, tcp(VICTIM, scanner, port, 40000, "RA"))))
     alerts = _alerts(tmp_path, records)
-    assert [(a["alert"]["source"], a["src_ip"], a["dest_ip"]) for a in alerts] == [("port_sweep", scanner, VICTIM)]
+    assert [(a["netgpt"]["detector"], a["src_ip"], a["dest_ip"]) for a in alerts] == [("port_sweep", scanner, VICTIM)]
 
 
 def test_udp_flood_and_quiet_below_thresholds(tmp_path: Path) -> None:
     start = 1_700_000_000 * NS
     flood = [_frame(start + i * NS // 1000, ip(f"192.0.2.{i % 250 + 1}", VICTIM, PROTO_UDP,
                     udp(f"192.0.2.{i % 250 + 1}", VICTIM, 53, 2000 + i, b"x" * 400))) for i in range(400)]  # fmt: skip
-    assert [a["alert"]["source"] for a in _alerts(tmp_path, flood)] == ["udp_flood"]
+    assert [a["netgpt"]["detector"] for a in _alerts(tmp_path, flood)] == ["udp_flood"]
     assert _alerts(tmp_path, flood[:150]) == []
 
 
@@ -75,7 +75,7 @@ def test_cooldown_keeps_one_alert_per_window(tmp_path: Path) -> None:
 
 def test_demo_office_traffic_raises_only_the_sweep(tmp_path: Path) -> None:
     alerts = _alerts_of(write_demo_capture(tmp_path / "demo.pcapng"))
-    assert [a["alert"]["source"] for a in alerts] == ["port_sweep"]
+    assert [a["netgpt"]["detector"] for a in alerts] == ["port_sweep"]
 
 
 def _alerts_of(path: Path) -> list[dict]:
@@ -88,14 +88,14 @@ def _alerts_of(path: Path) -> list[dict]:
 @pytest.mark.corpus
 def test_corpus_floods_and_scans_per_capture(corpus: Path) -> None:
     """Per capture: the floods the rules are built for are found; everyday captures stay quiet."""
-    found = {name: {a["alert"]["source"] for a in _alerts_of(corpus / "ddos" / name)} for name in (
+    found = {name: {a["netgpt"]["detector"] for a in _alerts_of(corpus / "ddos" / name)} for name in (
         "pkt.TCP.DOMINATE.syn.ecn.cwr.pcapng", "amp.TCP.reflection.SYNACK.pcap", "amp.UDP.bacnet.IOT.37810.pcapng")}  # fmt: skip
     assert found == {
         "pkt.TCP.DOMINATE.syn.ecn.cwr.pcapng": {"syn_flood"},
         "amp.TCP.reflection.SYNACK.pcap": {"synack_reflection"},
         "amp.UDP.bacnet.IOT.37810.pcapng": {"udp_flood"},
     }
-    assert "port_sweep" in {a["alert"]["source"] for a in _alerts_of(corpus / "ndpi" / "pcap" / "synscan.pcap")}
+    assert "port_sweep" in {a["netgpt"]["detector"] for a in _alerts_of(corpus / "ndpi" / "pcap" / "synscan.pcap")}
     for quiet in ("1kxun.pcap", "443-chrome.pcap", "youtube_quic.pcap", "dns_long.pcap"):
         path = corpus / "ndpi" / "pcap" / quiet
         if path.exists():

@@ -505,7 +505,7 @@ def test_daemon_publishes_trends_over_mqtt(corpus: Path, mosquitto: Mosquitto, t
         time.sleep(0.5)  # QoS 0: the last ones may still be on their way
         received = [json.loads(p) for p in watcher.payloads(topic)]
     eve = daemon.events("trend")
-    stats = daemon.events("stats")[-1]["stats"]["plugins"]["trends"]
+    stats = daemon.events("stats")[-1]["netgpt"]["stats"]["plugins"]["trends"]
     # 18 s of capture in 2 s windows, forecasts from the third on. (The last stats event may come
     # before the events of a round it handed on.)
     assert stats["windows"] >= 7 and len(eve) >= stats["forecasts"] >= 6 and stats["forecast_errors"] == 0

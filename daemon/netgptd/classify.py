@@ -10,23 +10,24 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol, Sequence
 
-from netgptd.eve import alert_event, flow_event
+from netgptd.eve import VERDICT_KEYS, alert_event, flow_event
 from netgptd.flow.table import Flow
 from netgptd.model.tokenizer import carries_payload
+from netgptd.signatures import model_signature
 
 BENIGN = "benign"
-# How bad each attack class is, as Suricata's severity (1 = most severe).
-SEVERITY = {"dos": 1, "bruteforce": 1, "webattack": 1, "scan": 2, "tunnel": 2, "mining": 2}
 
 
 def model_alert(flow: Flow, verdict: dict[str, Any], threshold: float) -> dict[str, Any] | None:
-    """The alert event for an attack verdict at or above ``threshold``; None for benign or unsure."""
+    """The alert event for an attack verdict at or above ``threshold`` (marking the flow ``alerted``);
+    None for benign or unsure."""
     attack = verdict.get("attack")
     confidence = verdict.get("attack_confidence") or 0.0
-    if attack in (None, BENIGN) or confidence < threshold:
+    if not isinstance(attack, str) or attack == BENIGN or confidence < threshold:
         return None
-    signature = f"NetGPT {attack} detected ({verdict.get('app')})"
-    return alert_event(flow, flow.last_ns, signature, attack, SEVERITY.get(attack, 3), confidence, "model")
+    flow.alerted = True
+    ours = {"detector": "model", "confidence": round(confidence, 4), **{k: verdict.get(k) for k in VERDICT_KEYS}}
+    return alert_event(flow, flow.last_ns, model_signature(attack), ours)
 
 
 def classifiable(flow: Flow) -> bool:

@@ -7,13 +7,16 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Sequence
 
 import structlog
 
 from netgptd import __version__, logs
+from netgptd.config import SensorSettings
 from netgptd.flow.config import FlowConfig
+from netgptd.flow_ids import first_flow_id
 from netgptd.lab import runner
 from netgptd.model.bundle import DEFAULT_BUNDLE, BundleError, load_bundle
 from netgptd.model.generate import GenerationError, generate, write_capture
@@ -59,13 +62,14 @@ def _classifier(args: argparse.Namespace) -> tuple[Classifier | None, FlowConfig
 
 def cmd_replay(args: argparse.Namespace) -> int:
     summary = SummaryCollector()
+    sensor = SensorSettings().sensor  # replay has no configuration: the default sensor name, the host's
     enabled: dict[str, dict] = {}
     if args.rules:
         enabled["rules"] = {}
     if args.eve:
         enabled["eve"] = {"path": args.eve, "append": False}
     try:
-        plugins = PluginHost(enabled)
+        plugins = PluginHost(enabled, host=sensor)
     except PluginError as exc:
         print(f"netgptd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -77,7 +81,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         result = replay(args.pcap, plugins.emit, flow_config=flow_config, progress=sys.stderr.isatty() and not args.quiet,
-                        classifier=classifier, alert_confidence=args.alert_confidence)  # fmt: skip
+                        classifier=classifier, alert_confidence=args.alert_confidence,
+                        first_flow_id=first_flow_id(sensor, time.time()))  # fmt: skip
     finally:
         plugins.close()
     for message in result.failed_files:

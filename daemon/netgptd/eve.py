@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
 from datetime import datetime, timezone
+from importlib.resources import files
 from typing import Any
 
 from netgptd.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
 from netgptd.flow.config import STATE_NAMES
-from netgptd.flow.table import Flow
+from netgptd.flow.table import (REASON_ACTIVE, REASON_EMERGENCY, REASON_REUSE, REASON_SHUTDOWN, REASON_TIMEOUT,
+                                Flow)  # fmt: skip
+from netgptd.signatures import GID, Signature
 
 PROTO_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP", 51: "AH",
                58: "IPv6-ICMP", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP"}  # fmt: skip
@@ -49,6 +53,34 @@ def _tcp_object(flow: Flow) -> dict[str, Any]:
     return tcp
 
 
+# The model's applications (nDPI's names) as Suricata spells app_proto; an app without a Suricata
+# parser keeps its own name, lower-cased.
+SURICATA_APP_PROTO = {
+    "DCE_RPC": "dcerpc", "DHCP": "dhcp", "DNP3": "dnp3", "DNS": "dns", "EthernetIP": "enip", "FTP": "ftp",
+    "FTP_DATA": "ftp-data", "HTTP": "http", "HTTP2": "http2", "IMAP": "imap", "IPsec": "ike", "Kerberos": "krb5",
+    "LDAP": "ldap", "LLMNR": "llmnr", "MDNS": "mdns", "MQTT": "mqtt", "Modbus": "modbus", "NFS": "nfs",
+    "NTP": "ntp", "POP3": "pop3", "PostgreSQL": "pgsql", "QUIC": "quic", "RDP": "rdp", "SIP": "sip", "SMBv1": "smb",
+    "SMBv23": "smb", "SMTP": "smtp", "SNMP": "snmp", "SSH": "ssh", "TFTP": "tftp", "TLS": "tls", "Telnet": "telnet",
+    "VNC": "rfb", "WebSocket": "websocket",
+}  # fmt: skip
+UNKNOWN_APP = "unknown"
+# Our flow end reasons as Suricata's flow.reason; an emergency eviction is Suricata's timeout with
+# flow.emergency, an active timeout (Suricata has none) the record forced out while the flow goes on.
+SURICATA_REASON = {REASON_TIMEOUT: "timeout", REASON_ACTIVE: "forced", REASON_EMERGENCY: "timeout",
+                   REASON_REUSE: "tcp_reuse", REASON_SHUTDOWN: "shutdown"}  # fmt: skip
+ALERT_ACTION = "allowed"  # Suricata's action for an alert of a sensor that blocks nothing
+
+
+def app_proto(verdict: dict[str, Any] | None) -> str | None:
+    """Suricata's ``app_proto`` of a verdict: None (left out) without one, ``failed`` when the model knew no app."""
+    app = (verdict or {}).get("app")
+    if not isinstance(app, str):
+        return None
+    if app == UNKNOWN_APP:
+        return "failed"
+    return SURICATA_APP_PROTO.get(app, app.lower())
+
+
 def _flow_header(flow: Flow, event_type: str, ts_ns: int) -> dict[str, Any]:
     """The fields every flow-related event starts with, Suricata's order."""
     event: dict[str, Any] = {
@@ -66,10 +98,30 @@ def _flow_header(flow: Flow, event_type: str, ts_ns: int) -> dict[str, Any]:
     event["proto"] = PROTO_NAMES.get(flow.proto, str(flow.proto))
     if icmp:
         event["icmp_type"], event["icmp_code"] = flow.client_port, flow.server_port
-    app = (flow.verdict or {}).get("app")
-    event["app_proto"] = app.lower() if isinstance(app, str) else None
+    proto = app_proto(flow.verdict)
+    if proto is not None:
+        event["app_proto"] = proto
     event["community_id"] = flow.community_id
     return event
+
+
+def _flow_object(flow: Flow) -> dict[str, Any]:
+    """Suricata's ``flow`` object of an ended flow."""
+    obj: dict[str, Any] = {
+        "pkts_toserver": flow.pkts_toserver,
+        "pkts_toclient": flow.pkts_toclient,
+        "bytes_toserver": flow.bytes_toserver,
+        "bytes_toclient": flow.bytes_toclient,
+        "start": timestamp(flow.start_ns),
+        "end": timestamp(flow.last_ns),
+        "age": (flow.last_ns - flow.start_ns) // 1_000_000_000,
+    }
+    if flow.end_reason == REASON_EMERGENCY:
+        obj["emergency"] = True
+    obj["state"] = STATE_NAMES[flow.state]
+    obj["reason"] = SURICATA_REASON.get(flow.end_reason, "unknown")
+    obj["alerted"] = flow.alerted
+    return obj
 
 
 def flow_event(flow: Flow) -> dict[str, Any]:
@@ -80,39 +132,96 @@ def flow_event(flow: Flow) -> dict[str, Any]:
     """
     event = _flow_header(flow, "flow", flow.start_ns)
     verdict = flow.verdict or {}
-    event["flow"] = {
-        "pkts_toserver": flow.pkts_toserver,
-        "pkts_toclient": flow.pkts_toclient,
-        "bytes_toserver": flow.bytes_toserver,
-        "bytes_toclient": flow.bytes_toclient,
-        "start": timestamp(flow.start_ns),
-        "end": timestamp(flow.last_ns),
-        "age": (flow.last_ns - flow.start_ns) // 1_000_000_000,
-        "state": STATE_NAMES[flow.state],
-        "reason": flow.end_reason,
-    }
+    event["flow"] = _flow_object(flow)
     if flow.proto == PROTO_TCP:
         event["tcp"] = _tcp_object(flow)
     event["netgpt"] = {key: verdict.get(key) for key in VERDICT_KEYS}
     return event
 
 
-def alert_event(flow: Flow, ts_ns: int, signature: str, category: str, severity: int, confidence: float,
-                source: str) -> dict[str, Any]:  # fmt: skip
-    """An ``event_type: alert`` about a flow; ``source`` is ``model`` or the rule's name."""
-    event = _flow_header(flow, "alert", ts_ns)
-    event["alert"] = {
-        "signature": signature,
-        "category": category,
-        "severity": severity,
-        "confidence": round(confidence, 4),
-        "source": source,
+def alert_object(signature: Signature) -> dict[str, Any]:
+    """Suricata's ``alert`` object for one of our signatures."""
+    return {
+        "action": ALERT_ACTION,
+        "gid": GID,
+        "signature_id": signature.sid,
+        "rev": signature.rev,
+        "signature": signature.message,
+        "category": signature.category,
+        "severity": signature.severity,
     }
+
+
+def alert_event(flow: Flow, ts_ns: int, signature: Signature, netgpt: dict[str, Any]) -> dict[str, Any]:
+    """An ``event_type: alert`` about a flow; ``netgpt`` says what raised it (``detector``, ``confidence``, ...)."""
+    event = _flow_header(flow, "alert", ts_ns)
+    event["alert"] = alert_object(signature)
+    event["netgpt"] = netgpt
     return event
 
 
+def alert_detector(event: dict[str, Any]) -> str:
+    """What raised an alert event: ``model`` or the rule's name ("" when not said)."""
+    detector = (event.get("netgpt") or {}).get("detector")
+    return detector if isinstance(detector, str) else ""
+
+
+def suricata_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """Suricata's ``stats`` object: the counters of ours that mean what one of Suricata's means."""
+    drops = stats.get("capture_drops") or {}
+    sections: dict[str, dict[str, Any]] = {
+        "capture": {"kernel_drops": drops.get("kernel"), "kernel_ifdrops": drops.get("interface")},
+        "decoder": {"pkts": stats.get("packets"), "bytes": stats.get("bytes"),
+                    "invalid": sum((stats.get("decode_errors") or {}).values())},
+        "flow": {"total": stats.get("flows"), "active": stats.get("active_flows"),
+                 "emerg_mode_entered": stats.get("emergency_entered")},
+        "detect": {"alert": stats.get("alerts")},
+    }  # fmt: skip
+    out: dict[str, Any] = {}
+    if isinstance(stats.get("uptime"), (int, float)):
+        out["uptime"] = int(stats["uptime"])
+    for name, counters in sections.items():
+        kept = {k: int(v) for k, v in counters.items() if isinstance(v, (int, float))}
+        if kept:
+            out[name] = kept
+    return out
+
+
 def stats_event(ts_ns: int, stats: dict[str, Any]) -> dict[str, Any]:
-    return {"timestamp": timestamp(ts_ns), "event_type": "stats", "stats": stats}
+    """The ``stats`` event: Suricata's counters in ``stats``, every counter of ours in ``netgpt.stats``."""
+    return {"timestamp": timestamp(ts_ns), "event_type": "stats", "stats": suricata_stats(stats),
+            "netgpt": {"stats": stats}}  # fmt: skip
+
+
+def stats_of(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Our counters in a stats event (``netgpt.stats``), None when it has none."""
+    stats = (event.get("netgpt") or {}).get("stats")
+    return stats if isinstance(stats, dict) else None
+
+
+def with_host(event: dict[str, Any], host: str) -> dict[str, Any]:
+    """The event with the sensor's name in ``host``, as Suricata writes its sensor-name (kept if set)."""
+    if host and "host" not in event:
+        event["host"] = host
+    return event
+
+
+def extension_schema() -> dict[str, Any]:
+    """Our documented extension of Suricata's EVE schema (``eve_schema.json``): the top-level objects we add."""
+    return json.loads(files("netgptd").joinpath("eve_schema.json").read_text())
+
+
+def extended_schema(suricata: dict[str, Any]) -> dict[str, Any]:
+    """Suricata's EVE JSON schema with our extension's top-level objects added (``intent``: the intent schema)."""
+    ours = extension_schema()
+    merged = copy.deepcopy(suricata)
+    clash = set(ours["properties"]) & set(merged["properties"])
+    if clash:
+        raise ValueError(f"eve_schema.json redefines Suricata's own fields: {sorted(clash)}")
+    merged["properties"].update(ours["properties"])
+    intent = json.loads(files("netgptd").joinpath("intent/schema.json").read_text())
+    merged.setdefault("$defs", {})["netgpt_intent"] = {k: v for k, v in intent.items() if k not in ("$schema", "$id")}
+    return merged
 
 
 def dumps(event: dict[str, Any]) -> str:

@@ -18,8 +18,8 @@ from netgptd.flow.table import Flow, FlowTable
 class Ingest:
     """Counts every record, decodes it, and tracks its flow."""
 
-    def __init__(self, flow_config: FlowConfig | None = None) -> None:
-        self.flows = FlowTable(flow_config)
+    def __init__(self, flow_config: FlowConfig | None = None, first_flow_id: int = 1) -> None:
+        self.flows = FlowTable(flow_config, first_flow_id)
         self.packets = 0
         self.bytes = 0
         self.decode_errors: Counter[str] = Counter()

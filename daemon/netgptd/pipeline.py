@@ -29,6 +29,7 @@ from netgptd.eve import flow_event, stats_event
 from netgptd.flow.config import FlowConfig
 from netgptd.flow.table import Flow
 from netgptd.ingest import Ingest
+from netgptd.flow_ids import first_flow_id
 from netgptd.plugin_host import PluginHost
 from netgptd.sdnotify import Notifier
 
@@ -57,7 +58,8 @@ class Pipeline:
         self.notifier = notifier
         self.clock = clock
         flow_config = model.flow_config if model else FlowConfig()
-        self.ingest = Ingest(_with_flow_settings(flow_config, settings))
+        first_id = first_flow_id(settings.sensor.sensor, time.time())  # unique across restarts and sensors
+        self.ingest = Ingest(_with_flow_settings(flow_config, settings), first_id)
         self.batcher = _batcher(settings)
         self.ingest.flows.on_buffer_full = self._buffer_full
         self.waiting: dict[int, Flow] = {}  # ended flows whose verdict is on its way, in end order

@@ -29,6 +29,7 @@ import pluggy
 import structlog
 
 from netgptd.config import fits, type_name
+from netgptd.eve import with_host
 
 PROJECT = "netgptd"
 ENTRY_POINT_GROUP = "netgptd.plugins"
@@ -153,7 +154,8 @@ def load_plugin(name: str, settings: Mapping[str, Any]) -> object:
 class PluginHost:
     """Loads the enabled plugins and fans hook calls out to them."""
 
-    def __init__(self, enabled: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(self, enabled: Mapping[str, Mapping[str, Any]], host: str = "") -> None:
+        self.host = host  # the sensor's name: every event handed out carries it (EVE's ``host``)
         self.manager = pluggy.PluginManager(PROJECT)
         self.manager.add_hookspecs(HookSpecs)
         self.errors: Counter[str] = Counter()
@@ -198,10 +200,10 @@ class PluginHost:
 
     def emit(self, event: dict[str, Any]) -> None:
         self.emitted[event.get("event_type", "")] += 1
-        for _, raised in self._call("netgpt_event", event=event):
+        for _, raised in self._call("netgpt_event", event=with_host(event, self.host)):
             for new_event in raised:
                 self.emitted[new_event.get("event_type", "")] += 1
-                self._call("netgpt_event", event=new_event)
+                self._call("netgpt_event", event=with_host(new_event, self.host))
 
     def batch(self, size: int, seconds: float) -> None:
         self._call("netgpt_batch", size=size, seconds=seconds)

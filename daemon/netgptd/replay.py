@@ -63,15 +63,17 @@ def replay(
     progress: bool = False,
     classifier: VerdictSource | None = None,
     alert_confidence: float = 0.9,
+    first_flow_id: int = 1,
 ) -> ReplayResult:
     """Replay capture files; every ended flow goes to ``sink`` as an EVE event.
 
     With a ``classifier``, flows carry the model's verdict and attacks above
-    ``alert_confidence`` also give alert events. An unreadable file or one
+    ``alert_confidence`` also give alert events. Flows are numbered from
+    ``first_flow_id`` (:mod:`netgptd.flow_ids`). An unreadable file or one
     that is not a capture is listed in ``failed_files``; the others are
     still processed.
     """
-    result = ReplayResult(Ingest(flow_config))
+    result = ReplayResult(Ingest(flow_config, first_flow_id))
     ingest = result.ingest
     stage = ClassificationStage(classifier, sink, alert_confidence=alert_confidence) if classifier else None
     if stage is not None:

@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from netgptd.eve import timestamp
+from netgptd.eve import alert_object, timestamp
+from netgptd.signatures import RULE_SIGNATURES
+
+ALERT_FLOW_FIELDS = ("src_ip", "src_port", "dest_ip", "dest_port", "proto", "app_proto", "community_id", "host")
 
 
 @dataclass(frozen=True)
@@ -38,14 +41,7 @@ class RuleSettings:
     bruteforce_connections: int = 20
 
 
-RULES = {  # name: (alert category, severity)
-    "syn_flood": ("dos", 1),
-    "synack_reflection": ("dos", 1),
-    "udp_flood": ("dos", 1),
-    "port_sweep": ("scan", 2),
-    "host_sweep": ("scan", 2),
-    "bruteforce": ("bruteforce", 1),
-}
+RULES = RULE_SIGNATURES  # name: its signature (id, category, severity), in netgptd.signatures
 
 
 def _epoch(text: str) -> float:
@@ -113,27 +109,22 @@ class FlowRateRules:
         s = self.settings
         tcp = event["proto"] == "TCP"
         if tcp and _half_open(event):
-            alerts += self._count("syn_flood", (dst,), when, (src, event["src_port"]), s.syn_flood_flows,
-                                  event, f"SYN flood on {dst}")  # fmt: skip
+            alerts += self._count("syn_flood", (dst,), when, (src, event["src_port"]), s.syn_flood_flows, event)
         if tcp and _reflected_synack(event):  # the victim is the "client" the SYN-ACKs go to
-            alerts += self._count("synack_reflection", (src,), when, (dst, port), s.syn_flood_flows, event,
-                                  f"SYN-ACK reflection flood on {src}")  # fmt: skip
+            alerts += self._count("synack_reflection", (src,), when, (dst, port), s.syn_flood_flows, event)
         if not tcp and event["flow"]["pkts_toclient"] == 0:
-            alerts += self._count("udp_flood", (dst,), when, (src, event["src_port"]), s.udp_flood_sources, event,
-                                  f"UDP flood on {dst}")  # fmt: skip
+            alerts += self._count("udp_flood", (dst,), when, (src, event["src_port"]), s.udp_flood_sources, event)
         if _unanswered(event):
-            alerts += self._count("port_sweep", (src, dst, event["proto"]), when, port, s.port_sweep_ports, event,
-                                  f"port sweep of {dst} by {src}")  # fmt: skip
-            alerts += self._count("host_sweep", (src, port, event["proto"]), when, dst, s.host_sweep_hosts, event,
-                                  f"host sweep of port {port} by {src}")  # fmt: skip
+            alerts += self._count("port_sweep", (src, dst, event["proto"]), when, port, s.port_sweep_ports, event)
+            alerts += self._count("host_sweep", (src, port, event["proto"]), when, dst, s.host_sweep_hosts, event)
         flow = event["flow"]
         if event["proto"] == "TCP" and not _half_open(event) and flow["state"] == "closed" and flow["pkts_toserver"] <= 40:
             alerts += self._count("bruteforce", (src, dst, port), when, event["src_port"], s.bruteforce_connections,
-                                  event, f"brute force on {dst}:{port} from {src}")  # fmt: skip
+                                  event)  # fmt: skip
         return alerts
 
-    def _count(self, rule: str, key: tuple, when: float, value: object, threshold: int, event: dict[str, Any],
-               signature: str) -> list[dict[str, Any]]:  # fmt: skip
+    def _count(self, rule: str, key: tuple, when: float, value: object, threshold: int,
+               event: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
         window = self._windows[(rule, key)]
         window.add(when, value)
         window.expire(when - self.settings.window_s)
@@ -141,16 +132,15 @@ class FlowRateRules:
         if distinct < threshold or when < self._quiet_until.get((rule, key), float("-inf")):
             return []
         self._quiet_until[(rule, key)] = when + self.settings.cooldown_s
-        category, severity = RULES[rule]
-        alert: dict[str, Any] = {"timestamp": timestamp(int(when * 1e9)), "flow_id": event["flow_id"], "event_type": "alert"}
-        alert.update({k: event[k] for k in ("src_ip", "src_port", "dest_ip", "dest_port", "proto", "community_id")})
-        alert["alert"] = {
-            "signature": signature,
-            "category": category,
-            "severity": severity,
-            "confidence": round(min(1.0, distinct / (2 * threshold)), 4),  # 0.5 at the threshold
-            "source": rule,
-            "flows": distinct,
-            "window_s": self.settings.window_s,
-        }
-        return [alert]
+        confidence = round(min(1.0, distinct / (2 * threshold)), 4)  # 0.5 at the threshold
+        return [self._alert(rule, when, event, confidence, distinct)]
+
+    def _alert(self, rule: str, when: float, event: dict[str, Any], confidence: float, flows: int) -> dict[str, Any]:
+        """The alert event of ``rule``, about the flow record that crossed its threshold."""
+        alert: dict[str, Any] = {"timestamp": timestamp(int(when * 1e9)), "flow_id": event["flow_id"],
+                                 "event_type": "alert"}  # fmt: skip
+        alert.update({k: event[k] for k in ALERT_FLOW_FIELDS if k in event})
+        alert["alert"] = alert_object(RULES[rule])
+        alert["netgpt"] = {"detector": rule, "confidence": confidence, "flows": flows,
+                           "window_s": self.settings.window_s}  # fmt: skip
+        return alert

@@ -200,7 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_plugins(settings)
         state_dir(settings)
         model = load_model(settings)
-        plugins = PluginHost(settings.plugins)
+        plugins = PluginHost(settings.plugins, host=settings.sensor.sensor)
     except (ConfigError, PluginError, BundleError) as exc:
         return _error(str(exc))
     try:

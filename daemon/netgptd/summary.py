@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from netgptd.cloud.context import app_name
+from netgptd.eve import alert_detector, stats_of
 from netgptd.plugin_host import hookimpl
 
 
@@ -22,17 +24,16 @@ class SummaryCollector:
     @hookimpl
     def netgpt_event(self, event: dict[str, Any]) -> None:
         if event["event_type"] == "stats":
-            self.stats = event["stats"]
+            self.stats = stats_of(event) or {}
             return
         if event["event_type"] == "alert":
-            self.alerts[f"{event['alert']['category']} ({event['alert']['source']})"] += 1
+            self.alerts[f"{event['alert']['category']} ({alert_detector(event)})"] += 1
             return
         if event["event_type"] != "flow":
             return
         self.by_proto[event["proto"]] += 1
         self.by_reason[event["flow"]["reason"]] += 1
-        app = event["app_proto"] or (f"{event['proto'].lower()}/{event['dest_port']}" if "dest_port" in event else event["proto"].lower())
-        self.by_service[app] += 1
+        self.by_service[app_name(event)] += 1
 
     def render(self, top: int = 10) -> str:
         s = self.stats

@@ -62,8 +62,9 @@ answer as ``"intents"`` and into the completed prompt, marked as not
 applied. ``intents = false`` turns the intent model off (absent when it
 cannot be loaded)::
 
-    {"timestamp": ..., "event_type": "intent", "id": <the request's id>,
-     "intent": {"action": ..., "target": {...}, "reason": ..., "confidence": ..., "source": "operator"}}
+    {"timestamp": ..., "event_type": "intent",
+     "intent": {"action": ..., "target": {...}, "reason": ..., "confidence": ..., "source": "operator"},
+     "netgpt": {"request_id": <the request's id>}}
 
 Without ``cloud_url`` the answer says so: its text is a local summary and
 the completed prompt (``status: local``). A cloud failure (after the
@@ -461,8 +462,8 @@ class AskPlugin:
         if why:
             return self._refuse(request_id, sentence, "dangerous", self._needs_confirm(why), intents=intents)
         for intent in intents or []:
-            self._deliver({"timestamp": timestamp(time.time_ns()), "event_type": "intent", "id": request_id,
-                           "intent": intent})  # fmt: skip
+            self._deliver({"timestamp": timestamp(time.time_ns()), "event_type": "intent", "intent": intent,
+                           "netgpt": {"request_id": request_id}})  # fmt: skip
         if intents is None:
             text, status = f"No intents: the intent model is unavailable ({self._intent_error or 'turned off'}).", "error"
         else:

@@ -17,10 +17,11 @@ Two sources feed it:
 
 Cardinality: no label holds an address, a port or a flow id. ``app`` and
 ``attack`` are the class names of the loaded model (bounded by its label
-set) or ``unclassified``; alert ``category`` and ``source`` are the model's
-attack classes and the configured rule names; the labels taken from the
-stats event (reasons, kinds, queues, plugins; the ask plugin's refusal,
-drop and malformed reasons) are fixed by the daemon's code and
+set) or ``unclassified``; alert ``category`` and ``source`` (the alert's
+``netgpt.detector``) are the model's attack classes and ``model`` or the
+configured rule names; the labels taken from the stats event (reasons,
+kinds, queues, plugins, read from its ``netgpt.stats``; the ask plugin's
+refusal, drop and malformed reasons) are fixed by the daemon's code and
 configuration: no requester name or address is a label. The trend gauges' ``series`` is ``total`` or an
 application (the model's classes, or ``unclassified``), ``metric`` one of
 bytes, flows or packets, ``horizon`` the steps of the trends plugin: only
@@ -42,6 +43,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from netgptd import __version__
+from netgptd.eve import alert_detector, stats_of
 from netgptd.plugin_host import SensorContext, hookimpl
 from netgptd.trend.windows import TRAFFIC_METRICS
 
@@ -269,14 +271,14 @@ class PrometheusPlugin:
     @hookimpl
     def netgpt_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event_type")
-        if kind == "stats" and isinstance(event.get("stats"), Mapping):
+        if kind == "stats" and (stats := stats_of(event)) is not None:
             # A private copy: the pipeline may go on changing the dict it emitted.
-            self._snapshot.stats = copy.deepcopy(event["stats"])
+            self._snapshot.stats = copy.deepcopy(stats)
         elif kind == "flow":
             self._flow(event)
         elif kind == "alert":
             alert = event.get("alert") or {}
-            self.alerts.labels(*(str(alert.get(k, "")) for k in ("category", "severity", "source"))).inc()
+            self.alerts.labels(str(alert.get("category", "")), str(alert.get("severity", "")), alert_detector(event)).inc()
         elif kind == "trend" and isinstance(event.get("trend"), Mapping):
             self._trends.update(event["trend"])
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from netgptd.eve import alert_detector, stats_of
+
 SYSTEM_PROMPT = (
     "You are a network operations assistant for the site described below. "
     "An edge sensor (netgptd) watches its traffic and has added the context under the operator's question. "
@@ -90,7 +92,7 @@ class SensorState:
             self.alerts.append(event)
             self.alerts_total[str(alert.get("category") or "uncategorised")] += 1
         elif kind == "stats":
-            self.stats = dict(event.get("stats") or {})
+            self.stats = dict(stats_of(event) or {})
             self.stats_time = str(event.get("timestamp") or "")
         elif kind == "intent":
             self.intents.append(event)
@@ -155,11 +157,12 @@ def describe_alert(event: dict[str, Any]) -> str:
     if "dest_port" in event:
         where += f":{event['dest_port']}"
     where += f"/{event.get('proto', '?')}"
-    confidence = alert.get("confidence")
-    extra = f", confidence {confidence}" if confidence is not None and alert.get("source") == "model" else ""
+    detector = alert_detector(event) or "?"
+    confidence = (event.get("netgpt") or {}).get("confidence")
+    extra = f", confidence {confidence}" if confidence is not None and detector == "model" else ""
     return (f"{event.get('timestamp', '?')} [{alert.get('category', 'uncategorised')}] "
             f"{alert.get('signature', '?')} (severity {alert.get('severity', '?')}, "
-            f"from {alert.get('source', '?')}{extra}): {where}")  # fmt: skip
+            f"from {detector}{extra}): {where}")  # fmt: skip
 
 
 def _intent_line(event: dict[str, Any]) -> str:

@@ -39,7 +39,7 @@ class Flow:
         "flow_id", "keys", "proto", "ip_version", "client_ip", "client_port", "server_ip", "server_port",
         "start_ns", "last_ns", "pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient",
         "state", "tcp_flags_toserver", "tcp_flags_toclient", "first_packets", "timer_at", "timeouts",
-        "end_reason", "seed", "verdict",
+        "end_reason", "seed", "verdict", "alerted",
     )  # fmt: skip
 
     def __init__(self, flow_id: int, keys: tuple[tuple, tuple], packet: Packet, client_is_src: bool,
@@ -65,6 +65,7 @@ class Flow:
         self.end_reason = ""
         self.seed = seed
         self.verdict: dict | None = None  # the model's, once classified
+        self.alerted = False  # an alert was raised on this flow (EVE's flow.alerted)
 
     @property
     def community_id(self) -> str:

@@ -356,7 +356,7 @@ def random_window_and_alerts(rng: random.Random) -> tuple[Any, list[dict[str, An
         n = rng.choice([1, 2, 3, 5, 8, 15, 25, 60])
         for _ in range(n):
             alerts.append({"event_type": "alert", "src_ip": src, "dest_ip": dst if cat != "scan" else _ip(rng),
-                           "alert": {"category": cat, "signature": "x", "source": "rule"}})  # fmt: skip
+                           "alert": {"category": cat, "signature": "x"}, "netgpt": {"detector": "rule"}})  # fmt: skip
             w.alerts[cat] = w.alerts.get(cat, 0) + 1
     rng.shuffle(alerts)
     return w, alerts
