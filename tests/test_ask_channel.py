@@ -236,8 +236,8 @@ def test_intents_that_cut_the_site_off_need_a_confirmation(mosquitto: Mosquitto,
     assert "every address" in answers["d-any"]["text"] and "whole site" in answers["d-site"]["text"]
     assert "protected address HOST-1" in answers["d-gateway"]["text"], "the reason, redacted as answers are"
     assert [i["action"] for i in answers["d-site"]["intents"]] == ["isolate"], "what would have been published"
-    assert {e["id"] for e in intents} == {"c-gateway", "ok-host"}, "only the confirmed and the harmless one"
-    (confirmed,) = [e["intent"] for e in intents if e["id"] == "c-gateway"]
+    assert {e["netgpt"]["request_id"] for e in intents} == {"c-gateway", "ok-host"}, "only the confirmed and the harmless one"
+    (confirmed,) = [e["intent"] for e in intents if e["netgpt"]["request_id"] == "c-gateway"]
     assert confirmed["target"]["host"] == ["10.0.0.1"], "the intent itself carries the real address"
     for question in ("q-gateway", "q-any"):
         assert answers[question]["status"] == "local"

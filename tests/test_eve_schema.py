@@ -32,6 +32,7 @@ import pytest
 
 from broker import Mosquitto, mosquitto  # noqa: F401 -- the fixture
 from conftest import REPO, capture_files
+from netgptd.cloud.signing import sign
 from netgptd.classify import model_alert
 from netgptd.eve import app_proto, extended_schema, extension_schema, flow_event, stats_event, stats_of, with_host
 from netgptd.flow.config import FlowConfig
@@ -328,15 +329,19 @@ def test_daemon_events_validate_and_restart_keeps_flow_ids_unique(
     (18 s of capture at half speed: the intent model, 20 s to load on a busy 2-core machine, is there
     for most windows), the second a restart."""
     eve = tmp_path / "eve.json"
+    key = tmp_path / "ops.key"
+    key.write_text("0123456789abcdef0123456789abcdef\n")
     config = tmp_path / "netgptd.toml"
     config.write_text('[plugins.rules]\n[plugins.trends]\nwindow_s = 2.0\nhorizon = 3\nmin_history = 3\n'
                       'forecaster = "seasonal_naive"\n[plugins.intents]\nwindow_s = 2.0\n'
-                      f'[plugins.ask]\nurl = "{mosquitto.url}"\nbackoff_initial = 0.05\nbackoff_max = 0.2\n')  # fmt: skip
+                      f'[plugins.ask]\nurl = "{mosquitto.url}"\nbackoff_initial = 0.05\nbackoff_max = 0.2\n'
+                      f'requesters = {{ops = "{key}"}}\n')  # fmt: skip
     common = ("--eve", str(eve), "--source", f"pcap:{corpus / MINING}", "--site", "lab", "--sensor", "s1")
     first = Daemon(tmp_path / "first", "--config", str(config), *common, "--replay-speed", "0.5")
     try:
         first.wait_for_log("ask_connected")
-        request = json.dumps({"id": "q-eve", "intent": "isolate 10.0.0.99 now"})
+        request = json.dumps(sign({"id": "q-eve", "intent": "isolate 10.0.0.99 now"}, "ops", key.read_text().strip().encode(),
+                                  time.time()))  # fmt: skip
         paho_publish.single("netgpt/lab/s1/ask", request, qos=1, hostname=mosquitto.host, port=mosquitto.port)
         first.wait_for_log("ask_intents", timeout=40)  # answered (and its intents out) before the capture ends
         assert first.wait(timeout=60) == 0

@@ -289,7 +289,8 @@ def test_daemon_publishes_observed_and_operator_intents(corpus: Path, mosquitto:
                       'redact_answers = false\n')  # fmt: skip
     prefix = "netgpt/lab/s1/"
     with Subscriber(mosquitto, prefix + "#") as watcher:
-        daemon = Daemon(tmp_path, "--config", str(config), "--source", f"pcap:{corpus / MINING}", "--replay-speed", "2",
+        daemon = Daemon(tmp_path, "--config", str(config), "--source", f"pcap:{corpus / MINING}",
+                        "--replay-speed", "0.5",  # the intent model takes up to 20 s to load on a busy machine
                         "--mqtt", mosquitto.url, "--site", "lab", "--sensor", "s1")  # fmt: skip
         try:
             daemon.wait_for_log("ask_connected")
