@@ -24,19 +24,39 @@ REPO = Path(__file__).resolve().parent.parent
         ("[model]\nalert_confidence = 1.5\n", "[model] alert_confidence: must be between 0 and 1, not 1.5"),
         ("[model]\nenabled = 1\n", "[model] enabled: expected bool, got int 1"),
         ("[capture]\nsource = \"eth0\"\n", "[capture] source: must be pcap:FILE, live:IFACE or pyshark:IFACE, not 'eth0'"),
-        ("[capture]\nreplay_speed = -1\n", "[capture] replay_speed: must be at least 0, not -1"),
+        ("[capture]\nreplay_speed = -1\n", "[capture] replay_speed: must be between 0 and 1000000, not -1"),
+        # Absurd numbers: refused here, not by onnxruntime, struct or the memory they would take.
+        ("[model]\nthreads = 100000000000000000000\n", "[model] threads: must be between 1 and 1024, not 100000000000000000000"),
+        ("[model]\nthreads = 1e20\n", "[model] threads: expected int, got float 1e+20"),
+        ("[model]\nqueue = 1000000000\n", "[model] queue: must be between 1 and 1048576, not 1000000000"),
+        ("[capture]\nqueue = 1000000000\n", "[capture] queue: must be between 16 and 1048576, not 1000000000"),
+        ("[flows]\nmax_flows = 1000000000\n", "[flows] max_flows: must be between 16 and 16777216, not 1000000000"),
+        ("[flows]\ncommunity_id_seed = 70000\n", "[flows] community_id_seed: must be between 0 and 65535, not 70000"),
+        ("[stats]\ninterval = inf\n", "[stats] interval: must be between 0.1 and 86400, not inf"),
+        ("[model]\nmax_wait_ms = nan\n", "[model] max_wait_ms: must be between 0 and 60000, not nan"),
+        # Names go into MQTT topics: a broker's rules.
+        ("[sensor]\nsite = \"rel/+\"\n", "[sensor] site: must be 1-64 characters of A-Z a-z 0-9 . _ -, not 'rel/+'"),
+        ("[sensor]\nsensor = \"a#b\"\n", "[sensor] sensor: must be 1-64 characters of A-Z a-z 0-9 . _ -, not 'a#b'"),
+        ("[sensor]\nsite = \"\"\n", "[sensor] site: must be 1-64 characters"),
+        ("[sensor]\nsite = \"a\\u0000b\"\n", "[sensor] site: must be 1-64 characters"),
+        ("[sensor]\nsite = \"" + "s" * 10_000_000 + "\"\n", "[sensor] site: must be 1-64 characters of A-Z a-z 0-9 . _ -, not 'ssss"),
+        ("[sensor]\nlocation = \"" + "l" * 1000 + "\"\n", "[sensor] location: must be at most 256 characters, not 1,000"),
         ("[captures]\nsource = \"live:eth0\"\n", "[captures]: unknown section"),
         ("capture = 3\n", "[capture]: must be a table, not int"),
         ("[plugins]\nmqtt = 1\n", "[plugins] mqtt: must be a table ([plugins.mqtt])"),
         ("[plugins.mqtt]\nenabled = \"yes\"\n", "[plugins.mqtt] enabled: expected bool, got str 'yes'"),
         ("[model\nmax_batch = 3\n", "not valid TOML"),
+        ("x = " + "[" * 5000 + "]" * 5000 + "\n", "not valid TOML: nested too deeply"),
+        ("x = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n", "not valid TOML: nested too deeply"),
     ],
+    ids=lambda value: value[:60] if isinstance(value, str) else None,
 )
 def test_mistakes_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_text(text, "netgptd.toml")
     assert str(caught.value).startswith("netgptd.toml: ")
     assert message in str(caught.value)
+    assert len(str(caught.value)) < 300  # one readable line, whatever was given
 
 
 def test_defaults_and_sections() -> None:

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from netgptd.config import DEFAULT_PATH, ConfigError, Settings, load_file, overr
 from netgptd.model.bundle import DEFAULT_BUNDLE, BundleError, load_bundle
 from netgptd.model.session import Classifier, ModelSession
 from netgptd.pipeline import Model, Pipeline
+from netgptd.preflight import check_machine, check_mqtt_names, plugin_settings
 from netgptd.plugin_host import PluginError, PluginHost, SensorContext, check_settings, factory_of, load_plugin
 from netgptd.sdnotify import Notifier
 
@@ -61,7 +63,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def check_plugins(settings: Settings) -> None:
     """Every enabled plugin is installed and its settings fit it (nothing is started)."""
     for name, values in settings.plugins.items():
-        check_settings(name, factory_of(name), values)
+        factory = factory_of(name)
+        check_settings(name, factory, values)
+        check_mqtt_names(name, plugin_settings(factory, values), settings.sensor)
 
 
 def load_model(settings: Settings) -> Model | None:
@@ -83,10 +87,7 @@ def open_source(settings: Settings) -> CaptureSource:
     """The capture source, started (a live one is capturing when this returns)."""
     kind, target, c = settings.source_kind, settings.source_target, settings.capture
     if kind == "pcap":
-        path = Path(target)
-        if not path.is_file():
-            raise CaptureFileError(f"[capture] source: no such capture file: {path}")
-        return PcapFileSource(path)
+        return PcapFileSource(Path(target))  # checked by preflight.check_source
     source: DumpcapSource | PysharkSource
     if kind == "live":
         source = DumpcapSource(target, bpf=c.bpf or None, snaplen=c.snaplen, buffer_mb=c.buffer_mb)
@@ -196,6 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         check_plugins(settings)
+        check_machine(settings)
         state_dir(settings)
         model = load_model(settings)
         plugins = PluginHost(settings.plugins)
@@ -208,18 +210,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     service = Service(args, settings, model, plugins, source, Notifier.from_env())
     try:
         asyncio.run(service.run())
-    except CaptureFileError as exc:
-        print(f"netgptd: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 -- whatever ends the pipeline: one line, and a status systemd restarts on
+        reason = str(exc) if isinstance(exc, CaptureFileError) else failure(exc)
+        log.error("failed", error=reason)
+        print(f"netgptd: error: {reason}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         source.close()
     return EXIT_OK
 
 
+def failure(exc: BaseException) -> str:
+    """An unexpected exception as one line: its type, message and where it was raised (for a bug report)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    message = str(exc).strip().replace("\n", " ")
+    return f"{type(exc).__name__}: {message}{where}" if message else f"{type(exc).__name__}{where}"
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         check_plugins(settings)
+        check_machine(settings)
         model = load_model(settings)
     except (ConfigError, PluginError, BundleError) as exc:
         return _error(str(exc))
