@@ -224,8 +224,11 @@ def failure(exc: BaseException) -> str:
     """An unexpected exception as one line: its type, message and where it was raised (for a bug report)."""
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    kind = type(exc).__qualname__
+    if type(exc).__module__ != "builtins":
+        kind = f"{type(exc).__module__}.{kind}"  # struct.error, not a bare "error"
     message = str(exc).strip().replace("\n", " ")
-    return f"{type(exc).__name__}: {message}{where}" if message else f"{type(exc).__name__}{where}"
+    return f"{kind}: {message}{where}" if message else f"{kind}{where}"
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
