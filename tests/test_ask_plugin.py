@@ -224,6 +224,8 @@ def test_requests_and_settings() -> None:
     assert parse_request(b"isolate 10.0.0.5")[2] == "question", "plain text is a question: it publishes no intent"
     assert parse_request(b'"quoted question"')[1] == "quoted question"
     assert parse_request(b"{not json")[1] == "{not json", "what is not a JSON object is the question"
+    nested = b'{"a":' + b"[" * 1500 + b"]" * 1500 + b"}"  # deeper than json's recursion: noise, not a crash
+    assert parse_request(nested)[1] == nested.decode()
     with pytest.raises(RequestRefused, match="no question") as refused:
         parse_request(b'{"id": "x", "question": ""}')
     assert refused.value.request_id == "x"

@@ -1,8 +1,10 @@
 """``netgptd run`` and ``netgptd check-config``: the long-running sensor and its configuration check.
 
 Everything that can be wrong before the pipeline starts (configuration,
-plugins, model, state directory, capture source) is checked first and
-reported in one line, exit status 2, without a traceback. Signals: SIGTERM
+plugins, model, and what the machine must have: ``netgptd.preflight``) is
+checked first and reported in one line, exit status 2, without a traceback;
+check-config runs the same checks. A failure while running is one line too,
+exit status 1 (systemd restarts the service). Signals: SIGTERM
 and SIGINT stop (flows flushed, plugins closed, the MQTT outbox flushed),
 SIGHUP reloads configuration, plugins and model without dropping tracked
 flows.
@@ -207,8 +209,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         source = open_source(settings)
     except (CaptureFileError, CaptureStartError) as exc:
         return _error(str(exc))
-    service = Service(args, settings, model, plugins, source, Notifier.from_env())
     try:
+        service = Service(args, settings, model, plugins, source, Notifier.from_env())
         asyncio.run(service.run())
     except Exception as exc:  # noqa: BLE001 -- whatever ends the pipeline: one line, and a status systemd restarts on
         reason = str(exc) if isinstance(exc, CaptureFileError) else failure(exc)
@@ -269,5 +271,7 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("check-config", parents=[common], help="validate the configuration (and model) without starting",
                        description="Read the configuration with the same flags as 'run', check every key, "
-                                   "every plugin's settings and the model bundle; start nothing.")  # fmt: skip
+                                   "every plugin's settings, the model bundle and what 'run' needs of this "
+                                   "machine (capture file or interface and tools, state directory, memory, "
+                                   "the edge LLM's extra); start nothing.")  # fmt: skip
     p.set_defaults(func=cmd_check_config)

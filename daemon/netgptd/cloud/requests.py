@@ -40,13 +40,13 @@ def parse_request(payload: bytes) -> tuple[str, str, str]:
     if text.startswith("{"):
         try:
             body = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             body = None
     if not isinstance(body, dict):  # plain text (or a bare JSON string) is the question itself
         if text.startswith('"'):
             try:
                 text = str(json.loads(text)).strip()
-            except ValueError:
+            except (ValueError, RecursionError):
                 pass
         body = {"question": text}
     request_id = body.get("id")

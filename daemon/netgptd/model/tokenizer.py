@@ -76,9 +76,8 @@ class TokenizerConfig:
         for key, value in known.items():
             if not fits(value, hints[key]):
                 raise ValueError(f"{key}: expected {type_name(hints[key])}, got {type(value).__name__} {value!r}")
-            low, high = LIMITS.get(key, (value, value))
-            if not low <= value <= high:  # type: ignore[operator]
-                raise ValueError(f"{key}: must be between {low} and {high}, not {value!r}")
+            if key in LIMITS and not LIMITS[key][0] <= value <= LIMITS[key][1]:  # type: ignore[operator]
+                raise ValueError(f"{key}: must be between {LIMITS[key][0]} and {LIMITS[key][1]}, not {value!r}")
         return cls(**known)  # type: ignore[arg-type]
 
     @property
