@@ -17,6 +17,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -73,13 +74,17 @@ def token_count(folder: Path, text: str) -> int:
 class Served:
     """``python -m netgptd.cloud.serve`` on a free port; ``url`` is its /v1 base."""
 
-    def __init__(self, model: Path, log: Path) -> None:
+    def __init__(self, model: Path, log: Path, through_cli: bool = False) -> None:
         self.model = model
         self._log = open(log, "w")
         self.log = log
+        options = [str(model), "--port", "0", "--threads", "1", "--served-model-name", "tiny"]
+        if through_cli:  # as an operator starts it: the netgptd command
+            command = [sys.executable, "-m", "netgptd", "--log-level", "info", "serve-llm", *options]
+        else:
+            command = [sys.executable, "-m", "netgptd.cloud.serve", *options, "--log-level", "info"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "netgptd.cloud.serve", str(model), "--port", "0", "--threads", "1",
-             "--served-model-name", "tiny", "--log-level", "info"],
+            command,
             stdout=subprocess.PIPE, stderr=self._log, text=True, env=os.environ | {"TOKENIZERS_PARALLELISM": "false"},
         )  # fmt: skip
         assert self.process.stdout is not None
@@ -125,6 +130,24 @@ def chat_body(text: str = "How many hosts are on the network?", **extra: Any) ->
 
 
 # --- the server -----------------------------------------------------------------
+
+
+@pytest.mark.slow  # serve-llm's start (torch, transformers) takes seconds
+def test_clients_that_close_early_do_not_kill_the_server(tmp_path: Path) -> None:
+    """A client that sends a request and closes without reading the answer (a timed-out call) makes
+    the server write to a closed socket: SIGPIPE, whose default would end the process silently."""
+    server = Served(tiny_model(tmp_path / "tiny-gpt2"), tmp_path / "serve.log", through_cli=True)
+    try:
+        host, port = server.url.removeprefix("http://").split("/")[0].rsplit(":", 1)
+        for _ in range(50):
+            with socket.create_connection((host, int(port)), timeout=5) as client:
+                client.sendall(b"GET /v1/models HTTP/1.1\r\nHost: netgptd\r\n\r\n")
+            time.sleep(0.01)
+        assert call(f"{server.url}/models")[0] == 200
+        assert server.process.poll() is None, f"serve-llm died (status {server.process.returncode})"
+    finally:
+        assert server.stop() == 0
+    assert "Traceback" not in server.log.read_text()
 
 
 @pytest.mark.slow  # serve-llm's start (torch, transformers) takes seconds

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from netgptd.config import ConfigError, Settings, override, parse_text, with_plugin
+from netgptd.mqtt_names import check_mqtt, name_problem
 from netgptd.plugin_host import PluginError
+from netgptd.preflight import check_memory
 from netgptd.service import check_plugins
+from netgptd.synth.demo import write_demo_capture
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,19 +29,39 @@ REPO = Path(__file__).resolve().parent.parent
         ("[model]\nalert_confidence = 1.5\n", "[model] alert_confidence: must be between 0 and 1, not 1.5"),
         ("[model]\nenabled = 1\n", "[model] enabled: expected bool, got int 1"),
         ("[capture]\nsource = \"eth0\"\n", "[capture] source: must be pcap:FILE, live:IFACE or pyshark:IFACE, not 'eth0'"),
-        ("[capture]\nreplay_speed = -1\n", "[capture] replay_speed: must be at least 0, not -1"),
+        ("[capture]\nreplay_speed = -1\n", "[capture] replay_speed: must be between 0 and 1000000, not -1"),
+        # Absurd numbers: refused here, not by onnxruntime, struct or the memory they would take.
+        ("[model]\nthreads = 100000000000000000000\n", "[model] threads: must be between 1 and 1024, not 100000000000000000000"),
+        ("[model]\nthreads = 1e20\n", "[model] threads: expected int, got float 1e+20"),
+        ("[model]\nqueue = 1000000000\n", "[model] queue: must be between 1 and 1048576, not 1000000000"),
+        ("[capture]\nqueue = 1000000000\n", "[capture] queue: must be between 16 and 1048576, not 1000000000"),
+        ("[flows]\nmax_flows = 1000000000\n", "[flows] max_flows: must be between 16 and 16777216, not 1000000000"),
+        ("[flows]\ncommunity_id_seed = 70000\n", "[flows] community_id_seed: must be between 0 and 65535, not 70000"),
+        ("[stats]\ninterval = inf\n", "[stats] interval: must be between 0.1 and 86400, not inf"),
+        ("[model]\nmax_wait_ms = nan\n", "[model] max_wait_ms: must be between 0 and 60000, not nan"),
+        # Names go into MQTT topics: a broker's rules.
+        ("[sensor]\nsite = \"rel/+\"\n", "[sensor] site: must be 1-64 characters of A-Z a-z 0-9 . _ -, not 'rel/+'"),
+        ("[sensor]\nsensor = \"a#b\"\n", "[sensor] sensor: must be 1-64 characters of A-Z a-z 0-9 . _ -, not 'a#b'"),
+        ("[sensor]\nsite = \"\"\n", "[sensor] site: must be 1-64 characters"),
+        ("[sensor]\nsite = \"a\\u0000b\"\n", "[sensor] site: must be 1-64 characters"),
+        ("[sensor]\nsite = \"" + "s" * 10_000_000 + "\"\n", "[sensor] site: must be 1-64 characters of A-Z a-z 0-9 . _ -, not 'ssss"),
+        ("[sensor]\nlocation = \"" + "l" * 1000 + "\"\n", "[sensor] location: must be at most 256 characters, not 1,000"),
         ("[captures]\nsource = \"live:eth0\"\n", "[captures]: unknown section"),
         ("capture = 3\n", "[capture]: must be a table, not int"),
         ("[plugins]\nmqtt = 1\n", "[plugins] mqtt: must be a table ([plugins.mqtt])"),
         ("[plugins.mqtt]\nenabled = \"yes\"\n", "[plugins.mqtt] enabled: expected bool, got str 'yes'"),
         ("[model\nmax_batch = 3\n", "not valid TOML"),
+        ("x = " + "[" * 5000 + "]" * 5000 + "\n", "not valid TOML: nested too deeply"),
+        ("x = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n", "not valid TOML: nested too deeply"),
     ],
+    ids=lambda value: value[:60] if isinstance(value, str) else None,
 )
 def test_mistakes_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_text(text, "netgptd.toml")
     assert str(caught.value).startswith("netgptd.toml: ")
     assert message in str(caught.value)
+    assert len(str(caught.value)) < 300  # one readable line, whatever was given
 
 
 def test_defaults_and_sections() -> None:
@@ -96,3 +121,183 @@ def test_check_config_reports_one_line(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == f"netgptd: error: {bad}: [flows] max_flows: expected int, got str 'lots'"
+
+
+# --- check-config checks what run will need ------------------------------------------------------------
+
+# torch and transformers are installed here (the train extra); this finder hides them from the
+# check-config process, as on a machine without the extra.
+HIDE_LLM = """
+import sys
+
+class _Hidden:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "transformers"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, _Hidden())
+"""
+
+
+def check_config(tmp_path: Path, text: str, *flags: str, env: dict[str, str] | None = None,
+                 source: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """``netgptd check-config`` as an operator runs it, on ``text`` as the configuration file."""
+    config = tmp_path / "netgptd.toml"
+    config.write_text(text)
+    if source is None:
+        source = f"pcap:{write_demo_capture(tmp_path / 'demo.pcapng')}"
+    command = [sys.executable, "-m", "netgptd", "check-config", "--config", str(config), "--no-model",
+               "--source", source, *flags]  # fmt: skip
+    if "--state-dir" not in flags:
+        command += ["--state-dir", str(tmp_path / "state")]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=os.environ | (env or {}))
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("netgptd: error: ")
+    return result.stderr.strip().removeprefix("netgptd: error: ")
+
+
+def hide_llm(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "hide").mkdir()
+    (tmp_path / "hide" / "sitecustomize.py").write_text(HIDE_LLM)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "hide"), os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[plugins.mqtt]\nkeepalive = 100000\n",
+         "[plugins.mqtt] keepalive: must be between 0 and 65535 seconds (MQTT's limit), got 100000"),
+        ("[plugins.mqtt]\ntopic_prefix = \"netgpt/+/{sensor}/\"\n",
+         "[plugins.mqtt] topic_prefix: 'netgpt/+/edge-1/' holds an MQTT wildcard (+ or #) or NUL"),
+        ("[plugins.mqtt]\ntopic_prefix = \"netgpt/{site}\\u0000/\"\n", "[plugins.mqtt] topic_prefix: 'netgpt/campus\\x00/' holds"),
+        ("[plugins.mqtt]\ntopic_prefix = \"" + "t" * 2000 + "/\"\n", "[plugins.mqtt] topic_prefix: 2,001 bytes long, more than 1,024"),
+        ("[plugins.ask]\ntopic_prefix = \"netgpt/{site}/#\"\nintents = false\n", "[plugins.ask] topic_prefix: 'netgpt/campus/#' holds"),
+        ("[plugins.ask]\nkeepalive = -1\nintents = false\n", "[plugins.ask] keepalive: must be between 0 and 65535"),
+        ("[flows]\nmax_flows = 100000000\n", "[flows] max_flows: must be between 16 and 16777216, not 100000000"),
+    ],
+)
+def test_check_config_refuses_what_would_disable_mqtt(text: str, message: str, tmp_path: Path) -> None:
+    """Values that used to pass the check and then stopped MQTT (or the daemon) at run time."""
+    result = check_config(tmp_path, "[sensor]\nsite = \"campus\"\nsensor = \"edge-1\"\n" + text)
+    assert message in one_error_line(result)
+
+
+def test_site_name_from_the_command_line_is_checked(tmp_path: Path) -> None:
+    result = check_config(tmp_path, "[plugins.mqtt]\n", "--site", "rel/+")
+    assert one_error_line(result) == (
+        "command line: [sensor] site: must be 1-64 characters of A-Z a-z 0-9 . _ -, not 'rel/+'")
+
+
+@pytest.mark.slow  # a check-config process per case
+def test_check_config_refuses_a_capture_source_run_cannot_open(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pcap"
+    assert one_error_line(check_config(tmp_path, "", source=f"pcap:{missing}")) == (
+        f"[capture] source: no such capture file: {missing}")
+    text = tmp_path / "notes.pcap"
+    text.write_text("not a capture at all, just words\n")
+    assert one_error_line(check_config(tmp_path, "", source=f"pcap:{text}")) == (
+        f"[capture] source: {text}: not a pcap or pcapng capture (magic 0x6e6f7420)")
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    assert one_error_line(check_config(tmp_path, "", source=f"pcap:{empty}")) == (
+        f"[capture] source: {empty}: not a pcap or pcapng capture (too short)")
+    assert one_error_line(check_config(tmp_path, "", source=f"pcap:{tmp_path}")) == (
+        f"[capture] source: {tmp_path}: not a regular file")
+
+
+@pytest.mark.slow  # a check-config process per case
+@pytest.mark.skipif(not Path("/sys/class/net/lo").exists(), reason="needs Linux's /sys/class/net")
+def test_check_config_refuses_a_missing_interface_or_capture_tool(tmp_path: Path) -> None:
+    message = one_error_line(check_config(tmp_path, "", source="live:nosuch0"))
+    assert message.startswith("[capture] source: no interface 'nosuch0' here (there are: ") and "lo" in message
+    assert one_error_line(check_config(tmp_path, "", source="live:../../etc")) == (
+        "[capture] source: '../../etc' is not an interface name")
+    empty_path = {"PATH": str(tmp_path)}  # nothing to run on it: as where Wireshark's tools are not installed
+    for kind, tool in (("live", "dumpcap"), ("pyshark", "tshark")):
+        assert one_error_line(check_config(tmp_path, "", source=f"{kind}:lo", env=empty_path)) == (
+            f"[capture] source: {kind}: captures through {tool}, which is not installed (apt-get install tshark)")
+    if shutil.which("dumpcap"):
+        result = check_config(tmp_path, "", source="live:lo")
+        assert result.returncode == 0 and "configuration OK (source live:lo" in result.stdout, result.stderr
+
+
+@pytest.mark.slow  # a check-config process per case
+def test_check_config_refuses_a_state_dir_it_cannot_write(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert one_error_line(check_config(tmp_path, "", "--state-dir", str(afile / "state"))) == (
+        f"[sensor] state_dir: cannot create {afile / 'state'}: {afile} is not a directory")
+    result = check_config(tmp_path, "", "--state-dir", str(tmp_path / "new" / "state"))
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "new").exists()  # checked, not created
+
+
+@pytest.mark.root
+@pytest.mark.slow  # a check-config process per case
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only tmpfs needs root")
+def test_check_config_refuses_a_read_only_state_dir(tmp_path: Path) -> None:
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(readonly)], check=True)
+    try:
+        assert one_error_line(check_config(tmp_path, "", "--state-dir", str(readonly))) == (
+            f"[sensor] state_dir: cannot write in {readonly}: Read-only file system ({readonly})")
+        assert one_error_line(check_config(tmp_path, "", "--state-dir", str(readonly / "sub"))) == (
+            f"[sensor] state_dir: cannot create {readonly / 'sub'}: Read-only file system ({readonly})")
+    finally:
+        subprocess.run(["umount", str(readonly)], check=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[plugins.intents]\n", "[plugins.intents]: the edge LLM needs torch and transformers, not installed "
+                                "(pip install 'netgptd[train]')"),
+        ("[plugins.trends]\nforecaster = \"edge_llm\"\n",
+         "[plugins.trends] forecaster = \"edge_llm\": the edge LLM needs torch and transformers, not installed "
+         "(pip install 'netgptd[train]')"),
+        ("[plugins.ask]\n", "[plugins.ask] intents = true: the edge LLM needs torch and transformers, not installed "
+                            "(pip install 'netgptd[train]', or set intents = false)"),
+        ("[plugins.trends]\n", None),  # auto: the edge LLM if it loads, else a statistical forecaster
+        ("[plugins.ask]\nintents = false\n", None),
+    ],
+)
+def test_check_config_knows_which_plugins_need_the_train_extra(text: str, message: str | None, tmp_path: Path) -> None:
+    result = check_config(tmp_path, text, env=hide_llm(tmp_path))
+    if message is None:
+        assert result.returncode == 0 and "configuration OK" in result.stdout, result.stderr
+    else:
+        assert one_error_line(result) == message
+
+
+def test_mqtt_names_and_topics_one_pure_check() -> None:
+    """The rules check-config and the MQTT plugins share (netgptd.mqtt_names)."""
+    check_mqtt("netgpt/{site}/{sensor}/", 30)
+    check_mqtt("netgpt/{site}/{sensor}/", 65535, "campus-a", "edge.1")
+    for prefix, keepalive, message in [
+        ("netgpt/{site}/{host}/", 30, "topic_prefix: only {site} and {sensor} are filled (KeyError('host')"),
+        ("netgpt/{site/", 30, "topic_prefix: only {site} and {sensor} are filled"),
+        ("a/+/", 30, "topic_prefix: 'a/+/' holds an MQTT wildcard"),
+        ("a/", 65536, "keepalive: must be between 0 and 65535 seconds (MQTT's limit), got 65536"),
+        ("a/", -1, "keepalive: must be between 0 and 65535"),
+    ]:
+        with pytest.raises(ValueError) as caught:
+            check_mqtt(prefix, keepalive)
+        assert str(caught.value).startswith(message)
+    with pytest.raises(ValueError, match="holds an MQTT wildcard"):
+        check_mqtt("netgpt/{site}/", 30, site="a/#")
+    assert name_problem("edge-1.campus_a") is None and name_problem("x" * 64) is None
+    assert name_problem("x" * 65) and name_problem("") and name_problem("a b") and name_problem("é")
+    assert len(name_problem("s" * 10_000_000) or "") < 200
+
+
+def test_max_flows_must_fit_in_memory() -> None:
+    check_memory(1_000_000, 2 << 30)
+    with pytest.raises(ConfigError, match=r"\[flows\] max_flows: 4,000,000 flows take about 3.8 GiB \(~1024 bytes "
+                                          r"each\); this machine has 2.0 GiB"):  # fmt: skip
+        check_memory(4_000_000, 2 << 30)

@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 
 from broker import Mosquitto, Subscriber, free_port, mosquitto  # noqa: F401 -- the fixture
+from netgptd.model.bundle import DEFAULT_BUNDLE, sha256_file
+from netgptd.synth.demo import write_demo_capture
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
@@ -348,3 +350,97 @@ def test_logrotate_moves_eve_and_sighup_reopens_it_losing_nothing(mining: Path, 
     flows = [e["flow_id"] for e in old + new if e["event_type"] == "flow"]
     assert len(flows) == len(set(flows)) == new[-1]["netgpt"]["stats"]["flows"] == 1325, "none lost, none twice"
     assert daemon.eve.stat().st_mode & 0o777 == 0o640
+
+
+def early_closing_clients(address: str, count: int) -> None:
+    """HTTP clients that send a request and close at once, unread (a scrape that timed out): the
+    server's answer then meets a closed socket, which raises SIGPIPE in the writer."""
+    host, port = address.rsplit(":", 1)
+    for _ in range(count):
+        with socket.create_connection((host, int(port)), timeout=5) as client:
+            client.sendall(b"GET /metrics HTTP/1.1\r\nHost: netgptd\r\n\r\n")
+        time.sleep(0.01)
+
+
+def test_http_clients_that_close_early_do_not_kill_the_daemon(mining: Path, tmp_path: Path) -> None:
+    metrics = f"127.0.0.1:{free_port()}"
+    daemon = Daemon(tmp_path, "--source", f"pcap:{mining}", "--replay-speed", "1", "--no-model", "--metrics", metrics)
+    try:
+        daemon.wait_for_log("metrics_listening")
+        early_closing_clients(metrics, 100)
+        scraped = urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5).read().decode()
+        assert "netgpt_packets_total" in scraped
+        assert daemon.process.poll() is None, f"the daemon died (status {daemon.process.returncode})"
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+
+
+def test_a_failure_inside_the_pipeline_is_a_non_zero_exit_and_one_line(tmp_path: Path) -> None:
+    """Not a "stopped" line and status 0 (systemd would not restart the service), nor a traceback.
+
+    The fault needs a value the configuration check now refuses (a community ID seed beyond its 16
+    bits, as a wrong-typed tokenizer size once reached the flow table); this process removes that
+    one check, so the value reaches the pipeline.
+    """
+    config = tmp_path / "netgptd.toml"
+    config.write_text("[flows]\ncommunity_id_seed = 70000\n[plugins.rules]\n")
+    capture = write_demo_capture(tmp_path / "demo.pcapng")
+    code = "import sys; from netgptd import cli, config; config.CHECKS['flows'].pop('community_id_seed'); sys.exit(cli.main())"
+    result = subprocess.run([sys.executable, "-c", code, "run", "--config", str(config), "--no-model", "--source",
+                             f"pcap:{capture}", "--state-dir", str(tmp_path / "state"), "--eve", str(tmp_path / "eve.json")],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    reason = "struct.error: 'H' format requires 0 <= number <= 65535 (at community_id.py:"
+    assert result.stderr.startswith(f"netgptd: error: {reason}") and len(result.stderr.splitlines()) == 1, result.stderr
+    failed = [json.loads(line) for line in result.stdout.splitlines() if '"failed"' in line]
+    assert len(failed) == 1 and failed[0]["level"] == "error" and failed[0]["error"].startswith(reason)
+
+
+def bundle_with(tmp_path: Path, change: Any) -> Path:
+    """A copy of the shipped model bundle with ``change(folder)`` applied."""
+    folder = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, folder)
+    change(folder)
+    return folder
+
+
+def edit_manifest(edit: Any) -> Any:
+    def change(folder: Path) -> None:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        edit(manifest)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    return change
+
+
+def garbage_model(folder: Path) -> None:
+    """Not an ONNX model, with its sha256 in the manifest: the checksum passes, onnxruntime refuses."""
+    (folder / "model.onnx").write_bytes(b"this is not a protobuf" * 100)
+    edit_manifest(lambda m: m.update(sha256=sha256_file(folder / "model.onnx")))(folder)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (edit_manifest(lambda m: m["tokenizer"].update(packets="3")),
+         "manifest.json in {bundle}: tokenizer packets: expected int, got str '3'"),
+        (edit_manifest(lambda m: m["tokenizer"].update(payload_bytes=10**12)),
+         "manifest.json in {bundle}: tokenizer payload_bytes: must be between 0 and 65535, not 1000000000000"),
+        (lambda folder: (folder / "manifest.json").write_text("[" * 100_000 + "]" * 100_000),
+         "manifest.json in {bundle} cannot be read: nested too deeply"),
+        (garbage_model, "model.onnx in {bundle}: onnxruntime cannot load it: [ONNXRuntimeError] : 7 : INVALID_PROTOBUF"),
+    ],
+    ids=["tokenizer-string", "tokenizer-absurd", "nested-manifest", "garbage-onnx"],
+)
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_a_bad_model_bundle_is_one_clear_line(change: Any, message: str, command: str, tmp_path: Path) -> None:
+    bundle = bundle_with(tmp_path, change)
+    capture = write_demo_capture(tmp_path / "demo.pcapng")
+    result = subprocess.run([sys.executable, "-m", "netgptd", command, "--model", str(bundle), "--source", f"pcap:{capture}",
+                             "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.startswith("netgptd: error: " + message.format(bundle=bundle)), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

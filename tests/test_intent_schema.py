@@ -80,3 +80,6 @@ def test_profile_validates_and_loads_toml(tmp_path: Path) -> None:
                 {"periods": {"exams": {"start": "25:00", "end": "10:00"}}}, {"subnets": {'ignore "all"': "10.0.0.0/8"}}):  # fmt: skip
         with pytest.raises(ProfileError):
             SiteProfile.from_dict(bad)
+    f.write_text("site = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ProfileError, match="not valid TOML: nested too deeply"):
+        load_profile(f)

@@ -92,6 +92,9 @@ def log_events(stream: io.StringIO, event: str) -> list[dict[str, Any]]:
         ({"url": "mqtt://u:p@host", "password": "q"}, "password"),
         ({"topic_prefix": "netgpt/{site}/{host}/"}, "topic_prefix"),
         ({"topic_prefix": "netgpt/#/"}, "topic_prefix"),
+        ({"topic_prefix": "netgpt/\0/"}, "topic_prefix"),
+        ({"topic_prefix": "t" * 2000}, "topic_prefix"),
+        ({"keepalive": 100000}, "keepalive"),  # MQTT's keep alive is 16 bits: paho would refuse at every connect
         ({"outbox_max": 0}, "outbox_max"),
         ({"backoff_initial": 2.0, "backoff_max": 1.0}, "backoff_max"),
     ],

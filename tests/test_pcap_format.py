@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import random
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -291,3 +295,37 @@ def test_pcapng_section_without_byte_order_magic_raises() -> None:
     with pytest.raises(CaptureFormatError, match="byte-order"):
         CaptureParser().feed(shb)
 
+
+
+def _short_block(block_type: int, total: int) -> bytes:
+    """A block whose length leaves no room for its fixed fields (as a truncated writer leaves it)."""
+    return struct.pack("<II", block_type, total) + bytes(total - 12) + struct.pack("<I", total)
+
+
+SHORT_BLOCKS = [(1, 12, "interface description"), (1, 16, "interface description"), (2, 28, "packet"),
+                (3, 12, "simple packet"), (5, 20, "interface statistics"), (6, 28, "packet")]  # fmt: skip
+
+
+@pytest.mark.parametrize("followed", [False, True], ids=["at-the-end", "mid-stream"])
+@pytest.mark.parametrize(("block_type", "total", "name"), SHORT_BLOCKS, ids=[f"type{b}-{t}" for b, t, _ in SHORT_BLOCKS])
+def test_pcapng_block_shorter_than_its_fields_raises(block_type: int, total: int, name: str, followed: bool) -> None:
+    """Not struct's error from reading past the buffer, nor fields read from the next block."""
+    good = _records(2, 1)
+    data = _pcapng(good) + _short_block(block_type, total) + (_pcapng(good)[-64:] if followed else b"")
+    with pytest.raises(CaptureFormatError, match=rf"corrupt pcapng {name} block at byte \d+: length {total}, "
+                                                 r"shorter than its fields") as caught:  # fmt: skip
+        CaptureParser().feed(data)
+    assert list(caught.value.records) == good
+
+
+def test_replay_of_a_capture_ending_in_a_truncated_interface_block_warns_and_goes_on(tmp_path: Path) -> None:
+    """What an operator sees: the documented warning for a damaged capture, the flows before it, no traceback."""
+    capture = tmp_path / "truncated.pcapng"
+    capture.write_bytes(_pcapng(_records(3, 1_000_000)) + _short_block(1, 12))
+    eve = tmp_path / "eve.json"
+    result = subprocess.run([sys.executable, "-m", "netgptd", "replay", "--no-model", "--eve", str(eve), str(capture)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    warning = json.loads(result.stderr.strip().splitlines()[-1])
+    assert warning["event"] == "capture_truncated" and "interface description block" in warning["detail"]
+    assert [json.loads(line)["event_type"] for line in eve.read_text().splitlines()].count("flow") == 3

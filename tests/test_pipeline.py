@@ -52,7 +52,8 @@ class Labeller:
                  "model": "stand-in"} for f in flows]  # fmt: skip
 
 
-def run(corpus: Path, classifier: Labeller | None, during: Any = None, **model: Any) -> tuple[Pipeline, Collect]:
+def run(corpus: Path, classifier: Labeller | None, during: Any = None, timeout: float = 60,
+        **model: Any) -> tuple[Pipeline, Collect]:  # fmt: skip
     settings = Settings(model=ModelSettings(**model), plugins={})
     host, collect = PluginHost({}), Collect()
     host.add(collect, "collect")
@@ -65,7 +66,7 @@ def run(corpus: Path, classifier: Labeller | None, during: Any = None, **model: 
         task = asyncio.create_task(pipeline.run())
         if during is not None:
             await during(pipeline)
-        await asyncio.wait_for(task, 60)
+        await asyncio.wait_for(task, timeout)
 
     asyncio.run(main())
     return pipeline, collect
@@ -109,3 +110,27 @@ def test_model_switched_off_while_flows_wait(corpus: Path) -> None:
     assert len(flows) == pipeline.ingest.flows.flows_created
     assert pipeline.classified > 0 and pipeline.unclassified["no_model"] > 0  # the batch in the model kept its verdicts
     assert pipeline.classified + sum(pipeline.unclassified.values()) <= len(flows)  # later flows: no model, no count
+
+
+def test_a_failing_stage_ends_the_run_with_its_error(corpus: Path) -> None:
+    """A stage that raises ends the pipeline with that error, instead of a normal stop after the packets
+    read so far. The fault is the one seen: a manifest's tokenizer size given as a string (bundles
+    refuse that now, so it is put in the flow config here)."""
+    stand_in = Model(Labeller(), FlowConfig(first_packets="3"), {"name": "stand-in"})  # type: ignore[arg-type]
+    settings = Settings(plugins={})
+    pipeline = Pipeline(settings, PcapFileSource(corpus / CAPTURE), PluginHost({}), stand_in, Notifier.from_env({}))
+    with pytest.raises(TypeError):
+        asyncio.run(asyncio.wait_for(pipeline.run(), 60))
+
+
+class Unreadable(Labeller):
+    """Verdicts whose confidence is not a number: the classify loop fails on them, outside inference."""
+
+    def verdicts(self, flows: Sequence[Any]) -> list[dict[str, Any]]:
+        return [verdict | {"attack": "mining", "attack_confidence": "high"} for verdict in super().verdicts(flows)]
+
+
+def test_a_failing_classify_loop_ends_the_run_instead_of_a_hang(corpus: Path) -> None:
+    """Flows waiting for verdicts from a dead classify loop would wait for ever at the file's end."""
+    with pytest.raises(TypeError):
+        run(corpus, Unreadable(), timeout=20)

@@ -27,10 +27,10 @@ from netgptd.lab.scenarios import UNAVAILABLE
 from netgptd.plugin_host import PluginError, PluginHost
 from netgptd import service
 from netgptd.argtypes import count, non_negative, positive
-from netgptd.trend.commands import add_trend_eval_parser, add_trend_train_parser
+from netgptd.trend.commands import add_trend_eval_parser, add_trend_train_parser, cmd_trend_eval
 from netgptd.cloud.ask_cli import add_ask_parser
 from netgptd.cloud.serve import add_serve_llm_parser
-from netgptd.intent.cli import add_intent_parsers
+from netgptd.intent.cli import add_intent_parsers, cmd_intent
 from netgptd.replay import replay
 from netgptd.synth.demo import write_demo_capture
 from netgptd.summary import SummaryCollector
@@ -198,6 +198,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Commands whose output is read through a pipe, which may close before they are done.
+PIPE_WRITERS = frozenset({cmd_replay, cmd_demo, cmd_generate, cmd_eval, cmd_lab_list, cmd_trend_eval, cmd_intent})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netgptd",
@@ -305,9 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Like other Unix tools: a closed pipe (`netgptd replay --eve - ... | head`) ends us quietly.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = build_parser().parse_args(argv)
+    if args.func in PIPE_WRITERS:
+        # Like other Unix tools: a closed pipe (`netgptd replay --eve - ... | head`) ends us quietly.
+        # Only here: in a server (run, serve-llm) SIGPIPE's default would let any HTTP client that
+        # closes early kill the process, silently; Python's own handling makes that an error it handles.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     logs.configure(sys.stderr, args.log_level or "warning")
     try:
         return args.func(args)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from netgptd.mqtt_names import name_problem
+
 DEFAULT_PATH = Path("/etc/netgptd/netgptd.toml")
 SOURCE_KINDS = ("pcap", "live", "pyshark")
 # Plugins a configuration without a [plugins] table gets: the rule detectors and metrics.
@@ -30,12 +32,16 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key."""
 
 
-def _at_least(low: float) -> Callable[[Any], str | None]:
-    return lambda v: None if v >= low else f"must be at least {low:g}, not {v!r}"
-
-
 def _between(low: float, high: float) -> Callable[[Any], str | None]:
-    return lambda v: None if low <= v <= high else f"must be between {low:g} and {high:g}, not {v!r}"
+    return lambda v: None if low <= v <= high else f"must be between {_number(low)} and {_number(high)}, not {v!r}"
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _text(longest: int) -> Callable[[str], str | None]:
+    return lambda v: None if len(v) <= longest else f"must be at most {longest} characters, not {len(v):,}"
 
 
 def _source(value: str) -> str | None:
@@ -92,13 +98,18 @@ class StatsSettings:
     stall_after: float = 60.0  # no pipeline progress for this long with work waiting: withhold the watchdog
 
 
+FLOW_BYTES = 1024  # memory one tracked flow takes, about (its record and the first packets buffered for the model)
+MAX_FLOWS = 1 << 24  # 16 GiB of flows at FLOW_BYTES: far beyond one sensor
+MAX_QUEUE = 1 << 20  # packets or flows waiting between two stages, at most
+
 CHECKS: dict[str, dict[str, Callable[[Any], str | None]]] = {
-    "capture": {"source": _source, "replay_speed": _at_least(0), "snaplen": _at_least(64),
-                "buffer_mb": _at_least(1), "queue": _at_least(16)},
-    "flows": {"max_flows": _at_least(16)},
-    "model": {"max_batch": _between(1, 65536), "max_wait_ms": _at_least(0), "queue": _at_least(1),
-              "threads": _at_least(1), "alert_confidence": _between(0, 1), "verdict_cache": _at_least(0)},
-    "stats": {"interval": _at_least(0.1), "stall_after": _at_least(1)},
+    "sensor": {"site": name_problem, "sensor": name_problem, "location": _text(256), "role": _text(256)},
+    "capture": {"source": _source, "replay_speed": _between(0, 1_000_000), "snaplen": _between(64, 262144),
+                "buffer_mb": _between(1, 65536), "queue": _between(16, MAX_QUEUE)},
+    "flows": {"max_flows": _between(16, MAX_FLOWS), "community_id_seed": _between(0, 65535)},
+    "model": {"max_batch": _between(1, 65536), "max_wait_ms": _between(0, 60000), "queue": _between(1, MAX_QUEUE),
+              "threads": _between(1, 1024), "alert_confidence": _between(0, 1), "verdict_cache": _between(0, MAX_FLOWS)},
+    "stats": {"interval": _between(0.1, 86400), "stall_after": _between(1, 86400)},
 }  # fmt: skip
 SECTIONS: dict[str, type] = {
     "sensor": SensorSettings,
@@ -204,6 +215,8 @@ def parse_text(text: str, origin: str = "config") -> Settings:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per level of nested arrays and inline tables
+        raise ConfigError(f"{origin}: not valid TOML: nested too deeply") from None
     return parse(data, origin)
 
 

@@ -291,13 +291,14 @@ class Pipeline:
             helpers.append(asyncio.create_task(self._watchdog_loop(interval), name="watchdog"))
         stop = asyncio.create_task(self._stop.wait(), name="stop")
         try:
-            await asyncio.wait({ingest, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({ingest, stop, *helpers}, return_when=asyncio.FIRST_COMPLETED)
             if stop.done():
                 self.pump.stop()
                 await ingest  # what was captured before the stop is still processed
+            _raise_failure(ingest, *helpers)
             if self.pump.error is not None:
                 raise self.pump.error
-            await self._drain()
+            await self._drain(helpers)
         finally:
             for task in (*helpers, stop, ingest):
                 task.cancel()
@@ -306,16 +307,25 @@ class Pipeline:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._emit_stats()
 
-    async def _drain(self) -> None:
+    async def _drain(self, helpers: list[asyncio.Task[None]]) -> None:
         """End every tracked flow and give the model a last chance at them (bounded at stop)."""
         self._ended(self.ingest.flush())
         deadline = self.clock() + (SHUTDOWN_CLASSIFY_S if self._stop.is_set() else float("inf"))
         while self.waiting and self.clock() < deadline:
+            _raise_failure(*helpers)  # a dead classify loop would leave them waiting for ever
             await asyncio.sleep(0.01)
         for flow in self.waiting.values():
             self.unclassified["shutdown"] += 1
             self._emit_flow(flow)
         self.waiting.clear()
+
+
+def _raise_failure(*tasks: asyncio.Task[None]) -> None:
+    """Raise what ended a task: the pipeline's tasks run until it stops, and one that fails ends it
+    (the caller reports it and exits non-zero) instead of leaving the others to run on without it."""
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
 
 
 def _with_flow_settings(base: FlowConfig, settings: Settings) -> FlowConfig:

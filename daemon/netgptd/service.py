@@ -1,8 +1,10 @@
 """``netgptd run`` and ``netgptd check-config``: the long-running sensor and its configuration check.
 
 Everything that can be wrong before the pipeline starts (configuration,
-plugins, model, state directory, capture source) is checked first and
-reported in one line, exit status 2, without a traceback. Signals: SIGTERM
+plugins, model, and what the machine must have: ``netgptd.preflight``) is
+checked first and reported in one line, exit status 2, without a traceback;
+check-config runs the same checks. A failure while running is one line too,
+exit status 1 (systemd restarts the service). Signals: SIGTERM
 and SIGINT stop (flows flushed, plugins closed, the MQTT outbox flushed),
 SIGHUP reloads configuration, plugins and model without dropping tracked
 flows.
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from netgptd.files import make_dirs
 from netgptd.model.bundle import DEFAULT_BUNDLE, BundleError, load_bundle
 from netgptd.model.session import Classifier, ModelSession
 from netgptd.pipeline import Model, Pipeline
+from netgptd.preflight import check_machine, check_mqtt_names, plugin_settings
 from netgptd.plugin_host import PluginError, PluginHost, SensorContext, check_settings, factory_of, load_plugin
 from netgptd.sdnotify import Notifier
 
@@ -62,7 +66,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def check_plugins(settings: Settings) -> None:
     """Every enabled plugin is installed and its settings fit it (nothing is started)."""
     for name, values in settings.plugins.items():
-        check_settings(name, factory_of(name), values)
+        factory = factory_of(name)
+        check_settings(name, factory, values)
+        check_mqtt_names(name, plugin_settings(factory, values), settings.sensor)
 
 
 def load_model(settings: Settings) -> Model | None:
@@ -84,10 +90,7 @@ def open_source(settings: Settings) -> CaptureSource:
     """The capture source, started (a live one is capturing when this returns)."""
     kind, target, c = settings.source_kind, settings.source_target, settings.capture
     if kind == "pcap":
-        path = Path(target)
-        if not path.is_file():
-            raise CaptureFileError(f"[capture] source: no such capture file: {path}")
-        return PcapFileSource(path)
+        return PcapFileSource(Path(target))  # checked by preflight.check_source
     source: DumpcapSource | PysharkSource
     if kind == "live":
         source = DumpcapSource(target, bpf=c.bpf or None, snaplen=c.snaplen, buffer_mb=c.buffer_mb)
@@ -198,6 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         check_plugins(settings)
+        check_machine(settings)
         state_dir(settings)
         model = load_model(settings)
         plugins = PluginHost(settings.plugins, host=settings.sensor.sensor)
@@ -207,21 +211,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         source = open_source(settings)
     except (CaptureFileError, CaptureStartError) as exc:
         return _error(str(exc))
-    service = Service(args, settings, model, plugins, source, Notifier.from_env())
     try:
+        service = Service(args, settings, model, plugins, source, Notifier.from_env())
         asyncio.run(service.run())
-    except CaptureFileError as exc:
-        print(f"netgptd: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 -- whatever ends the pipeline: one line, and a status systemd restarts on
+        reason = str(exc) if isinstance(exc, CaptureFileError) else failure(exc)
+        log.error("failed", error=reason)
+        print(f"netgptd: error: {reason}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         source.close()
     return EXIT_OK
 
 
+def failure(exc: BaseException) -> str:
+    """An unexpected exception as one line: its type, message and where it was raised (for a bug report)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    kind = type(exc).__qualname__
+    if type(exc).__module__ != "builtins":
+        kind = f"{type(exc).__module__}.{kind}"  # struct.error, not a bare "error"
+    message = str(exc).strip().replace("\n", " ")
+    return f"{kind}: {message}{where}" if message else f"{kind}{where}"
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         check_plugins(settings)
+        check_machine(settings)
         model = load_model(settings)
     except (ConfigError, PluginError, BundleError) as exc:
         return _error(str(exc))
@@ -255,5 +273,7 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("check-config", parents=[common], help="validate the configuration (and model) without starting",
                        description="Read the configuration with the same flags as 'run', check every key, "
-                                   "every plugin's settings and the model bundle; start nothing.")  # fmt: skip
+                                   "every plugin's settings, the model bundle and what 'run' needs of this "
+                                   "machine (capture file or interface and tools, state directory, memory, "
+                                   "the edge LLM's extra); start nothing.")  # fmt: skip
     p.set_defaults(func=cmd_check_config)

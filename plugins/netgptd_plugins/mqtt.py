@@ -57,6 +57,7 @@ import aiomqtt
 import structlog
 
 from netgptd.eve import dumps
+from netgptd.mqtt_names import check_mqtt, topic_problem
 from netgptd.outbox import Item, Outbox, OutboxError
 from netgptd.plugin_host import SensorContext, hookimpl
 
@@ -119,10 +120,7 @@ class Link:
             for setting, value in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
                 if value:
                     raise ValueError(f"{setting}: needs an mqtts:// url (url is {_scheme_host_port(url)})")
-        _check_template(topic_prefix)
-        _check_topic("topic_prefix", topic_prefix.format(site="site", sensor="sensor"))
-        if keepalive < 0:
-            raise ValueError(f"keepalive: must not be negative, got {keepalive}")
+        check_mqtt(topic_prefix, keepalive)
         _check_positive(backoff_initial=backoff_initial)
         if backoff_max < backoff_initial:
             raise ValueError(f"backoff_max: {backoff_max} is below backoff_initial {backoff_initial}")
@@ -533,16 +531,10 @@ def _tls_context(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:
     return context
 
 
-def _check_template(template: str) -> None:
-    try:
-        template.format(site="site", sensor="sensor")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(f"topic_prefix: only {{site}} and {{sensor}} are filled ({exc!r} in {template!r})") from None
-
-
 def _check_topic(setting: str, topic: str) -> None:
-    if any(c in topic for c in "+#\0"):
-        raise ValueError(f"{setting}: {topic!r} holds an MQTT wildcard (+ or #) or NUL")
+    problem = topic_problem(topic)
+    if problem:
+        raise ValueError(f"{setting}: {problem}")
 
 
 def _check_positive(**values: float) -> None:

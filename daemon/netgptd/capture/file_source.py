@@ -9,6 +9,7 @@ from netgptd.capture.pcap_format import CaptureFormatError, CaptureParser
 from netgptd.capture.records import CaptureStats, PacketRecord
 
 CHUNK = 4 << 20
+HEADER_BYTES = 64 << 10  # what capture_file_problem reads: the headers and the first records
 
 
 class CaptureFileError(Exception):
@@ -32,6 +33,28 @@ def read_stream(stream: BinaryIO, parser: CaptureParser, chunk: int = CHUNK) -> 
             yield from exc.records  # every record before the damage, then the error
             raise
         yield from records
+
+
+def capture_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be replayed at all (missing, unreadable, not a pcap or pcapng capture), or None.
+
+    Reads the start only: damage further in is the replay's warning, with the
+    packets before it kept, not a reason to refuse the file.
+    """
+    if not path.is_file():
+        return f"no such capture file: {path}" if not path.exists() else f"{path}: not a regular file"
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(HEADER_BYTES)
+    except OSError as exc:
+        return f"{path}: cannot open: {exc.strerror or exc}"
+    parser = CaptureParser()
+    try:
+        parser.feed(head)
+    except CaptureFormatError as exc:
+        if parser.format is None:
+            return f"{path}: {exc}"
+    return None if parser.format is not None else f"{path}: not a pcap or pcapng capture (too short)"
 
 
 class PcapFileSource:

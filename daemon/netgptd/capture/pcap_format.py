@@ -27,6 +27,12 @@ BLOCK_SPB = 3
 BLOCK_ISB = 5
 BLOCK_EPB = 6
 
+# The shortest each block can be (type, length, fixed fields, trailing length): a
+# shorter one is corrupt, and its fields would be read from the next block.
+BLOCK_MIN = {PCAPNG_SHB: 28, BLOCK_IDB: 20, BLOCK_OPB: 32, BLOCK_SPB: 16, BLOCK_ISB: 24, BLOCK_EPB: 32}
+BLOCK_NAMES = {PCAPNG_SHB: "section header", BLOCK_IDB: "interface description", BLOCK_OPB: "packet",
+               BLOCK_SPB: "simple packet", BLOCK_ISB: "interface statistics", BLOCK_EPB: "packet"}  # fmt: skip
+
 OPT_END = 0
 IDB_OPT_TSRESOL = 9
 IDB_OPT_TSOFFSET = 14
@@ -93,7 +99,7 @@ def _options(buf: bytes, off: int, end: int, endian: str) -> dict[int, bytes]:
         code, length = unpack(buf, off)
         if code == OPT_END:
             break
-        value = buf[off + 4 : off + 4 + length]
+        value = buf[off + 4 : min(off + 4 + length, end)]
         opts.setdefault(code, value)
         off += 4 + ((length + 3) & ~3)
     return opts
@@ -220,12 +226,13 @@ class CaptureParser:
                 block_type, total = block_head(buf, off)
             if total < 12 or total & 3 or total > MAX_RECORD:
                 raise CaptureFormatError(f"corrupt pcapng block at byte {off}: length {total}")
+            if total < BLOCK_MIN.get(block_type, 12):
+                raise CaptureFormatError(f"corrupt pcapng {BLOCK_NAMES[block_type]} block at byte {off}: length "
+                                         f"{total}, shorter than its fields ({BLOCK_MIN[block_type]})")  # fmt: skip
             end = off + total
             if end > n:
                 break
             if block_type == BLOCK_EPB:
-                if total < 32:
-                    raise CaptureFormatError(f"corrupt pcapng packet block at byte {off}")
                 _, _, if_id, ts_hi, ts_lo, caplen, origlen = epb_head(buf, off)
                 if caplen > total - 32:
                     raise CaptureFormatError(f"pcapng packet at byte {off} is longer than its block")

@@ -104,6 +104,8 @@ def load_profile(path: str | Path) -> SiteProfile:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ProfileError(f"{path}: {exc}") from None
+    except RecursionError:  # tomllib recurses per level of nested arrays and inline tables
+        raise ProfileError(f"{path}: not valid TOML: nested too deeply") from None
     try:
         return SiteProfile.from_dict(data)
     except TypeError as exc:

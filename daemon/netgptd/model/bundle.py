@@ -136,6 +136,8 @@ def load_bundle(directory: str | Path) -> Bundle:
         raise BundleError(f"no model bundle at {path}: {MANIFEST_FILE} is missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{MANIFEST_FILE} in {path} cannot be read: {exc}") from None
+    except RecursionError:
+        raise BundleError(f"{MANIFEST_FILE} in {path} cannot be read: nested too deeply") from None
     if not isinstance(manifest, dict):
         raise BundleError(f"{MANIFEST_FILE} in {path} is not a JSON object")
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
@@ -153,12 +155,16 @@ def load_bundle(directory: str | Path) -> Bundle:
     if not isinstance(manifest["tokenizer"], dict):
         raise BundleError(f"{MANIFEST_FILE} in {path}: 'tokenizer' must be an object")
     apps = _labels(manifest, "apps", path)
+    try:
+        tokenizer = TokenizerConfig.from_dict(manifest["tokenizer"])
+    except ValueError as exc:
+        raise BundleError(f"{MANIFEST_FILE} in {path}: tokenizer {exc}") from None
     bundle = Bundle(
         path=path,
         manifest=manifest,
         apps=apps,
         attacks=_labels(manifest, "attacks", path),
-        tokenizer=TokenizerConfig.from_dict(manifest["tokenizer"]),
+        tokenizer=tokenizer,
         name=str(manifest["name"]),
         version=str(manifest["version"]),
         model_file=path / model_name,

@@ -43,8 +43,8 @@ import onnxruntime as ort
 from netgptd.capture.records import PacketRecord
 from netgptd.decode.decoder import LINKTYPE_ETHERNET, decode
 from netgptd.decode.packet import PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_SYN, DecodeError, NotIP
-from netgptd.model.bundle import INPUTS, LM_OUTPUTS, Bundle, BundleError
-from netgptd.model.session import CPU, CUDA
+from netgptd.model.bundle import INPUTS, LM_FILE, LM_OUTPUTS, Bundle, BundleError
+from netgptd.model.session import CPU, CUDA, open_session
 from netgptd.model.tokenizer import C2S, EOS, FIRST_APP_TOKEN, GEN, PAY, PORT, S2C, TokenizerConfig, vocab_size
 from netgptd.synth import frames
 from netgptd.synth.pcap_writer import write_pcap
@@ -91,7 +91,7 @@ class LanguageModel:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # onnxruntime's warnings about unused providers
-        self.session = ort.InferenceSession(bundle.lm_bytes(), sess_options=options, providers=offered)
+        self.session = open_session(bundle.lm_bytes(), options, offered, bundle, bundle.lm_file or Path(LM_FILE))
         self.vocab = vocab_size(bundle.apps)
         width = self.session.get_outputs()[0].shape[-1]
         if width != self.vocab:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import replace
+from pathlib import Path
 from typing import Hashable, Protocol, Sequence
 
 import numpy as np
@@ -28,6 +29,17 @@ CPU = "CPUExecutionProvider"
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def open_session(model: bytes, options: ort.SessionOptions, providers: Sequence[str], bundle: Bundle,
+                 file: Path) -> ort.InferenceSession:  # fmt: skip
+    """onnxruntime's session over ``model`` (the bytes of ``file``); a file it cannot load (its sha256
+    matching the manifest or not) is a ``BundleError`` naming the file, not onnxruntime's own exception."""
+    try:
+        return ort.InferenceSession(model, sess_options=options, providers=list(providers))
+    except Exception as exc:  # noqa: BLE001 -- onnxruntime's errors share no base class but Exception
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"{file.name} in {bundle.path}: onnxruntime cannot load it: {reason}") from None
 
 
 class ModelSession:
@@ -50,7 +62,7 @@ class ModelSession:
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = memory_arena
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(bundle.model_bytes(), sess_options=options, providers=offered)
+        self.session = open_session(bundle.model_bytes(), options, offered, bundle, bundle.model_file)
         self._check_outputs()
         self.provider = self.session.get_providers()[0]
         log.info("model_loaded", name=bundle.model_id, provider=self.provider, requested=list(self.requested))

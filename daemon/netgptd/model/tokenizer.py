@@ -19,10 +19,12 @@ segmentation (a random run of consecutive packets instead of the first).
 from __future__ import annotations
 
 import random
+import typing
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 from netgptd.capture.records import PacketRecord
+from netgptd.config import fits, type_name
 from netgptd.decode.decoder import LINKTYPE_RAW, decode
 from netgptd.flow.config import FlowConfig
 from netgptd.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, DecodeError, NotIP
@@ -39,6 +41,10 @@ FIRST_APP_TOKEN = 264
 SPECIAL_NAMES = {PAD: "[PAD]", CLS: "[CLS]", GEN: "[GEN]", C2S: "[C2S]", S2C: "[S2C]", PAY: "[PAY]", PORT: "[PORT]", EOS: "[EOS]"}
 
 TCP_OPT_END, TCP_OPT_NOP, TCP_OPT_TIMESTAMP = 0, 1, 8
+
+
+# What a manifest may set (beyond, the flow table would buffer absurd amounts per flow).
+LIMITS = {"packets": (1, 256), "header_bytes": (0, 65535), "payload_bytes": (0, 65535), "max_tokens": (1, 65536)}
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,16 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> TokenizerConfig:
+        """The config a manifest holds; a ValueError names the key of a wrong-typed or absurd value
+        (a string where a count belongs would otherwise pass, and fail at the first packet)."""
         # Manifests written before ``payload_packets`` existed read every packet.
         known = {"payload_packets": False} | {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        hints = typing.get_type_hints(cls)
+        for key, value in known.items():
+            if not fits(value, hints[key]):
+                raise ValueError(f"{key}: expected {type_name(hints[key])}, got {type(value).__name__} {value!r}")
+            if key in LIMITS and not LIMITS[key][0] <= value <= LIMITS[key][1]:  # type: ignore[operator]
+                raise ValueError(f"{key}: must be between {LIMITS[key][0]} and {LIMITS[key][1]}, not {value!r}")
         return cls(**known)  # type: ignore[arg-type]
 
     @property
