@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from netgptd.capture.file_source import CaptureFileError, PcapFileSource
 from netgptd.capture.records import CaptureStats, PacketRecord
-from netgptd.classify import ClassificationStage, VerdictSource
+from netgptd.classify import ClassificationStage, VerdictSource, classifiable
 from netgptd.eve import flow_event, stats_event
 from netgptd.flow.config import FlowConfig
 from netgptd.flow.table import Flow
@@ -85,8 +85,11 @@ def replay(
     sizes = [p.stat().st_size if p.is_file() else 0 for p in paths]
     bar = tqdm(total=sum(sizes), unit="B", unit_scale=True, desc="replay", disable=not progress)
 
+    unclassified: Counter[str] = Counter()  # flows the model gets no look at, by reason (as in run)
+
     def emit(flows: list[Flow]) -> None:
         if stage is not None:
+            unclassified["no_payload"] += sum(1 for flow in flows if not classifiable(flow))
             stage.ended(flows)
             return
         for flow in flows:
@@ -118,6 +121,7 @@ def replay(
     stats = ingest.stats()
     if stage is not None:
         stats["classified"], stats["alerts"] = stage.classified, stage.alerts
+        stats["unclassified"] = {reason: n for reason, n in unclassified.items() if n}
     stats["capture_drops"] = dict(result.capture_drops)
     sink(stats_event(result.last_ts_ns, stats))
     return result
