@@ -234,8 +234,9 @@ def test_readme_install_block_works_as_written(tmp_path: Path) -> None:
     scratch.mkdir()
     logs.mkdir()
     # A fresh Debian root's PATH: python3 is /usr/bin/python3, not a test runner's venv or pyenv.
-    env = {**os.environ, "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SCRATCH": str(scratch), "LOGS": str(logs), "BLOCK": _readme_install_block(),
-           "CHECKOUT": str(_checkout_copy(tmp_path / "netgptd")), "PIP_CACHE_DIR": str(tmp_path / "pip-cache")}  # fmt: skip
+    env = {**os.environ, "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           "SCRATCH": str(scratch), "LOGS": str(logs), "BLOCK": _readme_install_block(),
+           "CHECKOUT": str(_checkout_copy(tmp_path / "netgptd")), "PIP_CACHE_DIR": str(tmp_path / "pip-cache")}
     proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", NAMESPACE_SCRIPT],
                           env=env, capture_output=True, text=True, timeout=840)  # fmt: skip
     block_log = (logs / "block.log").read_text() if (logs / "block.log").exists() else ""

@@ -82,7 +82,8 @@ class SummaryCollector:
     def _verdicts(self, top: int) -> list[str]:
         """What NetGPT named, and why the other flows have no verdict."""
         if "classified" not in self.stats:  # no model ran: ports are all there is
-            lines = ["NetGPT verdicts:   none (no model)", f"server ports (proto/port), the top {top} with more than one flow:"]
+            lines = ["NetGPT verdicts:   none (no model)",
+                     f"server ports (proto/port), the top {top} with more than one flow:"]
             shown = [(port, n) for port, n in self.by_port.most_common(top) if n > 1]  # not a sweep's probes
             lines += [f"  {port:<24}{n:>8,}" for port, n in shown]
             once = sum(1 for n in self.by_port.values() if n == 1)
