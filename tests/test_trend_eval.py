@@ -14,7 +14,7 @@ from netgptd import logs
 from netgptd.trend.commands import add_trend_eval_parser
 from netgptd.trend.evaluate import evaluate_series, mase, mean_scores, naive_scale, origins, rmae, smape
 from netgptd.trend.forecasters import FORECASTERS, HoltWinters, SeasonalNaive, seasonal_naive_forecast
-from netgptd.trend.series import SeriesError, detect_season, load_series
+from netgptd.trend.series import SeriesError, detect_season, load_series, regularize
 
 RNG = np.random.default_rng(7)
 
@@ -93,6 +93,13 @@ def test_epoch_timestamps_and_rows_out_of_order(tmp_path: Path) -> None:
     millis = tmp_path / "millis.csv"
     millis.write_text("timestamp,value\n1400000000000,1\n1400000300000,2\n1400000600000,3\n")
     assert load_series(millis).timestamps.tolist() == [1400000000.0, 1400000300.0, 1400000600.0]
+
+
+def test_scattered_points_are_not_mostly_invented() -> None:
+    """Three points a second apart and one 1,000 s later: a grid would be 99.6 % interpolation."""
+    times, values, notes = regularize(np.array([0.0, 1.0, 2.0, 1000.0]), np.array([1.0, 2.0, 3.0, 4.0]))
+    assert times.tolist() == [0, 1, 2, 1000] and values.tolist() == [1, 2, 3, 4]
+    assert notes == ["too irregular for a 1 s step: points kept as they are"]
 
 
 def test_a_regular_series_is_read_as_it_is(tmp_path: Path) -> None:

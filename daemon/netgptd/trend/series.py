@@ -41,7 +41,7 @@ class SeriesError(ValueError):
 @dataclass(frozen=True)
 class Series:
     name: str
-    timestamps: np.ndarray  # seconds since the epoch, UTC, one step apart
+    timestamps: np.ndarray  # seconds since the epoch, UTC; one step apart unless a note says otherwise
     values: np.ndarray  # float64
     notes: tuple[str, ...] = ()  # what reading changed to make the series regular, for people
 
