@@ -68,13 +68,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: $packages (apt-get, a minute or two)" >&2
   # The service runs dumpcap with capabilities of its own: a plain dumpcap (systemd/INSTALL.md).
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-  policy=/usr/sbin/policy-rc.d
-  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' >$policy && chmod 0755 $policy; fi
-  trap 'rm -f $policy' EXIT
+  policy=/usr/sbin/policy-rc.d  # "exit 101": invoke-rc.d starts no service (one already there is left alone)
+  ours=
+  if [ ! -e $policy ]; then
+    printf '#!/bin/sh\nexit 101\n' >$policy && chmod 0755 $policy && ours=1
+    trap 'rm -f $policy' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   # shellcheck disable=SC2086  # one word per package
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
-  rm -f $policy && trap - EXIT
+  if [ -n "$ours" ]; then rm -f $policy && trap - EXIT; fi
   # shellcheck disable=SC2046
   for unit in $(units_of $packages); do systemctl disable --quiet "$unit" 2>/dev/null || true; done
 fi
