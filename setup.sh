@@ -1,46 +1,112 @@
 #!/usr/bin/env bash
 # Set up netgptd on a fresh Debian machine (root), then run the demo or the tests.
-#   ./setup.sh run    install, then replay the embedded demo capture and print a summary
-#   ./setup.sh test   install with the test extras, then run the whole test suite
+#   ./setup.sh run    Python's venv support, netgptd in .venv, then the embedded demo and its summary
+#   ./setup.sh test   also the test suite's tools (capture, brokers, Prometheus, ndpiReader, the
+#                     traffic lab's tools) and the dev, lab and train extras, then the whole test suite
+#   SETUP_PLAN=1 ./setup.sh MODE   prints what MODE needs (Debian packages, pip extras) and exits
+# netgptd lands in .venv/bin, not on the PATH: `. .venv/bin/activate` puts it there.
 set -euo pipefail
 cd "$(dirname "$0")"
 mode=${1:-run}
-case "$mode" in run|test) ;; *) echo "usage: $0 run|test" >&2; exit 2;; esac
+case "$mode" in run|test) ;; *) echo "usage: $0 run|test [pytest arguments]" >&2; exit 2;; esac
 
-# System packages: capture tools (tshark/dumpcap for pyshark and the fast live
-# path), mosquitto and prometheus for the integration tests, ndpiReader for
-# the comparisons, the traffic lab's tools, venv support for Python.
-missing=()
-command -v tshark >/dev/null || missing+=(tshark)
-command -v dumpcap >/dev/null || missing+=(tshark)
-[ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
-command -v prometheus >/dev/null || missing+=(prometheus)
-command -v ndpiReader >/dev/null || missing+=(libndpi-bin)
-# the traffic lab's real tools
-for tool in nmap hping3 hydra slowhttptest; do command -v $tool >/dev/null || missing+=($tool); done
-[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
-command -v ssh >/dev/null || missing+=(openssh-client)
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v openssl >/dev/null || missing+=(openssl)
-command -v systemd-analyze >/dev/null || missing+=(systemd)
-python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-command -v gcc >/dev/null || missing+=(build-essential python3-dev)
+required=() missing=()
+# need CHECK PACKAGE: CHECK is a command on the PATH, an absolute path (sbin tools), or py:MODULES.
+need() {
+  required+=("$2")
+  case $1 in
+    py:*) python3 -c "import ${1#py:}" 2>/dev/null ;;
+    /*) [ -x "$1" ] ;;
+    *) command -v "$1" >/dev/null ;;
+  esac || missing+=("$2")
+}
+
+# The demo replays its capture with netgptd's own reader: Python's venv support is all it needs.
+need py:venv,ensurepip python3-venv
+if [ "$mode" = test ]; then
+  need tshark tshark                      # pyshark, and dumpcap for the fast live path
+  need dumpcap tshark
+  need /usr/sbin/mosquitto mosquitto      # the MQTT tests start their own broker
+  need prometheus prometheus              # the dashboards' queries run against a real Prometheus
+  need ndpiReader libndpi-bin             # the nDPI comparisons
+  need systemd-analyze systemd            # the unit's checks
+  need gcc build-essential
+  need gcc python3-dev
+  need openssl openssl
+  for tool in nmap hydra slowhttptest; do need $tool $tool; done   # the traffic lab's real tools
+  need /usr/sbin/hping3 hping3
+  need /usr/sbin/sshd openssh-server
+  need ssh openssh-client
+  need redis-server redis-server
+fi
+extras=$([ "$mode" = test ] && echo "[dev,lab,train]" || true)
+
+uniq_words() { printf '%s\n' "$@" | awk 'NF && !seen[$0]++' | paste -sd' '; }
+if [ -n "${SETUP_PLAN:-}" ]; then
+  echo "debian: $(uniq_words "${required[@]}")"
+  echo "missing: $(uniq_words "${missing[@]+"${missing[@]}"}")"
+  echo "pip: -e .$extras"
+  exit 0
+fi
+
+# Services the test suite starts itself (on free ports); installing their packages must not start
+# them on this host (an SSH server above all), nor enable them for the next boot.
+units_of() {
+  for package in "$@"; do
+    case $package in
+      openssh-server) echo ssh ;; mosquitto|prometheus|redis-server) echo "$package" ;;
+    esac
+  done
+}
+
 if [ ${#missing[@]} -gt 0 ]; then
+  packages=$(uniq_words "${missing[@]}")
   if [ "$(id -u)" -ne 0 ]; then
-    echo "setup: need root to install: ${missing[*]} (run as root, or install them first)" >&2
+    echo "setup: need root to install: $packages (run as root, or install them first)" >&2
     exit 1
   fi
-  echo "setup: installing ${missing[*]}" >&2
-  echo "wireshark-common wireshark-common/install-setuid boolean true" | debconf-set-selections
+  echo "setup: installing Debian packages: $packages (apt-get, a minute or two)" >&2
+  # The service runs dumpcap with capabilities of its own: a plain dumpcap (systemd/INSTALL.md).
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  policy=/usr/sbin/policy-rc.d  # "exit 101": invoke-rc.d starts no service (one already there is left alone)
+  ours=
+  if [ ! -e $policy ]; then
+    printf '#!/bin/sh\nexit 101\n' >$policy && chmod 0755 $policy && ours=1
+    trap 'rm -f $policy' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # shellcheck disable=SC2086  # one word per package
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
+  if [ -n "$ours" ]; then rm -f $policy && trap - EXIT; fi
+  # shellcheck disable=SC2046
+  for unit in $(units_of $packages); do systemctl disable --quiet "$unit" 2>/dev/null || true; done
 fi
 
+# pip runs again only when the packaging changed (setup.cfg, pyproject.toml) since the last install.
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-if [ "$mode" = run ]; then
-  .venv/bin/python -m pip install -q -e . >/dev/null
-  exec .venv/bin/netgptd demo
+stamp=$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
+installed() { [ "$(cat ".venv/.setup-$1" 2>/dev/null)" = "$stamp" ]; }
+if ! installed "$mode" && ! { [ "$mode" = run ] && installed test; }; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  if [ "$mode" = run ]; then
+    echo "setup: installing netgptd into .venv (numpy, onnxruntime: about 100 MB, a minute or so)" >&2
+  else
+    echo "setup: installing netgptd with the dev, lab and train extras into .venv" \
+         "(torch, transformers: about 1.6 GB, several minutes)" >&2
+  fi
+  pip_status=0  # pip's own status (pipefail); its progress shows, lines about what is already there do not
+  .venv/bin/python -m pip install --progress-bar on -e ".$extras" \
+    | { grep -v -e '^Requirement already satisfied' -e '^Obtaining file:' || true; } || pip_status=$?
+  [ $pip_status -eq 0 ] || { echo "setup: pip install failed (exit status $pip_status)" >&2; exit 1; }
+  echo "$stamp" >".venv/.setup-$mode"
 fi
-.venv/bin/python -m pip install -q -e '.[dev,lab,train]' >/dev/null
-exec .venv/bin/python -m pytest -p no:cacheprovider "${@:2}"
+
+if [ "$mode" = test ]; then
+  exec .venv/bin/python -m pytest -p no:cacheprovider "${@:2}"
+fi
+status=0
+.venv/bin/netgptd demo || status=$?
+echo
+echo "setup: netgptd is in .venv/bin, not on your PATH: run '. .venv/bin/activate' to put it there" \
+     "for this shell (or call .venv/bin/netgptd)"
+exit $status

@@ -4,9 +4,11 @@ The JSON files are what Grafana provisions; this script is where they are
 edited: change a panel here, run ``python grafana/generate.py``, and commit
 both (``tests/test_grafana.py`` fails while the two differ).
 
-Every panel and query uses the provisioned Prometheus datasource by its
-fixed uid, so the dashboards work on any Grafana that loads
-``grafana/provisioning``. Queries are scoped to the ``$instance`` variable
+Every panel and query uses the ``$datasource`` variable (type datasource,
+any Prometheus), whose default is the provisioned datasource's fixed uid:
+the dashboards work as they are on a Grafana that loads
+``grafana/provisioning``, and imported on another one they offer its own
+Prometheus datasources (Grafana falls back to the default one). Queries are scoped to the ``$instance`` variable
 (the sensors' metrics endpoints) and aggregate across the sensors picked.
 
 Counters that carry a label only exist once something happened (a decode
@@ -31,7 +33,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 DASHBOARDS = HERE / "dashboards"
-DATASOURCE = {"type": "prometheus", "uid": "netgptd-prometheus"}
+PROVISIONED = {"type": "prometheus", "uid": "netgptd-prometheus"}  # grafana/provisioning/datasources/netgptd.yaml
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}  # what every panel, query and variable uses
 EDGE_LLM = "edge-llm"  # description prefix of panels whose metrics come from the trends plugin
 SCHEMA_VERSION = 39
 SEL = '{instance=~"$instance"}'  # the selector every query starts from
@@ -225,6 +228,20 @@ def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def dashboard(uid: str, title: str, description: str, panels: list[dict[str, Any]]) -> dict[str, Any]:
     sensors = "label_values(netgpt_build_info, instance)"
+    datasource = {
+        "name": "datasource",
+        "label": "Datasource",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {"selected": False, "text": "netgptd Prometheus", "value": PROVISIONED["uid"]},
+        "includeAll": False,
+        "multi": False,
+        "options": [],
+        "refresh": 1,
+        "regex": "",
+        "hide": 0,
+        "skipUrlSync": False,
+    }
     instance = {
         "name": "instance",
         "label": "Sensor",
@@ -267,7 +284,7 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict[str, Any
         "weekStart": "",
         "annotations": {"list": [annotation]},
         "links": [link],
-        "templating": {"list": [instance]},
+        "templating": {"list": [datasource, instance]},
         "panels": layout(panels),
     }
 

@@ -200,3 +200,52 @@ def test_quiet_prints_nothing(capture: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc
     assert proc.stdout == ""
     assert_no_complaints(proc.stderr)
+
+
+# -- on a terminal -----------------------------------------------------------------------
+
+
+def on_a_terminal(*args: str | Path) -> tuple[int, str]:
+    """Run ``netgptd ARGS`` with stderr on a pseudo-terminal, as a person sees it: (status, stderr)."""
+    import fcntl
+    import os
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
+    proc = subprocess.Popen([sys.executable, "-m", "netgptd", *map(str, args)], stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return proc.wait(timeout=90), b"".join(chunks).decode()
+
+
+def test_on_a_terminal_warnings_read_as_text_and_progress_ends_at_100(tmp_path: Path) -> None:
+    """A truncated pcapng: the warning is a readable line, not JSON, and the bar reaches 100 %.
+
+    pcapng blocks are larger than the record plus 16 bytes that the bar counts,
+    so before the bar was moved to each file's end it stopped at 93-94 %.
+    """
+    from netgptd.synth.demo import write_demo_capture
+
+    data = write_demo_capture(tmp_path / "demo.pcapng").read_bytes()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(data[: len(data) * 2 // 3 + 7])  # inside a block
+    status, stderr = on_a_terminal("replay", cut, "--eve", tmp_path / "eve.json", "--no-model")
+    assert status == 0, stderr
+    screen = re.split(r"[\r\n]+", stderr)  # what the terminal shows, one piece per (re)drawn line
+    warning = [line for line in screen if "capture_truncated" in line]
+    assert len(warning) == 1, stderr
+    assert not warning[0].startswith("{") and not warning[0].startswith("replay"), warning[0]
+    assert "warning" in warning[0] and str(cut) in warning[0], warning[0]
+    last_bar = stderr.replace("\r\n", "\n").split("\r")[-1]
+    assert "100%" in last_bar, repr(stderr[-400:])

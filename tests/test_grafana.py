@@ -1,7 +1,8 @@
 """Grafana dashboards and provisioning (``grafana/``).
 
 Static checks: the dashboards parse, have their fixed uids, use the
-provisioned datasource by its fixed uid everywhere, name only metrics the
+``$datasource`` variable everywhere (any Prometheus; by default the
+provisioned one, by its fixed uid), name only metrics the
 daemon exports, group by no address-like label, match what
 ``grafana/generate.py`` writes, and every query is valid PromQL (``promtool``).
 
@@ -38,7 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 GRAFANA = REPO / "grafana"
 DASHBOARDS = GRAFANA / "dashboards"
 PROVISIONING = GRAFANA / "provisioning"
-DATASOURCE = {"type": "prometheus", "uid": "netgptd-prometheus"}
+PROVISIONED_UID = "netgptd-prometheus"  # grafana/provisioning/datasources/netgptd.yaml
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}  # the dashboards' datasource variable
 DASHBOARD_UIDS = {"overview.json": "netgptd-overview", "health.json": "netgptd-health", "model.json": "netgptd-model"}
 EDGE_LLM = "edge-llm"  # in a panel's description or tags: it reads the trends plugin's metrics
 
@@ -143,7 +145,21 @@ def test_dashboards_have_their_fixed_uids() -> None:
         assert "id" not in dashboard or dashboard["id"] is None, f"{name}: a provisioned dashboard has no fixed id"
 
 
-def test_every_panel_and_query_uses_the_provisioned_datasource() -> None:
+def test_the_datasource_is_a_variable_that_defaults_to_the_provisioned_one() -> None:
+    """Imported on a Grafana without the provisioned uid, a dashboard still offers its Prometheus datasources."""
+    for name, dashboard in load_dashboards().items():
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert list(variables)[0] == "datasource", f"{name}: the datasource comes first (the others query it)"
+        datasource = variables["datasource"]
+        assert (datasource["type"], datasource["query"]) == ("datasource", "prometheus"), name
+        assert datasource["current"]["value"] == PROVISIONED_UID, name
+        assert not datasource["multi"] and not datasource["includeAll"], name
+        assert PROVISIONED_UID not in json.dumps({k: v for k, v in dashboard.items() if k != "templating"}), (
+            f"{name}: a panel names the provisioned uid instead of $datasource"
+        )
+
+
+def test_every_panel_and_query_uses_the_datasource_variable() -> None:
     for name, dashboard in load_dashboards().items():
         ids = [p["id"] for p in all_panels(dashboard)]
         assert len(ids) == len(set(ids)), f"{name}: panel ids repeat"
@@ -224,12 +240,12 @@ def test_provisioning_files() -> None:
     datasource = (PROVISIONING / "datasources" / "netgptd.yaml").read_text(encoding="utf-8")
     dashboards = (PROVISIONING / "dashboards" / "netgptd.yaml").read_text(encoding="utf-8")
     ds, db = simple_yaml(datasource), simple_yaml(dashboards)
-    assert ds["uid"] == DATASOURCE["uid"] and ds["type"] == "prometheus" and ds["url"] == "http://127.0.0.1:9090"
+    assert ds["uid"] == PROVISIONED_UID and ds["type"] == "prometheus" and ds["url"] == "http://127.0.0.1:9090"
     assert db["type"] == "file" and db["folder"] == "netgptd" and db["path"] == "/var/lib/grafana/dashboards/netgptd"
     yaml = pytest.importorskip("yaml", reason="PyYAML not installed: parsed by the key: value check only")
     (source,) = yaml.safe_load(datasource)["datasources"]
     assert yaml.safe_load(datasource)["apiVersion"] == 1
-    assert source["uid"] == DATASOURCE["uid"] and source["type"] == "prometheus"
+    assert source["uid"] == PROVISIONED_UID and source["type"] == "prometheus"
     assert source["url"] == "http://127.0.0.1:9090"
     (provider,) = yaml.safe_load(dashboards)["providers"]
     assert provider["type"] == "file" and provider["folder"] == "netgptd"

@@ -186,3 +186,65 @@ def test_tmpfiles_gives_the_config_to_the_group(tmp_path: Path) -> None:
     for path, mode in ((config.parent, 0o750), (config, 0o640)):
         st = path.stat()
         assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, gid, mode), path
+
+
+def _readme_install_block() -> str:
+    """README.md's short install: the shell block that creates the user."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", (REPO / "README.md").read_text(), re.MULTILINE | re.DOTALL)
+    found = [block for block in blocks if "systemd-sysusers" in block]
+    assert len(found) == 1, "expected one install block in README.md"
+    return found[0]
+
+
+def _checkout_copy(dest: Path) -> Path:
+    """The working tree as a user's checkout (pip writes build/ and *.egg-info into it)."""
+    ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "build", "*.egg-info", ".pytest_cache", ".hypothesis")
+    return Path(shutil.copytree(REPO, dest, ignore=ignore))
+
+
+# The README's block, literally, as root in a mount namespace where /etc and /opt are overlays on
+# a tmpfs: it adds a real user, installs a real venv and a real unit, and none of it outlives the test.
+NAMESPACE_SCRIPT = r"""
+set -euo pipefail
+mount -t tmpfs tmpfs "$SCRATCH"
+for d in etc opt; do
+  mkdir -p "$SCRATCH/$d-up" "$SCRATCH/$d-work"
+  mount -t overlay overlay -o "lowerdir=/$d,upperdir=$SCRATCH/$d-up,workdir=$SCRATCH/$d-work" "/$d"
+done
+cd "$CHECKOUT"
+bash -euo pipefail -c "$BLOCK" >"$LOGS/block.log" 2>&1
+echo "config $(stat -c '%U:%G %a' /etc/netgptd/netgptd.toml)"
+runuser -u netgptd -- test -r /etc/netgptd/netgptd.toml && echo "user reads config"
+runuser -u netgptd -- /usr/bin/dumpcap -v >/dev/null 2>&1 && echo "user runs dumpcap"
+systemd-analyze verify --man=no /etc/systemd/system/netgptd.service >"$LOGS/verify.log" 2>&1 && echo "verify exit 0"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_readme_install_block_works_as_written(tmp_path: Path) -> None:
+    """The short install in README.md, run as written, leaves a service its user can start."""
+    if os.geteuid() != 0:
+        pytest.skip("the install block runs as root (in a private mount namespace)")
+    for tool in ("unshare", "runuser", "systemd-sysusers", "systemd-tmpfiles", "systemd-analyze"):
+        _tool(tool)
+    if not os.access("/usr/bin/dumpcap", os.F_OK):
+        pytest.skip("tshark/dumpcap is not installed (the block's prerequisite)")
+    scratch, logs = tmp_path / "scratch", tmp_path / "logs"
+    scratch.mkdir()
+    logs.mkdir()
+    # A fresh Debian root's PATH: python3 is /usr/bin/python3, not a test runner's venv or pyenv.
+    env = {**os.environ, "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           "SCRATCH": str(scratch), "LOGS": str(logs), "BLOCK": _readme_install_block(),
+           "CHECKOUT": str(_checkout_copy(tmp_path / "netgptd")), "PIP_CACHE_DIR": str(tmp_path / "pip-cache")}
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", NAMESPACE_SCRIPT],
+                          env=env, capture_output=True, text=True, timeout=840)  # fmt: skip
+    block_log = (logs / "block.log").read_text() if (logs / "block.log").exists() else ""
+    assert proc.returncode == 0, f"{proc.stderr}\n--- the block's output:\n{block_log[-4000:]}"
+    results = proc.stdout.splitlines()
+    assert "config root:netgptd 640" in results
+    assert "user reads config" in results
+    assert "configuration OK" in block_log, "check-config as the netgptd user"
+    assert "user runs dumpcap" in results, "the example config captures live through dumpcap"
+    complaints = [line for line in (logs / "verify.log").read_text().splitlines() if UNIT.name in line]
+    assert complaints == [] and "verify exit 0" in results, complaints

@@ -14,7 +14,7 @@ from netgptd import logs
 from netgptd.trend.commands import add_trend_eval_parser
 from netgptd.trend.evaluate import evaluate_series, mase, mean_scores, naive_scale, origins, rmae, smape
 from netgptd.trend.forecasters import FORECASTERS, HoltWinters, SeasonalNaive, seasonal_naive_forecast
-from netgptd.trend.series import SeriesError, detect_season, load_series
+from netgptd.trend.series import SeriesError, detect_season, load_series, regularize
 
 RNG = np.random.default_rng(7)
 
@@ -54,17 +54,86 @@ def test_load_series_reads_values_and_times(tmp_path: Path) -> None:
     ("timestamp,value\n2015-01-01 00:00:00,1\nyesterday,2\n", ":3:", "bad timestamp 'yesterday'"),
     ("timestamp,value\n2015-01-01 00:00:00,1\n2015-01-01 00:05:00,lots\n", ":3:", "bad value 'lots'"),
     ("timestamp,value\n2015-01-01 00:00:00,1,2\n", ":2:", "expected 2 fields"),
-    ("timestamp,value\n2015-01-01 00:05:00,1\n2015-01-01 00:00:00,2\n", ":3:", "does not come after"),
     ("timestamp,value\n2015-01-01 00:00:00,nan\n", ":2:", "not a finite number"),
     ("timestamp,value\n", "", "no data rows"),
     ("", ":1:", "header"),
-], ids=["header", "timestamp", "value", "fields", "order", "nan", "no-rows", "empty"])  # fmt: skip
+], ids=["header", "timestamp", "value", "fields", "nan", "no-rows", "empty"])  # fmt: skip
 def test_bad_series_files_name_the_file_and_line(tmp_path: Path, text: str, where: str, what: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(text)
     with pytest.raises(SeriesError) as caught:
         load_series(path)
     assert str(caught.value).startswith(f"{path}{where}") and what in str(caught.value)
+
+
+def test_repeated_timestamps_are_averaged_and_missing_steps_interpolated(tmp_path: Path) -> None:
+    """A local-time export across a DST change, with CRLF line ends, as NAB's files have them."""
+    rows = ["2014-03-09 01:50:00,10", "2014-03-09 01:55:00,20",  # then 02:00-02:55 do not exist locally
+            "2014-03-09 03:00:00,30", "2014-03-09 03:00:00,50",  # the lost hour's rows, stamped 03:00
+            "2014-03-09 03:05:00,60", "2014-03-09 03:10:00,70", "2014-03-09 03:20:00,90"]  # fmt: skip
+    path = tmp_path / "dst.csv"
+    path.write_bytes(("timestamp,value\r\n" + "\r\n".join(rows) + "\r\n").encode())
+    series = load_series(path)
+    assert np.diff(series.timestamps).tolist() == [300.0] * (len(series.values) - 1)
+    assert series.timestamps[0] == 1394329800.0  # 2014-03-09T01:50:00Z
+    expected = [10, 20] + list(np.linspace(20, 40, 14)[1:-1]) + [40, 60, 70, 80, 90]
+    assert series.values.tolist() == pytest.approx(expected)
+    assert series.notes == ("1 repeated timestamp: their 2 rows averaged",
+                            "resampled to its step of 300 s: 13 missing steps interpolated")  # fmt: skip
+
+
+def test_epoch_timestamps_and_rows_out_of_order(tmp_path: Path) -> None:
+    path = tmp_path / "epoch.csv"
+    path.write_text("timestamp,value\n1400000600,3\n1400000000,1\n1400000300,2\n1400000901,4\n")
+    series = load_series(path)
+    assert series.values.tolist() == [1, 2, 3, 4]
+    assert series.timestamps.tolist() == [1400000000.0 + 300 * i for i in range(4)]
+    assert series.notes == ("4 timestamps read as time since the epoch", "timestamps went back 1 time: rows sorted by time",
+                            "resampled to its step of 300 s: 1 timestamp off the grid moved to the nearest step")  # fmt: skip
+    millis = tmp_path / "millis.csv"
+    millis.write_text("timestamp,value\n1400000000000,1\n1400000300000,2\n1400000600000,3\n")
+    assert load_series(millis).timestamps.tolist() == [1400000000.0, 1400000300.0, 1400000600.0]
+
+
+def test_scattered_points_are_not_mostly_invented() -> None:
+    """Three points a second apart and one 1,000 s later: a grid would be 99.6 % interpolation."""
+    times, values, notes = regularize(np.array([0.0, 1.0, 2.0, 1000.0]), np.array([1.0, 2.0, 3.0, 4.0]))
+    assert times.tolist() == [0, 1, 2, 1000] and values.tolist() == [1, 2, 3, 4]
+    assert notes == ["too irregular for a 1 s step: points kept as they are"]
+
+
+def test_a_regular_series_is_read_as_it_is(tmp_path: Path) -> None:
+    series = load_series(write_csv(tmp_path / "s.csv", seasonal(50, 12)))
+    assert series.notes == () and len(series.values) == 50
+
+
+def test_every_real_export_is_read_as_a_regular_series(corpus: Path) -> None:
+    """NAB's files as published: repeated timestamps at DST changes, CRLF, irregular sensors."""
+    files = sorted((corpus / "series-more").glob("*.csv"))
+    if not files:
+        pytest.skip("no series-more in the corpus")
+    noted = {}
+    for path in files:
+        series = load_series(path)
+        steps = np.diff(series.timestamps)
+        assert len(series.values) >= 1000 and np.allclose(steps, steps[0]), path
+        noted[path.stem] = series.notes
+    assert any("repeated timestamp" in n for n in noted["realKnownCause__ec2_request_latency_system_failure"])
+    assert any("sorted by time" in n for n in noted["realKnownCause__machine_temperature_system_failure"])
+    assert noted["artificialNoAnomaly__art_daily_no_noise"] == ()
+
+
+def test_trend_eval_says_what_it_did_to_a_real_export(corpus: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    path = corpus / "series-more" / "realAdExchange__exchange-2_cpc_results.csv"  # CRLF, 12:00:01 twice
+    if not path.is_file():
+        pytest.skip(f"{path} not in the corpus")
+    out = tmp_path / "report.json"
+    assert run_cli(["eval", str(path), "--forecaster", "last_value", "--forecaster", "seasonal_naive",
+                    "--out", str(out)]) == 0  # fmt: skip
+    notes = json.loads(out.read_text())["series"][path.stem]["notes"]
+    assert notes[0] == "1 repeated timestamp: their 2 rows averaged", notes
+    assert f"netgptd trend eval: {path}: {'; '.join(notes)}" in capsys.readouterr().err
 
 
 # --- season detection ---------------------------------------------------------
@@ -198,7 +267,8 @@ def test_trend_eval_on_a_real_corpus_series(corpus: Path, tmp_path: Path) -> Non
     out = tmp_path / "report.json"
     assert run_cli(["eval", str(path), "--horizon", "12", "--out", str(out)]) == 0
     series = json.loads(out.read_text())["series"]["ec2_network_in_257a54"]
-    assert series["points"] == 4032 and series["season"] == 12 and series["origins"] == 100
+    assert series["notes"] == ["resampled to its step of 300 s: 2 missing steps interpolated"]
+    assert series["points"] == 4034 and series["season"] == 12 and series["origins"] == 100
     scores = series["forecasters"]
     assert scores["seasonal_naive"]["rmae"] == pytest.approx(1.0)
     for name in ("last_value", "holt_winters"):

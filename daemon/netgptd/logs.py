@@ -1,4 +1,4 @@
-"""structlog set-up: one JSON object per line, for journald and log shippers."""
+"""structlog set-up: JSON lines for journald, pipes and log shippers; readable lines on a terminal."""
 
 from __future__ import annotations
 
@@ -9,17 +9,26 @@ from typing import TextIO
 import structlog
 
 
+def _renderer(stream: TextIO) -> structlog.typing.Processor:
+    """One JSON object per line, unless a person reads ``stream`` on a terminal."""
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        return structlog.dev.ConsoleRenderer(colors=False)
+    return structlog.processors.JSONRenderer(sort_keys=False)
+
+
 def configure(stream: TextIO | None = None, level: str = "info") -> None:
-    """Send JSON key/value events to ``stream`` (stderr by default)."""
+    """Send key/value events to ``stream`` (stderr by default): JSON, or readable lines on a TTY."""
+    stream = stream or sys.stderr
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(sort_keys=False),
+            _renderer(stream),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )

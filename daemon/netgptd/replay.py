@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from netgptd.capture.file_source import CaptureFileError, PcapFileSource
 from netgptd.capture.records import CaptureStats, PacketRecord
-from netgptd.classify import ClassificationStage, VerdictSource
+from netgptd.classify import ClassificationStage, VerdictSource, classifiable
 from netgptd.eve import flow_event, stats_event
 from netgptd.flow.config import FlowConfig
 from netgptd.flow.table import Flow
@@ -37,7 +37,12 @@ class ReplayResult:
 
 
 def _with_progress(records: Iterator[PacketRecord], bar: tqdm) -> Iterator[PacketRecord]:
-    """Advance ``bar`` by the bytes read, in steps (a per-packet update costs too much)."""
+    """Advance ``bar`` by the bytes read, in steps (a per-packet update costs too much).
+
+    A record's bytes plus 16 is the classic pcap record; pcapng blocks are
+    larger, so this falls short of the file's size, and the caller moves
+    the bar to each file's end when that file is done.
+    """
     pending = 0
     for record in records:
         pending += len(record.data) + 16
@@ -79,18 +84,22 @@ def replay(
     if stage is not None:
         ingest.flows.on_buffer_full = stage.buffer_full
     paths = [Path(p) for p in paths]
-    total = sum(p.stat().st_size for p in paths if p.is_file())
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc="replay", disable=not progress)
+    sizes = [p.stat().st_size if p.is_file() else 0 for p in paths]
+    bar = tqdm(total=sum(sizes), unit="B", unit_scale=True, desc="replay", disable=not progress)
+
+    unclassified: Counter[str] = Counter()  # flows the model gets no look at, by reason (as in run)
 
     def emit(flows: list[Flow]) -> None:
         if stage is not None:
+            unclassified["no_payload"] += sum(1 for flow in flows if not classifiable(flow))
             stage.ended(flows)
             return
         for flow in flows:
             sink(flow_event(flow))
 
     with bar:
-        for path in paths:
+        done = 0  # bytes of the files finished so far
+        for path, size in zip(paths, sizes):
             source = PcapFileSource(path)
             try:
                 records = source.packets()
@@ -101,16 +110,20 @@ def replay(
             except CaptureFileError as exc:
                 result.failed_files.append(str(exc))  # the caller reports it, one line per file
             if source.truncated:
-                log.warning("capture_truncated", file=str(path), detail=source.damage, packets=source.packets_read)
+                with bar.external_write_mode():  # on its own line, not glued to the progress bar
+                    log.warning("capture_truncated", file=str(path), detail=source.damage, packets=source.packets_read)
                 result.truncated_files.append(str(path))
             _count_drops(result.capture_drops, source.stats())
             result.last_ts_ns = max(result.last_ts_ns, ingest.flows.now_ns)
             emit(ingest.flush())
             if stage is not None:
                 stage.run()
+            done += size
+            bar.update(done - bar.n)
     stats = ingest.stats()
     if stage is not None:
         stats["classified"], stats["alerts"] = stage.classified, stage.alerts
+        stats["unclassified"] = {reason: n for reason, n in unclassified.items() if n}
     stats["capture_drops"] = dict(result.capture_drops)
     sink(stats_event(result.last_ts_ns, stats))
     return result

@@ -197,7 +197,7 @@ def _error(message: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    logs.configure(sys.stdout, args.log_level or "info")  # journald reads stdout
+    logs.configure(sys.stderr, args.log_level or "info")  # journald reads stderr too; stdout may carry EVE
     try:
         settings = settings_from_args(args)
         check_plugins(settings)

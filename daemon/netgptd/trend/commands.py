@@ -42,7 +42,8 @@ def add_trend_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
                     "every STEP-th origin of the rest, and report MASE, rMAE (vs seasonal naive) and sMAPE "
                     "per series and averaged, as JSON.",
     )  # fmt: skip
-    p.add_argument("csv", nargs="+", type=Path, metavar="CSV", help="timestamp,value files, equally spaced")
+    p.add_argument("csv", nargs="+", type=Path, metavar="CSV",
+                   help="timestamp,value files, ISO or epoch timestamps (made regular on reading: see the notes)")
     p.add_argument("--horizon", type=positive, default=12, metavar="H", help="steps ahead to forecast (default 12)")
     p.add_argument("--season", type=_season, default="auto", metavar="S|auto",
                    help="seasonal period in steps, or auto: detected on each training part (default auto)")  # fmt: skip
@@ -78,7 +79,9 @@ def cmd_trend_eval(args: argparse.Namespace) -> int:
             forecasters = {name: FORECASTERS[name](season) for name in names}
             result = evaluate_series(series.values, forecasters, args.horizon, step, season, args.train_fraction)
             key = series.name if series.name not in report["series"] else str(path)  # same file name, two folders
-            report["series"][key] = {"path": str(path), **result}
+            report["series"][key] = {"path": str(path), **result, "notes": list(series.notes)}
+            if series.notes:  # the series was made regular: say how, next to the progress bar
+                tqdm.write(f"netgptd trend eval: {path}: {'; '.join(series.notes)}", file=sys.stderr)
             log.info("trend_eval_series", series=series.name, season=season, origins=result["origins"])
     except (SeriesError, EvaluationError) as exc:
         print(f"netgptd: error: {exc}", file=sys.stderr)
