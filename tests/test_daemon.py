@@ -393,8 +393,12 @@ def test_a_failure_inside_the_pipeline_is_a_non_zero_exit_and_one_line(tmp_path:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     reason = "struct.error: 'H' format requires 0 <= number <= 65535 (at community_id.py:"
-    assert result.stderr.startswith(f"netgptd: error: {reason}") and len(result.stderr.splitlines()) == 1, result.stderr
-    failed = [json.loads(line) for line in result.stdout.splitlines() if '"failed"' in line]
+    logs, plain = [], []  # stderr: the JSON log (not a terminal), then the one line for a person
+    for line in result.stderr.splitlines():
+        (logs if line.startswith("{") else plain).append(line)
+    assert plain == [plain[-1]] and plain[-1].startswith(f"netgptd: error: {reason}"), result.stderr
+    assert result.stderr.splitlines()[-1] == plain[-1]
+    failed = [json.loads(line) for line in logs if '"failed"' in line]
     assert len(failed) == 1 and failed[0]["level"] == "error" and failed[0]["error"].startswith(reason)
 
 
