@@ -205,7 +205,9 @@ def full_stats(n: int) -> dict[str, Any]:
         "queues": {"capture": 12, "classify": 3}, "queue_limits": {"capture": 4096, "classify": 1024},
         "watchdog": {"pings": 9 * n, "stalls": 1}, "plugin_errors": {"mqtt": n},
         "plugins": {"mqtt": {"connected": 1, "outbox_depth": 17, "outbox_dropped": n, "published": 50 * n,
-                             "reconnects": 2}},
+                             "reconnects": 2},
+                    "rules": {"tracked": {"syn_flood": 3, "port_sweep": 10_000}, "evicted": {"port_sweep": 40 * n},
+                              "sketched": {"syn_flood": 5 * n}, "cooldowns": 2, "cooldowns_evicted": n}},
     }  # fmt: skip
 
 
@@ -229,6 +231,9 @@ EXPECTED_FULL = {  # full_stats(2), as exported
     key("netgpt_plugin_errors_total", plugin="mqtt"): 2,
     key("netgpt_mqtt_connected"): 1, key("netgpt_mqtt_outbox_depth"): 17, key("netgpt_mqtt_outbox_dropped_total"): 2,
     key("netgpt_mqtt_published_total"): 100, key("netgpt_mqtt_reconnects_total"): 2,
+    key("netgpt_rules_windows", rule="syn_flood"): 3, key("netgpt_rules_windows", rule="port_sweep"): 10_000,
+    key("netgpt_rules_evicted_total", rule="port_sweep"): 80, key("netgpt_rules_sketched_total", rule="syn_flood"): 10,
+    key("netgpt_rules_cooldowns"): 2, key("netgpt_rules_cooldowns_evicted_total"): 2,
 }  # fmt: skip
 
 

@@ -101,13 +101,17 @@ class DistinctWindow:
         index = int(when // self.shape.slice_width)
         slices = self._slices
         if slices and slices[-1].index == index:
-            part = slices[-1]
+            self._count(slices[-1], value)
         elif not slices or slices[-1].index < index:
-            part = _Slice(index)
-            slices.append(part)
+            slices.append(_Slice(index))
+            self._count(slices[-1], value)
             self._expire(index - SLICES - 1)  # only a new latest slice moves the window
-        else:
-            part = self._earlier_slice(index)
+        else:  # a flow that started before the latest one (flows end, and come here, out of start order)
+            self._count(self._earlier_slice(index), value)
+            if len(slices) > 2 * SLICES:  # times far apart: the oldest go
+                self._expire(slices[0].index)
+
+    def _count(self, part: _Slice, value: Hashable) -> None:
         if value in part.values:
             return
         holders = self._holders
@@ -152,7 +156,7 @@ class DistinctWindow:
         return len(self._holders)
 
     def _earlier_slice(self, index: int) -> _Slice:
-        """The slice of a flow that started before the latest one (made if missing)."""
+        """The slice ``index``, before the latest one (made if missing)."""
         slices = self._slices
         for position in range(len(slices) - 1, -1, -1):
             if slices[position].index == index:
@@ -164,9 +168,9 @@ class DistinctWindow:
         return slices[0]
 
     def _expire(self, through: int) -> None:
-        """Drop slices up to index ``through``, and the oldest beyond 2 spans' worth (times far apart)."""
+        """Drop the slices up to index ``through``."""
         slices = self._slices
-        while slices and (slices[0].index <= through or len(slices) > 2 * SLICES):
+        while slices and slices[0].index <= through:
             for value in slices.pop(0).values:
                 left = self._holders[value] - 1
                 if left:
