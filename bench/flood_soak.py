@@ -133,7 +133,7 @@ def proc_memory_mib(pid: int) -> tuple[float, float]:
 def scrape(port: int) -> dict[str, float]:
     """The daemon's metrics, summed over labels by name (empty while it does not answer)."""
     try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     except OSError:
         return {}
     totals: dict[str, float] = {}
@@ -175,7 +175,8 @@ def verdict(rss: list[float], tolerance: float) -> str:
     third = max(1, len(rss) // 3)
     first, last = sum(rss[:third]) / third, sum(rss[-third:]) / third
     growth = (last - first) / first
-    return f"{'flat' if growth <= tolerance else 'growing'} (last third {last:.0f} MiB vs first third {first:.0f} MiB, {growth:+.1%})"
+    word = "flat" if growth <= tolerance else "growing"
+    return f"{word} (last third {last:.0f} MiB vs first third {first:.0f} MiB, {growth:+.1%})"
 
 
 def main() -> None:
@@ -186,7 +187,8 @@ def main() -> None:
     parser.add_argument("--capture-step", type=float, default=1.0, help="seconds between corpus captures' starts")
     parser.add_argument("--replay-speed", type=float, default=1.0)
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
-    parser.add_argument("--warmup", type=float, default=120.0, help="seconds left out of the verdict (flow table fills)")
+    parser.add_argument("--warmup", type=float, default=120.0,
+                        help="seconds left out of the verdict (while the flow table fills)")
     parser.add_argument("--tolerance", type=float, default=0.05, help="growth of the mean RSS still called flat")
     parser.add_argument("--no-model", action="store_true", help="run without classification")
     args = parser.parse_args()
@@ -204,8 +206,11 @@ def main() -> None:
         write_config(config, capture, eve, port, args.replay_speed, not args.no_model)
         command = [sys.executable, "-m", "netgptd", "run", "--config", str(config), "--state-dir", str(tmpdir)]
         daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(tmpdir / "log", "w"))
-        print(f"\n{'t s':>6}{'VmRSS MiB':>11}{'VmHWM MiB':>11}{'flows':>10}{'flows/s':>9}{'classified':>12}"
-              f"{'alerts':>8}{'rules tracked':>15}{'evicted':>10}")  # fmt: skip
+        columns = {"packets": "netgpt_packets_total", "classified": "netgpt_flows_classified_total",
+                   "alerts": "netgpt_alerts_total", "rules windows": "netgpt_rules_windows",
+                   "evicted": "netgpt_rules_evicted_total"}  # fmt: skip
+        print(f"\n{'t s':>6}{'VmRSS MiB':>11}{'VmHWM MiB':>11}{'flows':>10}{'flows/s':>9}"
+              + "".join(f"{name:>{len(name) + 3}}" for name in columns))
         samples: list[tuple[float, float]] = []
         begin, previous = time.monotonic(), (0.0, 0.0)
         limit = args.duration / max(args.replay_speed, 1e-9) + 120 if args.replay_speed else float("inf")
@@ -223,9 +228,8 @@ def main() -> None:
             previous = (t, flows)
             samples.append((t, rss))
             print(f"{t:>6.0f}{rss:>11.0f}{hwm:>11.0f}{flows:>10,.0f}{rate:>9,.0f}"
-                  f"{metrics.get('netgpt_flows_classified_total', 0):>12,.0f}{metrics.get('netgpt_alerts_total', 0):>8,.0f}"
-                  f"{metrics.get('netgpt_rules_windows', 0):>15,.0f}{metrics.get('netgpt_rules_evicted_total', 0):>10,.0f}",
-                  flush=True)  # fmt: skip
+                  + "".join(f"{metrics.get(metric, 0):>{len(name) + 3},.0f}" for name, metric in columns.items()),
+                  flush=True)
         if daemon.poll() is None:
             daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=120)

@@ -23,6 +23,8 @@ import pytest
 
 from broker import Mosquitto, Subscriber, free_port, mosquitto  # noqa: F401 -- the fixture
 
+from netgptd.synth.demo import write_demo_capture
+
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
 MINING = "mining/cgminer.g0.pcapng"  # 18 s, 7,163 packets, 1,325 flows, model alerts (mining) all along
@@ -307,3 +309,26 @@ def test_live_source_until_sigterm(kind: str, tmp_path: Path) -> None:
     flows = daemon.events("flow")
     assert len(flows) == 1 and flows[0]["dest_port"] == port and flows[0]["flow"]["pkts_toserver"] == 5
     assert flows[0]["flow"]["reason"] == "shutdown"
+
+
+def test_scrapes_that_hang_up_do_not_end_the_sensor(tmp_path: Path) -> None:
+    """A scrape whose client hangs up before the answer (a busy sensor's scrape timing out, as under a flood in
+    bench/flood_soak.py) is an EPIPE for that connection; it used to end the whole daemon by SIGPIPE."""
+    port = free_port()
+    capture = write_demo_capture(tmp_path / "demo.pcapng")
+    daemon = Daemon(tmp_path, "--no-model", "--source", f"pcap:{capture}", "--replay-speed", "1",
+                    "--metrics", f"127.0.0.1:{port}")  # fmt: skip
+    try:
+        daemon.wait_for_log("metrics_listening")
+        for _ in range(200):
+            if daemon.process.poll() is not None:
+                break
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(b"GET /metrics HTTP/1.1\r\nHost: sensor\r\n\r\n")  # and gone before the answer
+            time.sleep(0.01)
+        assert daemon.process.poll() is None, f"the sensor ended: exit {daemon.process.returncode}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            assert b"netgpt_build_info" in answer.read()
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()

@@ -192,6 +192,10 @@ def _error(message: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # A daemon, not a filter in a pipe (the CLI restores SIGPIPE's default for those): a peer that hangs up,
+    # such as a metrics scrape that timed out while the sensor was busy, is an EPIPE for that connection,
+    # never the end of the sensor (systemd starts services with SIGPIPE ignored for the same reason).
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     logs.configure(sys.stdout, args.log_level or "info")  # journald reads stdout
     try:
         settings = settings_from_args(args)
