@@ -15,6 +15,10 @@ alert per offender and window (then stay quiet for a cool-down):
 - ``host_sweep``: one source reaching the same port on many hosts;
 - ``bruteforce``: many short, completed TCP connections from one source
   to one service (SSH, FTP, HTTP logins).
+
+A spoofed-source flood brings a new key with nearly every flow, so every
+table is bounded (``netgptd.rule_windows``): at most ``max_keys`` windows per
+rule and cool-downs, and each window exact up to twice its rule's threshold.
 """
 
 from __future__ import annotations
