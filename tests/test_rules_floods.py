@@ -47,12 +47,12 @@ def _spoofed(rng: random.Random) -> str:
 def flood(total: int, rate: int = 20_000, seed: int = 7) -> Iterator[dict[str, Any]]:
     """``total`` flows at ``rate`` per second, in turn: a spoofed SYN flood on one victim, a spoofed UDP
     flood on another, spoofed one-probe port sweeps of random hosts; and one real scanner probing
-    30 ports of one host, spread over the whole run."""
+    30 ports of one host, spread over the run's first 3 seconds at most (faster than the threshold)."""
     rng = random.Random(seed)
-    scan_every = max(1, total // 30)
+    scan_every = max(1, min(total, 3 * rate) // 30)
     for n in range(total):
         ts = T0 + n * NS // rate
-        if n % scan_every == scan_every // 2:
+        if n % scan_every == scan_every // 2 and n < 30 * scan_every:
             yield _flow(n, ts, SCANNER, 40000, SCANNED, 1 + n // scan_every, "TCP", refused=True)
         elif n % 3 == 0:
             yield _flow(n, ts, _spoofed(rng), rng.randrange(1024, 65536), SYN_VICTIM, 80, "TCP")
