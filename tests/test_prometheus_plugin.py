@@ -209,7 +209,9 @@ def full_stats(n: int) -> dict[str, Any]:
                              "reconnects": 2},
                     "ask": {"connected": 1, "received": 30 * n, "accepted": 5 * n, "rate_limited": 20 * n,
                             "refused": {"unsigned": 3 * n, "dangerous": n}, "dropped": {"busy": n},
-                            "malformed": {"too_deep": n}}},
+                            "malformed": {"too_deep": n}},
+                    "rules": {"tracked": {"syn_flood": 3, "port_sweep": 10_000}, "evicted": {"port_sweep": 40 * n},
+                              "sketched": {"syn_flood": 5 * n}, "cooldowns": 2, "cooldowns_evicted": n}},
     }  # fmt: skip
 
 
@@ -237,6 +239,9 @@ EXPECTED_FULL = {  # full_stats(2), as exported
     key("netgpt_ask_rate_limited_total"): 40, key("netgpt_ask_refused_total", reason="unsigned"): 6,
     key("netgpt_ask_refused_total", reason="dangerous"): 2, key("netgpt_ask_dropped_total", reason="busy"): 2,
     key("netgpt_ask_malformed_total", reason="too_deep"): 2,
+    key("netgpt_rules_windows", rule="syn_flood"): 3, key("netgpt_rules_windows", rule="port_sweep"): 10_000,
+    key("netgpt_rules_evicted_total", rule="port_sweep"): 80, key("netgpt_rules_sketched_total", rule="syn_flood"): 10,
+    key("netgpt_rules_cooldowns"): 2, key("netgpt_rules_cooldowns_evicted_total"): 2,
 }  # fmt: skip
 
 

@@ -36,6 +36,17 @@ def timestamp_at(seconds: float) -> str:
     return timestamp(int(round(seconds * 1e9)))
 
 
+def event_seconds(text: str) -> float:
+    """Seconds since the epoch of an EVE timestamp (``2024-05-01T12:00:00.123456+0000``), the inverse of
+    :func:`timestamp` (a C parse: rules and trends read one per flow).
+
+    A timestamp without a zone is taken as UTC."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
 def ip_text(address: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(address) == 4 else socket.AF_INET6, address)
 

@@ -15,16 +15,19 @@ alert per offender and window (then stay quiet for a cool-down):
 - ``host_sweep``: one source reaching the same port on many hosts;
 - ``bruteforce``: many short, completed TCP connections from one source
   to one service (SSH, FTP, HTTP logins).
+
+A spoofed-source flood brings a new key with nearly every flow, so every
+table is bounded (``netgptd.rule_windows``): at most ``max_keys`` windows per
+rule and cool-downs, and each window exact up to twice its rule's threshold.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from netgptd.eve import alert_object, timestamp
+from netgptd.eve import alert_object, event_seconds, timestamp
+from netgptd.rule_windows import Cooldowns, WindowShape, WindowTable
 from netgptd.signatures import RULE_SIGNATURES
 
 ALERT_FLOW_FIELDS = ("src_ip", "src_port", "dest_ip", "dest_port", "proto", "app_proto", "community_id", "host")
@@ -39,13 +42,10 @@ class RuleSettings:
     port_sweep_ports: int = 25
     host_sweep_hosts: int = 25
     bruteforce_connections: int = 20
+    max_keys: int = 10_000  # windows per rule, and cool-downs, kept at most (a spoofed flood brings a key per flow)
 
 
 RULES = RULE_SIGNATURES  # name: its signature (id, category, severity), in netgptd.signatures
-
-
-def _epoch(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
 def _half_open(event: dict[str, Any]) -> bool:
@@ -68,42 +68,18 @@ def _unanswered(event: dict[str, Any]) -> bool:
     return flow["pkts_toclient"] == 0
 
 
-class _Window:
-    """Values seen in a sliding time window, with their distinct count kept
-    up to date as they come and go (a flood puts tens of thousands in one)."""
-
-    def __init__(self) -> None:
-        self._entries: deque[tuple[float, object]] = deque()
-        self._counts: Counter[object] = Counter()
-
-    def add(self, when: float, value: object) -> None:
-        self._entries.append((when, value))
-        self._counts[value] += 1
-
-    def expire(self, before: float) -> None:
-        while self._entries and self._entries[0][0] < before:
-            _, value = self._entries.popleft()
-            self._counts[value] -= 1
-            if not self._counts[value]:
-                del self._counts[value]
-
-    @property
-    def distinct(self) -> int:
-        return len(self._counts)
-
-
 class FlowRateRules:
     """Feed flow events with ``observe``; it returns the alert events it raises."""
 
     def __init__(self, settings: RuleSettings | None = None) -> None:
         self.settings = settings or RuleSettings()
-        self._windows: dict[tuple[str, tuple], _Window] = defaultdict(_Window)
-        self._quiet_until: dict[tuple[str, tuple], float] = {}
+        self._windows: dict[str, WindowTable] = {}  # by rule
+        self._cooldowns = Cooldowns(self.settings.max_keys)
 
     def observe(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         if event.get("event_type") != "flow" or event.get("proto") not in ("TCP", "UDP"):
             return []
-        when = _epoch(event["flow"]["start"])
+        when = event_seconds(event["flow"]["start"])
         src, dst, port = event["src_ip"], event["dest_ip"], event["dest_port"]
         alerts = []
         s = self.settings
@@ -125,13 +101,12 @@ class FlowRateRules:
 
     def _count(self, rule: str, key: tuple, when: float, value: object, threshold: int,
                event: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
-        window = self._windows[(rule, key)]
+        window = self._table(rule, threshold).window(key, when)
         window.add(when, value)
-        window.expire(when - self.settings.window_s)
-        distinct = window.distinct
-        if distinct < threshold or when < self._quiet_until.get((rule, key), float("-inf")):
+        if not window.reached(threshold) or self._cooldowns.quiet((rule, key), when):
             return []
-        self._quiet_until[(rule, key)] = when + self.settings.cooldown_s
+        self._cooldowns.start((rule, key), when + self.settings.cooldown_s, when)
+        distinct = window.distinct()
         confidence = round(min(1.0, distinct / (2 * threshold)), 4)  # 0.5 at the threshold
         return [self._alert(rule, when, event, confidence, distinct)]
 
@@ -144,3 +119,22 @@ class FlowRateRules:
         alert["netgpt"] = {"detector": rule, "confidence": confidence, "flows": flows,
                            "window_s": self.settings.window_s}  # fmt: skip
         return alert
+
+    def _table(self, rule: str, threshold: int) -> WindowTable:
+        """The rule's windows; exact up to twice its threshold, where an alert's confidence reaches 1."""
+        table = self._windows.get(rule)
+        if table is None:
+            shape = WindowShape(self.settings.window_s, 2 * max(1, threshold))
+            table = self._windows[rule] = WindowTable(shape, self.settings.max_keys)
+        return table
+
+    def status(self) -> dict[str, Any]:
+        """How full the bounded tables are and what they dropped, by rule (for ``netgpt_status``)."""
+        tables = [(rule, self._windows.get(rule)) for rule in RULES]
+        return {
+            "tracked": {rule: 0 if t is None else len(t) for rule, t in tables},
+            "evicted": {rule: 0 if t is None else t.evicted for rule, t in tables},
+            "sketched": {rule: 0 if t is None else t.sketched_total() for rule, t in tables},
+            "cooldowns": len(self._cooldowns),
+            "cooldowns_evicted": self._cooldowns.evicted,
+        }

@@ -106,6 +106,16 @@ STATS_METRICS = (
           label="reason"),  # fmt: skip
     _Stat(("plugins", "ask", "malformed"), "netgpt_ask_malformed_total",
           "Ask messages that were not requests (counted, dropped), by reason.", label="reason"),  # fmt: skip
+    _Stat(("plugins", "rules", "tracked"), "netgpt_rules_windows", "Windows the rule detectors keep, by rule.",
+          counter=False, label="rule"),  # fmt: skip
+    _Stat(("plugins", "rules", "evicted"), "netgpt_rules_evicted_total", "Rule windows dropped for room, by rule.",
+          label="rule"),  # fmt: skip
+    _Stat(("plugins", "rules", "sketched"), "netgpt_rules_sketched_total", "Values rule windows counted in a "
+          "sketch past their exact cap, by rule.", label="rule"),  # fmt: skip
+    _Stat(("plugins", "rules", "cooldowns"), "netgpt_rules_cooldowns", "Offenders the rules keep quiet now.",
+          counter=False),  # fmt: skip
+    _Stat(("plugins", "rules", "cooldowns_evicted"), "netgpt_rules_cooldowns_evicted_total",
+          "Cool-downs forgotten for room before they ended."),  # fmt: skip
 )
 
 

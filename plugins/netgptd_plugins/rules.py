@@ -20,3 +20,8 @@ class RulesPlugin:
     @hookimpl
     def netgpt_event(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         return self.rules.observe(event)
+
+    @hookimpl
+    def netgpt_status(self) -> dict[str, Any]:
+        """Windows tracked, evicted and sketched by rule, and the cool-downs (the bounds a flood presses on)."""
+        return self.rules.status()

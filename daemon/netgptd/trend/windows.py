@@ -24,25 +24,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import structlog
+
+from netgptd.eve import event_seconds
 
 log = structlog.get_logger(__name__)
 
 UNCLASSIFIED = "unclassified"
 TRAFFIC_METRICS = ("flows", "bytes", "packets")
-
-
-def event_seconds(text: str) -> float:
-    """Seconds since the epoch of an EVE timestamp (``2024-05-01T12:00:00.123456+0000``).
-
-    A timestamp without a zone is taken as UTC."""
-    when = datetime.fromisoformat(text)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
 
 
 def event_time(event: dict[str, Any]) -> float | None:
