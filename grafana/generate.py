@@ -429,9 +429,35 @@ def health() -> dict[str, Any]:
                    [target(rate("netgpt_mqtt_published_total"), "published"),
                     target(rate("netgpt_mqtt_outbox_dropped_total"), "dropped"),
                     target(rate("netgpt_mqtt_reconnects_total"), "reconnects")], "short", w=24),
+        row("Rule detectors and the ask channel"),
+        timeseries("Rule windows", "Windows the rule detectors keep now, by rule (each rule's table is bounded by "
+                   "max_keys), and the offenders kept quiet after an alert.",
+                   [target(f"max by (rule) (netgpt_rules_windows{SEL})", "{{rule}}"),
+                    target(f"max(netgpt_rules_cooldowns{SEL})", "cool-downs")], "short"),
+        timeseries("Rule tables under pressure", "Per second, by rule: windows evicted for room (a spoofed flood "
+                   "brings a key per flow) and values counted in a sketch past a window's exact cap; cool-downs "
+                   "forgotten for room.",
+                   [target(or_zero(rate("netgpt_rules_evicted_total", "rule"), "rule"), "evicted {{rule}}"),
+                    target(or_zero(rate("netgpt_rules_sketched_total", "rule"), "rule"), "sketched {{rule}}"),
+                    target(or_zero(rate("netgpt_rules_cooldowns_evicted_total")), "cool-downs evicted")], "short"),
+        stat("Ask connected", "Whether each sensor's ask plugin is connected to its broker now (no data: the ask "
+             "plugin is off).", [target(f"max by (instance) (netgpt_ask_connected{SEL})", "{{instance}}")], "none",
+             defaults={"mappings": [{"type": "value", "options": mqtt_states}]}, w=6),
+        stat("Ask messages", "Messages read on .../ask in the time range, requests or not.",
+             [target(increase("netgpt_ask_received_total"), "received", instant=True)], "short", w=6),
+        timeseries("Ask channel", "Requests on .../ask per second: accepted (signed by a configured requester, "
+                   "within its rate), rate limited, refused, dropped and malformed by reason (zero without the "
+                   "ask plugin).",
+                   [target(or_zero(rate("netgpt_ask_accepted_total")), "accepted"),
+                    target(or_zero(rate("netgpt_ask_rate_limited_total")), "rate limited"),
+                    target(or_zero(rate("netgpt_ask_refused_total", "reason"), "reason"), "refused {{reason}}"),
+                    target(or_zero(rate("netgpt_ask_dropped_total", "reason"), "reason"), "dropped {{reason}}"),
+                    target(or_zero(rate("netgpt_ask_malformed_total", "reason"), "reason"), "malformed {{reason}}")],
+                   "short"),
     ]
     return dashboard("netgptd-health", "netgptd / Sensor health",
-                     "Capture, decode, queues, flow table, MQTT and watchdog of the netgptd sensors.", panels)
+                     "Capture, decode, queues, flow table, MQTT, rules, the ask channel and watchdog of the netgptd "
+                     "sensors.", panels)
 
 
 def model() -> dict[str, Any]:

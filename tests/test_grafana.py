@@ -52,10 +52,14 @@ COUNTERS = {
     "netgpt_flow_bytes_total", "netgpt_flow_packets_total", "netgpt_alerts_total", "netgpt_watchdog_pings_total",
     "netgpt_watchdog_stalls_total", "netgpt_plugin_errors_total", "netgpt_mqtt_outbox_dropped_total",
     "netgpt_mqtt_published_total", "netgpt_mqtt_reconnects_total", "netgpt_fragments_unmatched_total",
+    "netgpt_rules_evicted_total", "netgpt_rules_sketched_total", "netgpt_rules_cooldowns_evicted_total",
+    "netgpt_ask_received_total", "netgpt_ask_accepted_total", "netgpt_ask_rate_limited_total",
+    "netgpt_ask_refused_total", "netgpt_ask_dropped_total", "netgpt_ask_malformed_total",
 }  # fmt: skip
 GAUGES = {
     "netgpt_build_info", "netgpt_model_info", "netgpt_uptime_seconds", "netgpt_flows_active", "netgpt_queue_depth",
-    "netgpt_queue_capacity", "netgpt_mqtt_connected", "netgpt_mqtt_outbox_depth",
+    "netgpt_queue_capacity", "netgpt_mqtt_connected", "netgpt_mqtt_outbox_depth", "netgpt_rules_windows",
+    "netgpt_rules_cooldowns", "netgpt_ask_connected",
 }  # fmt: skip
 HISTOGRAMS = {"netgpt_app_confidence", "netgpt_attack_confidence", "netgpt_inference_duration_seconds",
               "netgpt_inference_batch_size"}  # fmt: skip
@@ -413,11 +417,13 @@ def test_every_panel_query_returns_data(tmp_path: Path) -> None:
 
     with contextlib.ExitStack() as stack:
         broker = stack.enter_context(mqtt_broker(tmp_path))
-        if broker is None:  # the MQTT plugin's metrics are there only with the plugin on
-            wanted = {name for name in wanted if not name.startswith("netgpt_mqtt_")}
-            skipped_mqtt = {qid for qid, expr in queries() if "netgpt_mqtt_" in expr}
+        if broker is None:  # the MQTT and ask plugins' metrics are there only with the plugins on
+            wanted = {name for name in wanted if not name.startswith(("netgpt_mqtt_", "netgpt_ask_"))}
+            skipped_mqtt = {qid for qid, expr in queries() if "netgpt_mqtt_" in expr or "netgpt_ask_" in expr}
         else:
             cmd += ["--mqtt", broker]
+            with config.open("a", encoding="utf-8") as more:  # the ask channel, without the intent model
+                more.write(f'\n[plugins.ask]\nurl = "{broker}"\nintents = false\n')
             skipped_mqtt = set()
         daemon_log, prom_log = tmp_path / "netgptd.log", tmp_path / "prometheus.log"
         prom = stack.enter_context(process(prom_cmd, prom_log))
