@@ -28,6 +28,9 @@ CORPUS_ENV = "NETGPT_CORPUS"
 # folders hold .pcap and .pcapng files next to test.yaml; nDPI's one .cap is
 # a classic pcap). test_corpus_robustness checks that no capture is missed.
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
+PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
+               b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34"}  # fmt: skip
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
 
 def corpus_path() -> Path:
@@ -44,11 +47,20 @@ def corpus_missing_reason() -> str | None:
     return f"capture corpus not found at {path} ({how})"
 
 
+def starts_like_capture(path: Path) -> bool:
+    """Whether the file begins with a pcap or pcapng magic number."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    return magic in PCAP_MAGICS or magic == PCAPNG_MAGIC
+
+
 def capture_files(root: Path) -> list[Path]:
-    """Capture files under ``root`` (recursively), sorted for stable test ids."""
+    """Capture files under ``root`` (recursively), sorted for stable test ids: by suffix, and files named
+    otherwise (``.dmp``, none) that start like a capture."""
     if not root.is_dir():
         return []
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in CAPTURE_SUFFIXES and p.is_file())
+    return sorted(p for p in root.rglob("*") if p.is_file() and (p.suffix.lower() in CAPTURE_SUFFIXES
+                                                                 or starts_like_capture(p)))  # fmt: skip
 
 
 @pytest.fixture(scope="session")
