@@ -205,6 +205,8 @@ def test_reopen_after_a_move_writes_a_new_file_and_loses_nothing(tmp_path: Path)
     assert eve.stat().st_mode & 0o777 == 0o640
 
 
-def test_flush_delay_must_not_be_negative() -> None:
-    with pytest.raises(PluginError, match=r"^\[plugins.eve\] flush_delay: must not be negative"):
-        load_plugin("eve", {"flush_delay": -1.0})
+@pytest.mark.parametrize("delay", [-1.0, 1.5])
+def test_flush_delay_is_bounded(delay: float) -> None:
+    """The issue's bound: a line follows its event by at most 1 s, whatever is configured."""
+    with pytest.raises(PluginError, match=r"^\[plugins.eve\] flush_delay: must be between 0 and 1 s"):
+        load_plugin("eve", {"flush_delay": delay})

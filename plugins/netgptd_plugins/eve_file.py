@@ -35,12 +35,15 @@ FLUSH_BYTES = 64 * 1024
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
+MAX_FLUSH_DELAY = 1.0  # seconds: what kill -9 may lose, and how late a line may follow its metrics
+
+
 class EveFilePlugin:
     """Appends by default, as Suricata does with eve.json; ``append=False`` starts afresh."""
 
     def __init__(self, path: str = "-", append: bool = True, flush_delay: float = 0.5) -> None:
-        if flush_delay < 0:
-            raise ValueError(f"flush_delay: must not be negative, got {flush_delay}")
+        if not 0 <= flush_delay <= MAX_FLUSH_DELAY:  # beyond it, a quiet sensor's alert would wait in a buffer
+            raise ValueError(f"flush_delay: must be between 0 and {MAX_FLUSH_DELAY:g} s, got {flush_delay}")
         self.path = path
         self.flush_delay = flush_delay
         self.out: LineFile | StreamLines
