@@ -132,7 +132,8 @@ def add_trend_train_parser(subparsers: argparse._SubParsersAction) -> argparse.A
     source.add_argument("--csv", type=Path, nargs="+", metavar="FILE", help="timestamp,value series")
     source.add_argument("--history", type=Path, metavar="STATE_DIR", help="a state directory's window history")
     p.add_argument("--holdout", type=Path, nargs="+", default=[], metavar="FILE",
-                   help="whole series kept out of training and scored as unseen for the manifest's validation")
+                   help="whole series kept out of training (also where --csv names them) and scored as unseen for "
+                        "the manifest's validation")  # fmt: skip
     p.add_argument("--lora", action="store_true", help="train a LoRA adapter on --base instead of all weights")
     p.add_argument("--base", type=Path, metavar="DIR",
                    help="start from this model folder (default: from scratch; with --lora: the shipped model)")
@@ -189,7 +190,8 @@ def cmd_trend_train(args: argparse.Namespace) -> int:
         config = replace(config, lr=args.lr)
     try:
         if args.csv:
-            series = llm_train.series_from_csvs(args.csv, args.train_fraction)
+            held = {path.resolve() for path in args.holdout}
+            series = llm_train.series_from_csvs([p for p in args.csv if p.resolve() not in held], args.train_fraction)
             series += llm_train.series_from_csvs(args.holdout, holdout=True)
             for s in series:
                 s.location = args.location
