@@ -12,7 +12,8 @@ import pytest
 
 from netgptd import logs
 from netgptd.trend.commands import add_trend_eval_parser
-from netgptd.trend.evaluate import BATCH, evaluate_series, forecast_all, mase, mean_scores, naive_scale, origins, rmae, smape
+from netgptd.trend.evaluate import (BATCH, evaluate_series, forecast_all, mase, mean_scores, naive_scale, origins,
+                                   rmae, smape)
 from netgptd.trend.forecasters import FORECASTERS, HoltWinters, SeasonalNaive, seasonal_naive_forecast
 from netgptd.trend.series import SeriesError, detect_season, load_series, regularize
 

@@ -4,9 +4,13 @@ Examples are sliding windows: a forecast origin ``t`` of a series gives the
 prompt built from ``values[:t]`` (``llm.build_prompt``) followed by the next
 ``HORIZON`` values in the same window units and ``<eos>``. Only the training
 part of a CSV series is ever read (its first ``train_fraction``, as ``trend
-eval`` splits), and the last ``val_fraction`` of that part is kept out of
-training to score the model (rMAE against seasonal naive, as ``trend eval``
-does) for the manifest. Synthetic seasonal, bursty series can be mixed in.
+eval`` splits; 1: all of it), and the last ``val_fraction`` of that part is
+kept out of training to score the model (rMAE against seasonal naive, as
+``trend eval`` does) for the manifest. *Holdout* series are never trained on:
+they are scored whole from ``HOLDOUT_FROM`` on, as unseen series, which is how
+the shipped model is judged (trained on other series than those it is scored
+on). The manifest lists every file read, with its use and SHA-256. Synthetic
+seasonal, bursty series can be mixed in.
 
 The loss is cross-entropy on the continuation with *ordinal* label
 smoothing: part of each number's target mass is spread over the number
