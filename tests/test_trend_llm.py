@@ -208,6 +208,7 @@ def test_trend_train_scores_holdout_series_it_never_trains_on(tmp_path: Path) ->
     config = T.TrainConfig(val_fraction=0.0)
     pool = T.series_from_csvs([train], 1.0) + T.series_from_csvs([held], holdout=True)
     assert {i for i, _ in T.sample_origins(pool, config, np.random.default_rng(0), 500)} == {0}
+    assert run_cli(["train", "--out", str(out), "--history", str(tmp_path), "--holdout", str(held)]) == 2
 
 
 def test_trend_train_rejects_a_series_too_short_to_learn_from(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -27,18 +27,16 @@ def _season(text: str) -> int | str:
     return text if text == "auto" else positive(text)
 
 
+def _share(text: str, inclusive: bool = True) -> float:
+    """A number from 0 to 1 (``inclusive``), else strictly between them."""
+    value = float(text)
+    if not (0 <= value <= 1 if inclusive else 0 < value < 1):
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, not {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, not {text}")
-    return value
-
-
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, not {text}")
-    return value
+    return _share(text, inclusive=False)
 
 
 def add_trend_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -188,6 +186,9 @@ def cmd_trend_train(args: argparse.Namespace) -> int:
         config = replace(config, examples=args.examples)
     if args.lr:
         config = replace(config, lr=args.lr)
+    if args.holdout and not args.csv:
+        print("netgptd: error: --holdout goes with --csv", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.csv:
             held = {path.resolve() for path in args.holdout}
