@@ -20,8 +20,8 @@ Event, one per series and closed window::
                "forecast": [{"timestamp": <start of the window h ahead>, "value": v}, ...],
                "history": <points the forecast saw>}}
 
-Forecasters: ``auto`` takes edge_llm where registered, else holt_winters
-(with statsmodels), else seasonal_naive, and moves down that list when one
+Forecasters: ``auto`` takes edge_llm where registered, else holt_winters,
+else seasonal_naive, and moves down that list when one
 cannot be made (no model, no torch), with a warning; a forecaster named
 explicitly is never replaced (its failures are counted). One with
 ``predict_many`` (edge_llm) is made once and forecasts a round's series in
@@ -43,8 +43,8 @@ stats ``netgpt_event`` call instead. Rounds are emitted in window order. At
 most ``MAX_PENDING`` rounds wait; a window closing beyond that is stored
 but not forecast (``rounds_skipped``). Rounds still running at close are
 not emitted (the other plugins are closing too). The executor is a thread:
-a forecaster that holds the GIL (statsmodels) still slows the loop while it
-runs, a few milliseconds at a time; torch's kernels release it.
+a forecaster that holds the GIL (Holt-Winters' NumPy loop) still slows the loop
+while it runs, a few milliseconds at a time; torch's kernels release it.
 
 Quiet periods: a window closes when an event's time passes its end. On a
 live capture with no traffic, the periodic stats event (wall-clock time)
@@ -56,7 +56,6 @@ its windows.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import math
 import sqlite3
@@ -92,7 +91,7 @@ COST_SMOOTHING = 0.3  # weight of the latest measurement in the per-series cost 
 
 
 def _usable(name: str) -> bool:
-    return name in FORECASTERS and (name != "holt_winters" or importlib.util.find_spec("statsmodels") is not None)
+    return name in FORECASTERS
 
 
 def resolve_forecaster(name: str) -> str:
@@ -102,8 +101,6 @@ def resolve_forecaster(name: str) -> str:
         return next(n for n in PREFERRED if _usable(n))
     if name not in FORECASTERS:
         raise ValueError(f"forecaster: unknown {name!r} (known: {AUTO}, {', '.join(sorted(FORECASTERS))})")
-    if not _usable(name):
-        raise ValueError(f"forecaster: {name} needs statsmodels (pip install 'netgptd[train]')")
     return name
 
 

@@ -27,11 +27,16 @@ def _season(text: str) -> int | str:
     return text if text == "auto" else positive(text)
 
 
-def _fraction(text: str) -> float:
+def _share(text: str, inclusive: bool = True) -> float:
+    """A number from 0 to 1 (``inclusive``), else strictly between them."""
     value = float(text)
-    if not 0 < value < 1:
+    if not (0 <= value <= 1 if inclusive else 0 < value < 1):
         raise argparse.ArgumentTypeError(f"must lie between 0 and 1, not {text}")
     return value
+
+
+def _fraction(text: str) -> float:
+    return _share(text, inclusive=False)
 
 
 def add_trend_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -57,7 +62,7 @@ def add_trend_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
     return p
 
 
-NEEDS = {"holt_winters": ("statsmodels",), "edge_llm": ("torch", "transformers")}  # forecaster: its libraries
+NEEDS = {"edge_llm": ("torch", "transformers")}  # forecaster: its libraries
 
 
 def cmd_trend_eval(args: argparse.Namespace) -> int:
@@ -71,21 +76,27 @@ def cmd_trend_eval(args: argparse.Namespace) -> int:
     step = args.step or args.horizon
     report: dict[str, Any] = {"horizon": args.horizon, "step": step, "train_fraction": args.train_fraction,
                               "series": {}}  # fmt: skip
+    bar = tqdm(total=len(args.csv) * len(names), desc="trend eval", unit="forecaster",
+               disable=not sys.stderr.isatty())  # fmt: skip
     try:
-        for path in tqdm(args.csv, desc="trend eval", unit="series", disable=not sys.stderr.isatty()):
+        for path in args.csv:
             series = load_series(path)
             split = int(len(series.values) * args.train_fraction)
             season = detect_season(series.values[:split]) if args.season == "auto" else args.season
             forecasters = {name: FORECASTERS[name](season) for name in names}
-            result = evaluate_series(series.values, forecasters, args.horizon, step, season, args.train_fraction)
+            bar.set_postfix_str(series.name)
+            result = evaluate_series(series.values, forecasters, args.horizon, step, season, args.train_fraction,
+                                     on_done=lambda name: bar.update())  # fmt: skip
             key = series.name if series.name not in report["series"] else str(path)  # same file name, two folders
             report["series"][key] = {"path": str(path), **result, "notes": list(series.notes)}
             if series.notes:  # the series was made regular: say how, next to the progress bar
                 tqdm.write(f"netgptd trend eval: {path}: {'; '.join(series.notes)}", file=sys.stderr)
             log.info("trend_eval_series", series=series.name, season=season, origins=result["origins"])
     except (SeriesError, EvaluationError) as exc:
+        bar.close()
         print(f"netgptd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    bar.close()
     report["mean"] = mean_scores(list(report["series"].values()))
     text = json.dumps(report, indent=2)
     if args.out:
@@ -118,6 +129,9 @@ def add_trend_train_parser(subparsers: argparse._SubParsersAction) -> argparse.A
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", type=Path, nargs="+", metavar="FILE", help="timestamp,value series")
     source.add_argument("--history", type=Path, metavar="STATE_DIR", help="a state directory's window history")
+    p.add_argument("--holdout", type=Path, nargs="+", default=[], metavar="FILE",
+                   help="whole series kept out of training (also where --csv names them) and scored as unseen for "
+                        "the manifest's validation")  # fmt: skip
     p.add_argument("--lora", action="store_true", help="train a LoRA adapter on --base instead of all weights")
     p.add_argument("--base", type=Path, metavar="DIR",
                    help="start from this model folder (default: from scratch; with --lora: the shipped model)")
@@ -129,8 +143,14 @@ def add_trend_train_parser(subparsers: argparse._SubParsersAction) -> argparse.A
     p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {defaults.lr}; --lora 1e-3)")
     p.add_argument("--synthetic", type=int, default=defaults.synthetic, metavar="N",
                    help=f"synthetic series mixed in from scratch (default {defaults.synthetic}; 0: none)")
-    p.add_argument("--train-fraction", type=_fraction, default=0.7, metavar="F",
-                   help="leading fraction of each CSV series to train on, as trend eval splits (default 0.7)")
+    p.add_argument("--synthetic-share", type=_share, default=defaults.synthetic_share, metavar="F",
+                   help=f"share of the examples drawn from synthetic series (default {defaults.synthetic_share})")
+    p.add_argument("--train-fraction", type=_share, default=0.7, metavar="F",
+                   help="leading fraction of each CSV series to train on, as trend eval splits; 1: all of it "
+                        "(default 0.7)")  # fmt: skip
+    p.add_argument("--val-fraction", type=_share, default=defaults.val_fraction, metavar="F",
+                   help="trailing fraction of each training series kept to score the model; 0: none (then "
+                        f"only --holdout series are scored) (default {defaults.val_fraction})")  # fmt: skip
     p.add_argument("--metric", action="append", metavar="NAME",
                    help="with --history: window metrics to learn (repeatable; default bytes and flows, plus "
                         "the bytes of the top applications)")  # fmt: skip
@@ -158,16 +178,22 @@ def cmd_trend_train(args: argparse.Namespace) -> int:
 
     config = replace(llm_train.TrainConfig(), epochs=args.epochs, batch=args.batch, synthetic=args.synthetic,
                      seed=args.seed, threads=args.threads, device=args.device, max_minutes=args.max_minutes or None,
-                     timezone=args.timezone)  # fmt: skip
+                     timezone=args.timezone, synthetic_share=args.synthetic_share,
+                     val_fraction=args.val_fraction)  # fmt: skip
     if args.lora:
         config = replace(config, examples=4096, lr=1e-3, synthetic=0)
     if args.examples:
         config = replace(config, examples=args.examples)
     if args.lr:
         config = replace(config, lr=args.lr)
+    if args.holdout and not args.csv:
+        print("netgptd: error: --holdout goes with --csv", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.csv:
-            series = llm_train.series_from_csvs(args.csv, args.train_fraction)
+            held = {path.resolve() for path in args.holdout}
+            series = llm_train.series_from_csvs([p for p in args.csv if p.resolve() not in held], args.train_fraction)
+            series += llm_train.series_from_csvs(args.holdout, holdout=True)
             for s in series:
                 s.location = args.location
         else:

@@ -17,7 +17,7 @@ exact everywhere) is reported as None (JSON null), never as infinity.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -64,9 +64,24 @@ def origins(points: int, horizon: int, step: int, train_fraction: float) -> rang
     return range(int(points * train_fraction), points - horizon + 1, step)
 
 
+BATCH = 64  # histories per ``predict_many`` call
+
+
+def forecast_all(forecaster: Forecaster, histories: Sequence[np.ndarray], horizon: int) -> np.ndarray:
+    """One forecast per history (rows), in batches where the forecaster has ``predict_batch``/``predict_many``."""
+    many = getattr(forecaster, "predict_batch", None) or getattr(forecaster, "predict_many", None)
+    if many is None:
+        return np.stack([forecaster.predict(h, horizon) for h in histories])
+    return np.concatenate([np.stack(many(histories[i:i + BATCH], horizon)) for i in range(0, len(histories), BATCH)])
+
+
 def evaluate_series(values: np.ndarray, forecasters: Mapping[str, Forecaster], horizon: int, step: int,
-                    season: int, train_fraction: float = 0.7) -> dict:  # fmt: skip
-    """Scores of each forecaster (``{name: {mase, rmae, smape}}``) plus the split used."""
+                    season: int, train_fraction: float = 0.7,
+                    on_done: Callable[[str], None] | None = None) -> dict:  # fmt: skip
+    """Scores of each forecaster (``{name: {mase, rmae, smape}}``) plus the split used.
+
+    ``on_done(name)`` is called as each forecaster finishes (progress).
+    """
     split = int(len(values) * train_fraction)
     starts = origins(len(values), horizon, step, train_fraction)
     if split < 2 or not starts:
@@ -78,9 +93,11 @@ def evaluate_series(values: np.ndarray, forecasters: Mapping[str, Forecaster], h
     scores: dict[str, dict[str, float | None]] = {}
     for name, forecaster in forecasters.items():
         forecaster.fit(train)
-        forecast = np.stack([forecaster.predict(values[:t], horizon) for t in starts])
+        forecast = forecast_all(forecaster, [values[:t] for t in starts], horizon)
         scores[name] = {"mase": mase(actual, forecast, train, season), "rmae": rmae(actual, forecast, reference),
                         "smape": smape(actual, forecast)}  # fmt: skip
+        if on_done:
+            on_done(name)
     return {"points": len(values), "train_points": split, "season": season, "origins": len(starts),
             "forecasters": scores}  # fmt: skip
 

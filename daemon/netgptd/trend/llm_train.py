@@ -4,9 +4,13 @@ Examples are sliding windows: a forecast origin ``t`` of a series gives the
 prompt built from ``values[:t]`` (``llm.build_prompt``) followed by the next
 ``HORIZON`` values in the same window units and ``<eos>``. Only the training
 part of a CSV series is ever read (its first ``train_fraction``, as ``trend
-eval`` splits), and the last ``val_fraction`` of that part is kept out of
-training to score the model (rMAE against seasonal naive, as ``trend eval``
-does) for the manifest. Synthetic seasonal, bursty series can be mixed in.
+eval`` splits; 1: all of it), and the last ``val_fraction`` of that part is
+kept out of training to score the model (rMAE against seasonal naive, as
+``trend eval`` does) for the manifest. *Holdout* series are never trained on:
+they are scored whole from ``HOLDOUT_FROM`` on, as unseen series, which is how
+the shipped model is judged (trained on other series than those it is scored
+on). The manifest lists every file read, with its use and SHA-256. Synthetic
+seasonal, bursty series can be mixed in.
 
 The loss is cross-entropy on the continuation with *ordinal* label
 smoothing: part of each number's target mass is spread over the number
@@ -56,26 +60,29 @@ class TrainSeries:
     site: str | None = None
     location: str | None = None
     synthetic: bool = False
+    holdout: bool = False  # scored for the manifest only, never trained on
+    path: str | None = None  # the file it was read from
+    file_sha256: str | None = None
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 1
-    examples: int = 54_000  # per epoch
+    examples: int = 48_000  # per epoch
     batch: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup: float = 0.05  # fraction of the steps
     smoothing: float = 0.5  # share of each number's target mass spread over its neighbours
     smoothing_width: float = 3.0  # in number tokens (0.1 window units near 0)
-    synthetic: int = 64  # synthetic series in the pool (0: none)
+    synthetic: int = 128  # synthetic series in the pool (0: none)
     synthetic_points: int = 4032
-    synthetic_share: float = 0.25  # of the examples
+    synthetic_share: float = 0.5  # of the examples
     val_fraction: float = 0.1
     time_dropout: float = 0.5  # examples written without local time (trend eval never has it)
     season_dropout: float = 0.1  # examples written with season 1 (no lag values)
-    n_layer: int = 3
-    n_embd: int = 96
+    n_layer: int = 2
+    n_embd: int = 64
     n_head: int = 4
     dropout: float = 0.05
     lora_rank: int = 8
@@ -83,21 +90,25 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     device: str = "cpu"  # torch device for training (the model is always saved and scored on the CPU)
-    max_minutes: float | None = 9.0  # stop the loop early (then not reproducible step for step); None: never
+    max_minutes: float | None = 20.0  # stop the loop early (then not reproducible step for step); None: never
     timezone: str | None = None  # for the local time of series with timestamps (default UTC)
 
 
 # --- training series -------------------------------------------------------------------------
 
 
-def series_from_csvs(paths: Sequence[Path], train_fraction: float = 0.7) -> list[TrainSeries]:
-    """The training parts (first ``train_fraction``) of ``timestamp,value`` CSV series."""
+def series_from_csvs(paths: Sequence[Path], train_fraction: float = 0.7, holdout: bool = False) -> list[TrainSeries]:
+    """The training parts (first ``train_fraction``; 1: all) of ``timestamp,value`` CSV series.
+
+    ``holdout``: whole series, kept out of training and scored as unseen (``validate``).
+    """
     out = []
     for path in paths:
         series = load_series(Path(path))
-        split = int(len(series.values) * train_fraction)
+        split = len(series.values) if holdout else int(len(series.values) * train_fraction)
         values = series.values[:split]
-        out.append(TrainSeries(series.name, values, detect_season(values), series.timestamps[:split]))
+        out.append(TrainSeries(series.name, values, detect_season(values), series.timestamps[:split],
+                               holdout=holdout, path=str(path), file_sha256=sha256_file(Path(path))))  # fmt: skip
     return out
 
 
@@ -210,9 +221,17 @@ class ExampleMaker:
         return np.concatenate([prompt.ids, self.tok.number_tokens(target), [self.tok.eos]])
 
 
+HOLDOUT_FROM = 0.7  # a held-out series is scored from here on, as ``trend eval`` splits
+
+
 def splits(series: TrainSeries, val_fraction: float) -> tuple[range, range]:
-    """Training origins (targets end before the validation part) and validation origins (every HORIZON)."""
+    """Training origins (targets end before the validation part) and validation origins (every HORIZON).
+
+    A held-out series has no training origins; its validation origins are those ``trend eval`` scores.
+    """
     n = len(series.values)
+    if series.holdout:
+        return range(0), range(max(int(n * HOLDOUT_FROM), MIN_ORIGIN), n - L.HORIZON + 1, L.HORIZON)
     val_start = n if series.synthetic or val_fraction <= 0 else int(n * (1 - val_fraction))
     train = range(MIN_ORIGIN, val_start - L.HORIZON + 1)
     val = range(max(val_start, MIN_ORIGIN), n - L.HORIZON + 1, L.HORIZON) if val_start < n else range(0)
@@ -322,7 +341,7 @@ def train(series: list[TrainSeries], out: Path, config: TrainConfig, base: Path 
         base_manifest, tok = {}, L.TrendTokenizer()
         model = new_model(tok, config)
     base_validation = {}
-    if base is not None and config.val_fraction > 0:  # what training on these series has to beat
+    if base is not None and any(len(splits(s, config.val_fraction)[1]) for s in series):  # what training has to beat
         base_validation = validate(L.EdgeLLM(model.eval(), tok, base_manifest, str(base)), series, config)
     if lora:
         from peft import LoraConfig, get_peft_model
@@ -403,7 +422,8 @@ def train(series: list[TrainSeries], out: Path, config: TrainConfig, base: Path 
         weights = out / "model.safetensors"
         (out / "generation_config.json").unlink(missing_ok=True)
         merged = model
-    validation = validate(L.EdgeLLM(merged, tok, {}, "training"), series, config) if config.val_fraction > 0 else {}
+    scored = any(len(splits(s, config.val_fraction)[1]) for s in series)
+    validation = validate(L.EdgeLLM(merged, tok, {}, "training"), series, config) if scored else {}
     manifest = {
         "format": L.MANIFEST_FORMAT,
         "kind": "lora-adapter" if lora else "model",
@@ -424,7 +444,9 @@ def train(series: list[TrainSeries], out: Path, config: TrainConfig, base: Path 
                                            "weights_sha256": base_manifest.get("weights_sha256")},
         "training": {
             "config": asdict(config),
-            "series": [{"name": s.name, "points": len(s.values), "season": s.season,
+            "files": [{"path": s.path, "sha256": s.file_sha256, "use": "holdout" if s.holdout else "train"}
+                      for s in series if s.path],
+            "series": [{"name": s.name, "points": len(s.values), "season": s.season, "holdout": s.holdout,
                         "values_sha256": hashlib.sha256(np.ascontiguousarray(s.values, "<f8").tobytes()).hexdigest(),
                         "training_origins": len(splits(s, config.val_fraction)[0]),
                         "validation_origins": len(splits(s, config.val_fraction)[1])}
