@@ -80,8 +80,8 @@ def _run(rules: FlowRateRules, events: Iterable[dict[str, Any]]) -> tuple[list[d
 def _check_detection(alerts: list[dict[str, Any]]) -> None:
     first = {}
     for alert in alerts:
-        first.setdefault((alert["alert"]["source"], alert["src_ip"] if "sweep" in alert["alert"]["source"]
-                          else alert["dest_ip"]), event_seconds(alert["timestamp"]))  # fmt: skip
+        rule = alert["netgpt"]["detector"]
+        first.setdefault((rule, alert["src_ip"] if "sweep" in rule else alert["dest_ip"]), event_seconds(alert["timestamp"]))
     start = T0 / NS
     assert first[("syn_flood", SYN_VICTIM)] - start < 10
     assert first[("udp_flood", UDP_VICTIM)] - start < 10
