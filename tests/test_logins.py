@@ -49,7 +49,9 @@ SMTP = [("s", b"220 mail ESMTP\r\n"), ("c", b"EHLO x\r\n"), ("s", b"250-mail\r\n
         ("c", b"c2VjcmV0\r\n"), ("s", b"535 5.7.8 Authentication credentials invalid\r\n"),
         ("c", b"AUTH PLAIN AGFkbWluAHNlY3JldA==\r\n"), ("s", b"235 2.7.0 Authentication successful\r\n")]  # fmt: skip
 POP3 = [("s", b"+OK POP3 ready\r\n"), ("c", b"USER bob\r\n"), ("s", b"+OK\r\n"), ("c", b"PASS guess\r\n"),
-        ("s", b"-ERR [AUTH] Authentication failed.\r\n"), ("c", b"STAT\r\n"), ("s", b"-ERR Unknown command\r\n")]  # fmt: skip
+        ("s", b"-ERR [AUTH] Authentication failed.\r\n"), ("c", b"STAT\r\n"), ("s", b"-ERR Unknown command\r\n"),
+        ("c", b"AUTH\r\n"), ("s", b"-ERR 1 argument required\r\n"), ("c", b"AUTH PLAIN\r\n"), ("s", b"+ \r\n"),
+        ("c", b"AGFkbWluAGd1ZXNz\r\n"), ("s", b"-ERR authentication failed\r\n")]  # fmt: skip
 IMAP = [("s", b"* OK IMAP4rev1 ready\r\n"), ("c", b"a1 LOGIN bob guess\r\n"),
         ("s", b"* BYE\r\na1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"), ("c", b"a2 LOGIN bob right\r\n"),
         ("s", b"a2 OK Logged in\r\n"), ("c", b"a3 SELECT inbox\r\n"), ("s", b"a3 NO no such mailbox\r\n")]  # fmt: skip
@@ -57,6 +59,10 @@ AUTH_GET = b"GET /admin/ HTTP/1.1\r\nHost: x\r\nUser-Agent: hydra\r\nAuthorizati
 HTTP_AUTH = [("c", AUTH_GET), ("s", b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"),
              ("c", AUTH_GET), ("s", b"HTTP/1.1 403 Forbidden\r\n\r\n"),
              ("c", AUTH_GET), ("s", b"HTTP/1.1 200 OK\r\n\r\n")]  # fmt: skip
+NTLM = [("c", b"GET /wsman HTTP/1.1\r\nAuthorization: Negotiate TlRMTVNTUAABAAAAl4II4g==\r\n\r\n"),
+        ("s", b"HTTP/1.1 401 \r\nWWW-Authenticate: Negotiate TlRMTVNTUAACAAAA\r\n\r\n"),
+        ("c", b"GET /wsman HTTP/1.1\r\nAuthorization: Negotiate TlRMTVNTUAADAAAA\r\n\r\n"),
+        ("s", b"HTTP/1.1 401 \r\nWWW-Authenticate: Negotiate\r\n\r\n")]  # fmt: skip
 HTTP_PLAIN = [("c", b"GET /private HTTP/1.1\r\nHost: x\r\n\r\n"), ("s", b"HTTP/1.1 401 Unauthorized\r\n\r\n"),
               ("c", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), ("s", b"HTTP/1.1 403 Forbidden\r\n\r\n")]  # fmt: skip
 TELNET = [("s", b"\xff\xfd\x18\xff\xfd\x20"), ("c", b"\xff\xfc\x18\xff\xfc\x20"), ("s", b"\r\nlogin: "),
@@ -68,11 +74,12 @@ TELNET = [("s", b"\xff\xfd\x18\xff\xfd\x20"), ("c", b"\xff\xfc\x18\xff\xfc\x20")
     (21, FTP, {"service": "ftp", "attempts": 3, "failed": 3}),
     (2121, FTP, {"service": "ftp", "attempts": 3, "failed": 3}),  # known by its commands off port 21
     (25, SMTP, {"service": "smtp", "attempts": 2, "failed": 1}),
-    (110, POP3, {"service": "pop3", "attempts": 1, "failed": 1}),  # -ERR to STAT is no login
+    (110, POP3, {"service": "pop3", "attempts": 2, "failed": 2}),  # -ERR to STAT or a bare AUTH is no login
     (143, IMAP, {"service": "imap", "attempts": 2, "failed": 1}),  # NO to SELECT is no login
     (80, HTTP_AUTH, {"service": "http", "attempts": 3, "failed": 2}),
+    (5985, NTLM, {"service": "http", "attempts": 2, "failed": 1}),  # the challenge leg is no failure, the refusal is
     (23, TELNET, {"service": "telnet", "attempts": 2, "failed": 2}),
-], ids=["ftp", "ftp-other-port", "smtp", "pop3", "imap", "http-auth", "telnet"])  # fmt: skip
+], ids=["ftp", "ftp-other-port", "smtp", "pop3", "imap", "http-auth", "http-ntlm", "telnet"])  # fmt: skip
 def test_failed_logins_from_the_servers_replies(port: int, exchange: Exchange, expected: dict[str, Any]) -> None:
     assert logins(port, exchange) == expected
 
@@ -83,6 +90,8 @@ def test_no_login_no_evidence() -> None:
     assert logins(25, [("s", b"220 mail\r\n"), ("c", b"EHLO x\r\n"), ("s", b"250 ok\r\n"), ("c", b"MAIL FROM:<a@b>\r\n"),
                        ("s", b"530 5.7.0 Must issue a STARTTLS command first\r\n")]) is None  # fmt: skip
     assert logins(443, [("c", b"\x16\x03\x01\x00\x05hello"), ("s", b"\x16\x03\x03\x00\x05hello")]) is None
+    s7_connect = b"\x03\x00\x00\x16\x11\xe0\x00\x00\x00\x01\x00\xc1\x02\x01\x00\xc2\x02\x01\x02\xc0\x01\x0a"
+    assert logins(102, [("c", s7_connect), ("s", b"\x03\x00\x00\x16\x11\xd0")]) is None, "ISO-TSAP, not RDP"
 
 
 def test_encrypted_login_services_give_their_session_shape() -> None:

@@ -21,7 +21,8 @@ Failed logins, counted from the server's reply to a login command:
   after USER/PASS/APOP/AUTH; IMAP: ``<tag> NO`` to ``<tag> LOGIN`` or
   ``AUTHENTICATE``; HTTP: a ``401``/``403`` status to a request that
   carried an ``Authorization`` header (a request without one is never a
-  login: a browser's first 401 challenge is not a failure); Telnet: the
+  login: a browser's first 401 challenge is not a failure, nor is the 401
+  carrying the next token of an NTLM or Negotiate handshake); Telnet: the
   server saying ``Login incorrect`` (or ``login failed``, ``authentication
   failed``).
 - Reply codes are read at the start of each line of a segment; a reply
@@ -67,6 +68,8 @@ IAC = 0xFF  # Telnet's "interpret as command" byte, which option negotiation sta
 HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"PATCH ", b"OPTIONS ")
 _AUTHORIZATION = re.compile(rb"\r?\n(?:proxy-)?authorization:", re.IGNORECASE)
 _HTTP_DENIED = re.compile(rb"HTTP/\d(?:\.\d)? 40[13]\b")
+# NTLM's and Negotiate's 401 that carries a token is the next leg of the handshake, not a refusal
+_HTTP_CHALLENGE_LEG = re.compile(rb"\r\nwww-authenticate: *(?:ntlm|negotiate) +\S", re.IGNORECASE)
 _TELNET_FAILED = re.compile(rb"login incorrect|login failed|authentication failed", re.IGNORECASE)
 _TELNET_PASSWORD = re.compile(rb"password: ?$", re.IGNORECASE | re.MULTILINE)
 # Client commands that are a login attempt (they set a login pending), and those of them that send a secret (an
@@ -116,7 +119,8 @@ class LoginScanner:
                 self._pending = _AUTHORIZATION.search(payload) is not None
                 self.attempts += self._pending
         elif payload.startswith(b"HTTP/"):
-            self.failed += self._pending and _HTTP_DENIED.match(payload) is not None
+            denied = _HTTP_DENIED.match(payload) is not None and _HTTP_CHALLENGE_LEG.search(payload) is None
+            self.failed += self._pending and denied
             self._pending = False
 
     def _command(self, line: bytes) -> None:
@@ -128,7 +132,8 @@ class LoginScanner:
                 self._pending, self._tag = True, tag[:32]
                 self.attempts += 1
             return
-        verb = line.split(b" ", 1)[0].upper()
+        verb, _, argument = line.partition(b" ")
+        verb = verb.upper()
         if self.service == "ftp/smtp":
             if verb in (b"USER", b"PASS"):
                 self.service = "ftp"
@@ -136,8 +141,8 @@ class LoginScanner:
                 self.service = "smtp"
             else:
                 return
-        if verb in _LOGIN_COMMANDS.get(self.service, ()):
-            self._pending = True
+        if verb in _LOGIN_COMMANDS.get(self.service, ()) and (verb != b"AUTH" or argument):
+            self._pending = True  # a bare AUTH lists mechanisms (POP3) or is a syntax error: no login
             self.attempts += verb in _SECRET_COMMANDS[self.service]
 
     def _reply(self, line: bytes) -> None:
@@ -154,8 +159,8 @@ class LoginScanner:
         if line.startswith(failure):
             self.failed += 1
             self._pending = False
-        elif line[:1] == b"3" and self.service != "pop3":
-            pass  # FTP's 331, SMTP's 334: the same login goes on
+        elif line[:1] == b"3" and self.service != "pop3" or line.startswith(b"+ "):
+            pass  # FTP's 331, SMTP's 334, POP3's SASL "+ ": the same login goes on
         elif line[:1] in b"245+-":
             self._pending = False
 
@@ -174,8 +179,12 @@ NOT_A_LOGIN = _SHARED[""]
 
 
 def _rdp_connection_request(payload: bytes) -> bool:
-    """A TPKT (version 3) carrying an X.224 connection request: RDP's first client segment."""
-    return len(payload) >= 6 and payload[0] == 3 and payload[1] == 0 and payload[5] & 0xF0 == 0xE0
+    """RDP's first client segment: a TPKT (version 3) carrying an X.224 connection request whose data is RDP's
+    (a ``Cookie:``, an RDP negotiation request, or nothing), not ISO-TSAP parameters (S7comm, MMS on port 102)."""
+    if len(payload) < 11 or payload[0] != 3 or payload[1] != 0 or payload[5] & 0xF0 != 0xE0:
+        return False
+    data = payload[11:]
+    return not data or data.startswith(b"Cookie: ") or (data[:1] == b"\x01" and data[2:4] == b"\x08\x00")
 
 
 def scanner_for(server_port: int, toserver: bool, payload: bytes) -> LoginScanner:
