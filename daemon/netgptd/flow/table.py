@@ -195,7 +195,9 @@ class FlowTable:
                 flow.state = STATE_ESTABLISHED
                 self._reschedule(flow)
         if flow.proto == PROTO_TCP and 0 <= packet.payload_off < packet.end:
-            self._scan_login(flow, packet, toserver)
+            scanner = flow.logins
+            if scanner is None or scanner.budget > 0:  # most segments: a flow that is no login, or read enough
+                self._scan_login(flow, packet, toserver)
         buffered = flow.first_packets
         if (buffered is not None and len(buffered) < self._buffer_packets
                 and (packet.payload_off < packet.end or not buffered or not self._payload_only)):  # fmt: skip
@@ -206,10 +208,9 @@ class FlowTable:
 
     @staticmethod
     def _scan_login(flow: Flow, packet: Packet, toserver: bool) -> None:
-        """Hand a TCP payload segment to the flow's login scanner (``netgptd.flow.logins``), while it reads."""
+        """Hand a TCP payload segment to the flow's login scanner (``netgptd.flow.logins``), the first one made
+        from the flow's first segment."""
         scanner = flow.logins
-        if scanner is not None and scanner.budget <= 0:
-            return
         payload = packet.data[packet.payload_off : min(packet.end, packet.payload_off + SCAN_BYTES)]
         if scanner is None:
             scanner = flow.logins = scanner_for(flow.server_port, toserver, payload)
