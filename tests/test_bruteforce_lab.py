@@ -69,7 +69,8 @@ def stretched(source: Path, target: Path, span_s: float) -> Path:
     first, last = records[0].ts_ns, records[-1].ts_ns
     factor = span_s * 1e9 / (last - first)
     with open(target, "wb") as stream:
-        write_pcap(stream, [r._replace(ts_ns=first + round((r.ts_ns - first) * factor)) for r in records], nanosecond=True)
+        moved = [r._replace(ts_ns=first + round((r.ts_ns - first) * factor)) for r in records]
+        write_pcap(stream, moved, nanosecond=True)
     return target
 
 
@@ -119,8 +120,8 @@ def test_forty_plain_web_requests_raise_nothing(tmp_path: Path) -> None:
         with captured(capture):
             started = time.monotonic()
             for n in range(40):
-                subprocess.run(["curl", "-sf", "-o", "/dev/null", "--interface", BROWSER, f"http://{SERVER}:8080/page{n}"],
-                               check=True, timeout=10)  # fmt: skip
+                url = f"http://{SERVER}:8080/page{n}"
+                subprocess.run(["curl", "-sf", "-o", "/dev/null", "--interface", BROWSER, url], check=True, timeout=10)
             took = time.monotonic() - started
     finally:
         server.shutdown()

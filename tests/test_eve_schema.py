@@ -260,7 +260,8 @@ def test_login_evidence_and_bruteforce_alerts_validate(validator: jsonschema.Val
     table = FlowTable(config())
     records = [login_session(21, [("s", b"220 ready\r\n"), *FTP_TRY * 3], cport=41000 + n, t=n * 5.0, table=table)
                for n in range(4)]  # fmt: skip
-    records.append(login_session(22, [("s", b"SSH-2.0-OpenSSH_9.6\r\n"), ("c", b"SSH-2.0-x\r\n")], cport=42000, table=table))
+    ssh = [("s", b"SSH-2.0-OpenSSH_9.6\r\n"), ("c", b"SSH-2.0-x\r\n")]
+    records.append(login_session(22, ssh, cport=42000, table=table))
     alerts = [alert for record in records for alert in rules.observe(record)]
     assert records[0]["netgpt"]["logins"] == {"service": "ftp", "attempts": 3, "failed": 3}
     assert records[-1]["netgpt"]["logins"] == {"service": "ssh", "short_session": True} and len(alerts) == 1

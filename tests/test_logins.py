@@ -95,10 +95,11 @@ def test_no_login_no_evidence() -> None:
 
 
 def test_encrypted_login_services_give_their_session_shape() -> None:
-    ssh = [("s", b"SSH-2.0-OpenSSH_9.6\r\n"), ("c", b"SSH-2.0-libssh_0.10\r\n"), ("c", b"\x00" * 600), ("s", b"\x00" * 900)]
+    ssh = [("s", b"SSH-2.0-OpenSSH_9.6\r\n"), ("c", b"SSH-2.0-libssh_0.10\r\n"), ("c", bytes(600)), ("s", bytes(900))]
     assert logins(22, ssh) == {"service": "ssh", "short_session": True}
     assert logins(2222, ssh) == {"service": "ssh", "short_session": True}, "known by its banner"
-    rdp = [("c", b"\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00\x01\x00\x08\x00\x03\x00\x00\x00"), ("s", b"\x03\x00\x00\x13")]
+    rdp_request = b"\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00\x01\x00\x08\x00\x03\x00\x00\x00"  # rdpNegReq
+    rdp = [("c", rdp_request), ("s", b"\x03\x00\x00\x13")]
     assert logins(3390, rdp) == {"service": "rdp", "short_session": True}
     assert logins(993, [("c", b"\x16\x03\x01"), ("s", b"\x16\x03\x03")]) == {"service": "imaps", "short_session": True}
     long_one = session(22, [("s", b"SSH-2.0-OpenSSH_9.6\r\n"), ("c", b"SSH-2.0-OpenSSH_9.6\r\n")], step=6.0)  # 36 s

@@ -117,8 +117,8 @@ class FlowRateRules:
         else:
             threshold = s.bruteforce_failures
             failed = logins.get("failed")
-            # at most what the window keeps exactly: a flow's count does not make the rule loop for long
-            values = [(event["flow_id"], i) for i in range(min(failed, 2 * threshold))] if isinstance(failed, int) else []
+            count = min(failed, 2 * threshold) if isinstance(failed, int) else 0  # what the window keeps exactly
+            values = [(event["flow_id"], i) for i in range(count)]
         if not values:
             return []
         key = (event["src_ip"], event["dest_ip"], logins["service"])
