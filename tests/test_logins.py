@@ -58,7 +58,8 @@ IMAP = [("s", b"* OK IMAP4rev1 ready\r\n"), ("c", b"a1 LOGIN bob guess\r\n"),
 AUTH_GET = b"GET /admin/ HTTP/1.1\r\nHost: x\r\nUser-Agent: hydra\r\nAuthorization: Basic YWRtaW46Z3Vlc3M=\r\n\r\n"
 HTTP_AUTH = [("c", AUTH_GET), ("s", b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"),
              ("c", AUTH_GET), ("s", b"HTTP/1.1 403 Forbidden\r\n\r\n"),
-             ("c", AUTH_GET), ("s", b"HTTP/1.1 200 OK\r\n\r\n")]  # fmt: skip
+             ("c", AUTH_GET), ("s", b"HTTP/1.1 200 OK\r\n\r\n"),
+             ("c", AUTH_GET), ("s", b"HTTP/1.1 100 Continue\r\n\r\n"), ("s", b"HTTP/1.1 401 Unauthorized\r\n\r\n")]
 NTLM = [("c", b"GET /wsman HTTP/1.1\r\nAuthorization: Negotiate TlRMTVNTUAABAAAAl4II4g==\r\n\r\n"),
         ("s", b"HTTP/1.1 401 \r\nWWW-Authenticate: Negotiate TlRMTVNTUAACAAAA\r\n\r\n"),
         ("c", b"GET /wsman HTTP/1.1\r\nAuthorization: Negotiate TlRMTVNTUAADAAAA\r\n\r\n"),
@@ -76,7 +77,7 @@ TELNET = [("s", b"\xff\xfd\x18\xff\xfd\x20"), ("c", b"\xff\xfc\x18\xff\xfc\x20")
     (25, SMTP, {"service": "smtp", "attempts": 2, "failed": 1}),
     (110, POP3, {"service": "pop3", "attempts": 2, "failed": 2}),  # -ERR to STAT or a bare AUTH is no login
     (143, IMAP, {"service": "imap", "attempts": 2, "failed": 1}),  # NO to SELECT is no login
-    (80, HTTP_AUTH, {"service": "http", "attempts": 3, "failed": 2}),
+    (80, HTTP_AUTH, {"service": "http", "attempts": 4, "failed": 3}),
     (5985, NTLM, {"service": "http", "attempts": 2, "failed": 1}),  # the challenge leg is no failure, the refusal is
     (23, TELNET, {"service": "telnet", "attempts": 2, "failed": 2}),
 ], ids=["ftp", "ftp-other-port", "smtp", "pop3", "imap", "http-auth", "http-ntlm", "telnet"])  # fmt: skip
@@ -89,6 +90,8 @@ def test_no_login_no_evidence() -> None:
     assert logins(80, HTTP_PLAIN) is None
     assert logins(25, [("s", b"220 mail\r\n"), ("c", b"EHLO x\r\n"), ("s", b"250 ok\r\n"), ("c", b"MAIL FROM:<a@b>\r\n"),
                        ("s", b"530 5.7.0 Must issue a STARTTLS command first\r\n")]) is None  # fmt: skip
+    ftps = [("s", b"220 ready\r\n"), ("c", b"AUTH TLS\r\n"), ("s", b"234 AUTH TLS ok\r\n"), ("c", b"\x16\x03\x01")]
+    assert logins(2121, ftps) is None, "explicit FTPS: no login in sight"
     assert logins(443, [("c", b"\x16\x03\x01\x00\x05hello"), ("s", b"\x16\x03\x03\x00\x05hello")]) is None
     s7_connect = b"\x03\x00\x00\x16\x11\xe0\x00\x00\x00\x01\x00\xc1\x02\x01\x00\xc2\x02\x01\x02\xc0\x01\x0a"
     assert logins(102, [("c", s7_connect), ("s", b"\x03\x00\x00\x16\x11\xd0")]) is None, "ISO-TSAP, not RDP"

@@ -68,6 +68,7 @@ IAC = 0xFF  # Telnet's "interpret as command" byte, which option negotiation sta
 HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"PATCH ", b"OPTIONS ")
 _AUTHORIZATION = re.compile(rb"\r?\n(?:proxy-)?authorization:", re.IGNORECASE)
 _HTTP_DENIED = re.compile(rb"HTTP/\d(?:\.\d)? 40[13]\b")
+_HTTP_INTERIM = re.compile(rb"HTTP/\d(?:\.\d)? 1\d\d\b")  # 100 Continue: the final status is still to come
 # NTLM's and Negotiate's 401 that carries a token is the next leg of the handshake, not a refusal
 _HTTP_CHALLENGE_LEG = re.compile(rb"\r\nwww-authenticate: *(?:ntlm|negotiate) +\S", re.IGNORECASE)
 _TELNET_FAILED = re.compile(rb"login incorrect|login failed|authentication failed", re.IGNORECASE)
@@ -118,7 +119,7 @@ class LoginScanner:
             if payload.startswith(HTTP_METHODS):
                 self._pending = _AUTHORIZATION.search(payload) is not None
                 self.attempts += self._pending
-        elif payload.startswith(b"HTTP/"):
+        elif payload.startswith(b"HTTP/") and _HTTP_INTERIM.match(payload) is None:
             denied = _HTTP_DENIED.match(payload) is not None and _HTTP_CHALLENGE_LEG.search(payload) is None
             self.failed += self._pending and denied
             self._pending = False
@@ -141,8 +142,8 @@ class LoginScanner:
                 self.service = "smtp"
             else:
                 return
-        if verb in _LOGIN_COMMANDS.get(self.service, ()) and (verb != b"AUTH" or argument):
-            self._pending = True  # a bare AUTH lists mechanisms (POP3) or is a syntax error: no login
+        if verb in _LOGIN_COMMANDS.get(self.service, ()) and (verb != b"AUTH" or _sasl(argument)):
+            self._pending = True
             self.attempts += verb in _SECRET_COMMANDS[self.service]
 
     def _reply(self, line: bytes) -> None:
@@ -171,6 +172,12 @@ class LoginScanner:
         nxt = LoginScanner(self.service, self.budget)
         nxt._pending, nxt._tag = self._pending, self._tag
         return nxt
+
+
+def _sasl(argument: bytes) -> bool:
+    """An AUTH command's argument names a login mechanism: a bare AUTH lists them (POP3) or is an error, and
+    FTP's AUTH TLS (on a port that did not say FTP, taken for SMTP) starts encryption."""
+    return bool(argument) and argument[:3].upper() not in (b"TLS", b"SSL")
 
 
 # One read-only scanner per encrypted service, and one for flows that are no login: they read nothing.
