@@ -9,6 +9,9 @@ full it enters emergency mode (Suricata's idea): shorter timeouts, and the
 flows nearest their deadline are evicted to make room.
 
 Ended flows collect in ``ended`` for the caller to take with ``pop_ended``.
+A TCP flow's first payload segments also go to a login scanner
+(``netgptd.flow.logins``): a few counters per flow that looks like a login
+protocol, read by the flow's EVE record.
 """
 
 from __future__ import annotations
