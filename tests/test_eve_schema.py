@@ -42,10 +42,12 @@ from netgptd.model.bundle import DEFAULT_BUNDLE, load_bundle
 from netgptd.model.session import Classifier, ModelSession
 from netgptd.plugin_host import PluginHost, hookimpl
 from netgptd.replay import replay
-from netgptd.rules import RULES
+from netgptd.rules import RULES, FlowRateRules
 from netgptd.signatures import MODEL_SIGNATURES, SIGNATURES, markdown_table
 from test_daemon import MINING, Daemon
 from test_flow_table import config, handshake
+from test_logins import FTP_TRY
+from test_logins import session as login_session
 
 CONFORMANCE_ENV = "NETGPT_CONFORMANCE"
 SURICATA_SCHEMA = "suricata-eve-schema.json"
@@ -250,6 +252,24 @@ def test_model_alert_has_its_signature_and_marks_the_flow(validator: jsonschema.
     assert record["flow"]["alerted"] is True and record["app_proto"] == "tls" and validator.is_valid(record)
     other = model_alert(flow, dict(flow.verdict, attack="exfiltration"), 0.9)
     assert other["alert"]["signature_id"] == 1_000_199 and other["alert"]["category"] == "exfiltration"
+
+
+def test_login_evidence_and_bruteforce_alerts_validate(validator: jsonschema.Validator) -> None:
+    """``netgpt.logins`` on flow records (cleartext and encrypted services) and on the rule's alert."""
+    rules = FlowRateRules()
+    table = FlowTable(config())
+    records = [login_session(21, [("s", b"220 ready\r\n"), *FTP_TRY * 3], cport=41000 + n, t=n * 5.0, table=table)
+               for n in range(4)]  # fmt: skip
+    ssh = [("s", b"SSH-2.0-OpenSSH_9.6\r\n"), ("c", b"SSH-2.0-x\r\n")]
+    records.append(login_session(22, ssh, cport=42000, table=table))
+    alerts = [alert for record in records for alert in rules.observe(record)]
+    assert records[0]["netgpt"]["logins"] == {"service": "ftp", "attempts": 3, "failed": 3}
+    assert records[-1]["netgpt"]["logins"] == {"service": "ssh", "short_session": True} and len(alerts) == 1
+    for event in [*records, *alerts]:
+        assert not list(validator.iter_errors(with_host(event, "unit")))
+    wrong = dict(records[0], netgpt=dict(records[0]["netgpt"], logins={"service": "ftp", "failed": "3"}))
+    assert not validator.is_valid(wrong)
+    assert not validator.is_valid(dict(wrong, netgpt=dict(records[0]["netgpt"], logins={"failed": 3})))
 
 
 def test_stats_in_suricata_layout_and_ours_whole(validator: jsonschema.Validator) -> None:

@@ -100,3 +100,22 @@ def test_corpus_floods_and_scans_per_capture(corpus: Path) -> None:
         path = corpus / "ndpi" / "pcap" / quiet
         if path.exists():
             assert _alerts_of(path) == [], quiet
+
+
+@pytest.mark.corpus
+def test_corpus_bruteforce_from_failed_logins(corpus: Path) -> None:
+    """A real FTP password cracking run (700 wrong logins in 45 s) gives the alert, with its service; captures of
+    logins that succeed, refused mail, NTLM-authenticated WinRM and plain web browsing stay quiet."""
+    traces = corpus / "extra" / "chrissanders__packets"
+    cracking = traces / "ppa1e__ftp-crack.pcap"
+    if not cracking.exists():
+        pytest.skip(f"{cracking} not in the corpus")
+    alerts = [(a["netgpt"]["detector"], a["src_ip"], a["dest_ip"], a["netgpt"]["logins"]) for a in _alerts_of(cracking)]
+    assert alerts == [("bruteforce", "10.234.125.254", "10.121.70.151", {"service": "ftp"})]
+    quiet = [corpus / "ndpi" / "pcap" / name for name in ("ftp.pcap", "ftp_failed.pcap", "pop3.pcap", "imap.pcap",
+                                                           "telnet.pcap", "smtp.pcap", "http.pcapng")]  # fmt: skip
+    quiet += [corpus / "extra" / "elcabezzonn__Pcaps" / "winrm_psremote_05-16.pcap"]
+    quiet += [traces / name for name in ("http_dvwa_clearlogin.pcapng", "http_espn.pcapng", "http_google.pcapng")]
+    for path in quiet:
+        if path.exists():
+            assert not [a for a in _alerts_of(path) if a["netgpt"]["detector"] == "bruteforce"], path.name

@@ -11,6 +11,7 @@ from typing import Any
 
 from netgptd.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
 from netgptd.flow.config import STATE_NAMES
+from netgptd.flow.logins import login_evidence
 from netgptd.flow.table import (REASON_ACTIVE, REASON_EMERGENCY, REASON_REUSE, REASON_SHUTDOWN, REASON_TIMEOUT,
                                 Flow)  # fmt: skip
 from netgptd.signatures import GID, Signature
@@ -139,7 +140,8 @@ def flow_event(flow: Flow) -> dict[str, Any]:
     """The ``event_type: flow`` record of an ended flow.
 
     ``timestamp`` is the flow's start, as in Suricata. The ``netgpt`` object
-    holds the model's verdict (``flow.verdict``), all null when no model ran.
+    holds the model's verdict (``flow.verdict``), all null when no model ran,
+    and ``logins`` where the flow showed a login (``netgptd.flow.logins``).
     """
     event = _flow_header(flow, "flow", flow.start_ns)
     verdict = flow.verdict or {}
@@ -147,6 +149,9 @@ def flow_event(flow: Flow) -> dict[str, Any]:
     if flow.proto == PROTO_TCP:
         event["tcp"] = _tcp_object(flow)
     event["netgpt"] = {key: verdict.get(key) for key in VERDICT_KEYS}
+    logins = login_evidence(flow)
+    if logins is not None:
+        event["netgpt"]["logins"] = logins
     return event
 
 

@@ -13,8 +13,12 @@ alert per offender and window (then stay quiet for a cool-down):
 - ``port_sweep``: one source reaching many distinct ports of one victim
   (TCP or UDP), most of them unanswered or refused;
 - ``host_sweep``: one source reaching the same port on many hosts;
-- ``bruteforce``: many short, completed TCP connections from one source
-  to one service (SSH, FTP, HTTP logins).
+- ``bruteforce``: failed logins from one client to one server's login
+  service (``netgpt.logins`` of the flow records, ``netgptd.flow.logins``)
+  over a longer window: the server's failure replies in cleartext protocols
+  (FTP, SMTP, POP3, IMAP, HTTP with an Authorization header, Telnet), short
+  sessions to encrypted login services (SSH, RDP, TLS-wrapped mail and FTP).
+  A plain web request is no login and never counts.
 
 A spoofed-source flood brings a new key with nearly every flow, so every
 table is bounded (``netgptd.rule_windows``): at most ``max_keys`` windows per
@@ -41,7 +45,9 @@ class RuleSettings:
     udp_flood_sources: int = 200
     port_sweep_ports: int = 25
     host_sweep_hosts: int = 25
-    bruteforce_connections: int = 20
+    bruteforce_window_s: float = 120.0  # the bruteforce rule's window: a slow guesser tries a login every few seconds
+    bruteforce_failures: int = 10  # failed logins from one client to one server's cleartext login service
+    bruteforce_connections: int = 20  # short sessions from one client to one server's encrypted login service
     max_keys: int = 10_000  # windows per rule, and cool-downs, kept at most (a spoofed flood brings a key per flow)
 
 
@@ -75,6 +81,9 @@ class FlowRateRules:
         self.settings = settings or RuleSettings()
         self._windows: dict[str, WindowTable] = {}  # by rule
         self._cooldowns = Cooldowns(self.settings.max_keys)
+        s = self.settings
+        self._spans = {"bruteforce": s.bruteforce_window_s}  # each rule's window, where not ``window_s``
+        self._exact = {"bruteforce": max(s.bruteforce_failures, s.bruteforce_connections)}  # where two thresholds
 
     def observe(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         if event.get("event_type") != "flow" or event.get("proto") not in ("TCP", "UDP"):
@@ -85,46 +94,67 @@ class FlowRateRules:
         s = self.settings
         tcp = event["proto"] == "TCP"
         if tcp and _half_open(event):
-            alerts += self._count("syn_flood", (dst,), when, (src, event["src_port"]), s.syn_flood_flows, event)
+            alerts += self._count("syn_flood", (dst,), when, [(src, event["src_port"])], s.syn_flood_flows, event)
         if tcp and _reflected_synack(event):  # the victim is the "client" the SYN-ACKs go to
-            alerts += self._count("synack_reflection", (src,), when, (dst, port), s.syn_flood_flows, event)
+            alerts += self._count("synack_reflection", (src,), when, [(dst, port)], s.syn_flood_flows, event)
         if not tcp and event["flow"]["pkts_toclient"] == 0:
-            alerts += self._count("udp_flood", (dst,), when, (src, event["src_port"]), s.udp_flood_sources, event)
+            alerts += self._count("udp_flood", (dst,), when, [(src, event["src_port"])], s.udp_flood_sources, event)
         if _unanswered(event):
-            alerts += self._count("port_sweep", (src, dst, event["proto"]), when, port, s.port_sweep_ports, event)
-            alerts += self._count("host_sweep", (src, port, event["proto"]), when, dst, s.host_sweep_hosts, event)
-        flow = event["flow"]
-        if event["proto"] == "TCP" and not _half_open(event) and flow["state"] == "closed" and flow["pkts_toserver"] <= 40:
-            alerts += self._count("bruteforce", (src, dst, port), when, event["src_port"], s.bruteforce_connections,
-                                  event)  # fmt: skip
+            alerts += self._count("port_sweep", (src, dst, event["proto"]), when, [port], s.port_sweep_ports, event)
+            alerts += self._count("host_sweep", (src, port, event["proto"]), when, [dst], s.host_sweep_hosts, event)
+        logins = (event.get("netgpt") or {}).get("logins")
+        if tcp and isinstance(logins, dict) and isinstance(logins.get("service"), str):
+            alerts += self._bruteforce(event, logins, when)
         return alerts
 
-    def _count(self, rule: str, key: tuple, when: float, value: object, threshold: int,
-               event: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+    def _bruteforce(self, event: dict[str, Any], logins: dict[str, Any], when: float) -> list[dict[str, Any]]:
+        """Count a flow's failed logins (each a value of its own), or the flow itself if it was a short session
+        to an encrypted login service, per client, server and service."""
+        s = self.settings
+        if logins.get("short_session") is True:
+            values: list[object] = [event["flow_id"]]
+            threshold = s.bruteforce_connections
+        else:
+            threshold = s.bruteforce_failures
+            failed = logins.get("failed")
+            count = min(failed, 2 * threshold) if isinstance(failed, int) else 0  # what the window keeps exactly
+            values = [(event["flow_id"], i) for i in range(count)]
+        if not values:
+            return []
+        key = (event["src_ip"], event["dest_ip"], logins["service"])
+        return self._count("bruteforce", key, when, values, threshold, event, {"service": logins["service"]})
+
+    def _count(self, rule: str, key: tuple, when: float, values: list[object], threshold: int,
+               event: dict[str, Any], logins: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # fmt: skip
         window = self._table(rule, threshold).window(key, when)
-        window.add(when, value)
+        for value in values:
+            window.add(when, value)
         if not window.reached(threshold) or self._cooldowns.quiet((rule, key), when):
             return []
         self._cooldowns.start((rule, key), when + self.settings.cooldown_s, when)
         distinct = window.distinct()
         confidence = round(min(1.0, distinct / (2 * threshold)), 4)  # 0.5 at the threshold
-        return [self._alert(rule, when, event, confidence, distinct)]
+        return [self._alert(rule, when, event, confidence, distinct, logins)]
 
-    def _alert(self, rule: str, when: float, event: dict[str, Any], confidence: float, flows: int) -> dict[str, Any]:
+    def _alert(self, rule: str, when: float, event: dict[str, Any], confidence: float, flows: int,
+               logins: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
         """The alert event of ``rule``, about the flow record that crossed its threshold."""
         alert: dict[str, Any] = {"timestamp": timestamp(int(when * 1e9)), "flow_id": event["flow_id"],
                                  "event_type": "alert"}  # fmt: skip
         alert.update({k: event[k] for k in ALERT_FLOW_FIELDS if k in event})
         alert["alert"] = alert_object(RULES[rule])
         alert["netgpt"] = {"detector": rule, "confidence": confidence, "flows": flows,
-                           "window_s": self.settings.window_s}  # fmt: skip
+                           "window_s": self._spans.get(rule, self.settings.window_s)}  # fmt: skip
+        if logins is not None:
+            alert["netgpt"]["logins"] = logins
         return alert
 
     def _table(self, rule: str, threshold: int) -> WindowTable:
-        """The rule's windows; exact up to twice its threshold, where an alert's confidence reaches 1."""
+        """The rule's windows; exact up to twice its (largest) threshold, where an alert's confidence reaches 1."""
         table = self._windows.get(rule)
         if table is None:
-            shape = WindowShape(self.settings.window_s, 2 * max(1, threshold))
+            span = self._spans.get(rule, self.settings.window_s)
+            shape = WindowShape(span, 2 * max(1, self._exact.get(rule, threshold)))
             table = self._windows[rule] = WindowTable(shape, self.settings.max_keys)
         return table
 

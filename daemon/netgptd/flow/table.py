@@ -9,6 +9,9 @@ full it enters emergency mode (Suricata's idea): shorter timeouts, and the
 flows nearest their deadline are evicted to make room.
 
 Ended flows collect in ``ended`` for the caller to take with ``pop_ended``.
+A TCP flow's first payload segments also go to a login scanner
+(``netgptd.flow.logins``): a few counters per flow that looks like a login
+protocol, read by the flow's EVE record.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Callable, Iterator
 from netgptd.decode.packet import NO_FRAGMENT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
 from netgptd.flow.community_id import community_id
 from netgptd.flow.config import STATE_CLOSED, STATE_ESTABLISHED, STATE_NEW, FlowConfig, Timeouts
+from netgptd.flow.logins import SCAN_BYTES, LoginScanner, scanner_for
 
 NS = 1_000_000_000
 
@@ -39,7 +43,7 @@ class Flow:
         "flow_id", "keys", "proto", "ip_version", "client_ip", "client_port", "server_ip", "server_port",
         "start_ns", "last_ns", "pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient",
         "state", "tcp_flags_toserver", "tcp_flags_toclient", "first_packets", "timer_at", "timeouts",
-        "end_reason", "seed", "verdict", "alerted",
+        "end_reason", "seed", "verdict", "alerted", "logins",
     )  # fmt: skip
 
     def __init__(self, flow_id: int, keys: tuple[tuple, tuple], packet: Packet, client_is_src: bool,
@@ -66,6 +70,7 @@ class Flow:
         self.seed = seed
         self.verdict: dict | None = None  # the model's, once classified
         self.alerted = False  # an alert was raised on this flow (EVE's flow.alerted)
+        self.logins: LoginScanner | None = None  # TCP: what its payload shows of a login (None: no payload yet)
 
     @property
     def community_id(self) -> str:
@@ -94,6 +99,7 @@ class Flow:
         # packets, so the new record can be classified in its own right.
         nxt.first_packets = None if self.verdict is not None or self.first_packets is None else list(self.first_packets)
         nxt.end_reason = ""
+        nxt.logins = None if self.logins is None else self.logins.carried()
         return nxt
 
 
@@ -191,6 +197,10 @@ class FlowTable:
             elif state == STATE_NEW and flow.pkts_toclient and flow.pkts_toserver:
                 flow.state = STATE_ESTABLISHED
                 self._reschedule(flow)
+        if flow.proto == PROTO_TCP and 0 <= packet.payload_off < packet.end:
+            scanner = flow.logins
+            if scanner is None or scanner.budget > 0:  # most segments: a flow that is no login, or read enough
+                self._scan_login(flow, packet, toserver)
         buffered = flow.first_packets
         if (buffered is not None and len(buffered) < self._buffer_packets
                 and (packet.payload_off < packet.end or not buffered or not self._payload_only)):  # fmt: skip
@@ -198,6 +208,18 @@ class FlowTable:
             buffered.append((packet.ts_ns, toserver, packet.data[packet.l3_off : end]))
             if len(buffered) == self._buffer_packets and self.on_buffer_full is not None:
                 self.on_buffer_full(flow)
+
+    @staticmethod
+    def _scan_login(flow: Flow, packet: Packet, toserver: bool) -> None:
+        """Hand a TCP payload segment to the flow's login scanner (``netgptd.flow.logins``), the first one made
+        from the flow's first segment."""
+        scanner = flow.logins
+        payload = packet.data[packet.payload_off : min(packet.end, packet.payload_off + SCAN_BYTES)]
+        if scanner is None:
+            scanner = flow.logins = scanner_for(flow.server_port, toserver, payload)
+            if scanner.budget <= 0:
+                return
+        scanner.feed(toserver, payload)
 
     def _create(self, packet: Packet, key: tuple) -> Flow:
         if self.active >= self.config.max_flows:
