@@ -29,6 +29,7 @@ from netgptd.eve import flow_event, stats_event
 from netgptd.flow.config import FlowConfig
 from netgptd.flow.table import Flow
 from netgptd.ingest import Ingest
+from netgptd.flow_id_store import FlowIdStore
 from netgptd.flow_ids import first_flow_id
 from netgptd.plugin_host import PluginHost
 from netgptd.sdnotify import Notifier
@@ -50,7 +51,8 @@ class Model:
 
 class Pipeline:
     def __init__(self, settings: Settings, source: CaptureSource, plugins: PluginHost, model: Model | None,
-                 notifier: Notifier, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 notifier: Notifier, clock: Callable[[], float] = time.monotonic,
+                 flow_ids: FlowIdStore | None = None) -> None:  # fmt: skip
         self.settings = settings
         self.source = source
         self.plugins = plugins
@@ -58,8 +60,10 @@ class Pipeline:
         self.notifier = notifier
         self.clock = clock
         flow_config = model.flow_config if model else FlowConfig()
-        first_id = first_flow_id(settings.sensor.sensor, time.time())  # unique across restarts and sensors
-        self.ingest = Ingest(_with_flow_settings(flow_config, settings), first_id)
+        # Unique across restarts and sensors: above the clock, and above what an earlier run reserved.
+        self.flow_ids = flow_ids
+        self.first_id = first_flow_id(settings.sensor.sensor, time.time(), flow_ids.load() if flow_ids else 0)
+        self.ingest = Ingest(_with_flow_settings(flow_config, settings), self.first_id)
         self.batcher = _batcher(settings)
         self.ingest.flows.on_buffer_full = self._buffer_full
         self.waiting: dict[int, Flow] = {}  # ended flows whose verdict is on its way, in end order
@@ -205,6 +209,8 @@ class Pipeline:
         return stats
 
     def _emit_stats(self) -> dict[str, Any]:
+        if self.flow_ids is not None:  # at start, every stats interval and at the end
+            self.flow_ids.reserve(self.first_id + self.ingest.flows.flows_created)
         stats = self.stats()
         self.plugins.emit(stats_event(time.time_ns(), stats))
         return stats

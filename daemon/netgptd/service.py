@@ -31,6 +31,7 @@ from netgptd.config import DEFAULT_PATH, ConfigError, Settings, load_file, overr
 from netgptd.files import make_dirs
 from netgptd.model.bundle import DEFAULT_BUNDLE, BundleError, load_bundle
 from netgptd.model.session import Classifier, ModelSession
+from netgptd.flow_id_store import FlowIdStore
 from netgptd.pipeline import Model, Pipeline
 from netgptd.preflight import check_machine, check_mqtt_names, plugin_settings
 from netgptd.plugin_host import PluginError, PluginHost, SensorContext, check_settings, factory_of, load_plugin
@@ -124,7 +125,8 @@ class Service:
         self.settings = settings
         self.plugins = plugins
         self.notifier = notifier
-        self.pipeline = Pipeline(settings, source, plugins, model, notifier)
+        self.pipeline = Pipeline(settings, source, plugins, model, notifier,
+                                 flow_ids=FlowIdStore(Path(settings.sensor.state_dir)))  # fmt: skip
         self.context = sensor_context(settings, model, plugins)
         self._reloading: asyncio.Task[None] | None = None
 
