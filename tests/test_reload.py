@@ -75,7 +75,8 @@ def test_reloads_keep_eve_mqtt_and_metrics_in_step(mining_then_quiet: Path, mosq
                         "--replay-speed", "2")  # fmt: skip
         try:
             daemon.wait_for_log("started")
-            packets = [metric_sum(scrape(metrics), "netgpt_packets_total")]
+            # The stats-fed gauges move with every stats event (0.5 s); the packet counter with the traffic.
+            uptime = [metric_sum(scrape(metrics), "netgpt_uptime_seconds")]
             for n in range(1, 9):  # reloads while the capture plays: settings unchanged, or the rules' changed
                 time.sleep(0.8)
                 config.write_text(config_text(tmp_path, mosquitto.url, metrics, 60.0 + (n // 2) % 2))  # unchanged, changed, unchanged, ...
@@ -84,8 +85,8 @@ def test_reloads_keep_eve_mqtt_and_metrics_in_step(mining_then_quiet: Path, mosq
                 while sum(e.get("event") == "reloaded" for e in daemon.entries()) < n:
                     assert time.monotonic() < deadline, f"reload {n} did not finish:\n{daemon.log.read_text()}"
                     time.sleep(0.05)
-                packets.append(metric_sum(scrape(metrics), "netgpt_packets_total"))
-            assert all(b > a for a, b in zip(packets, packets[1:])), f"metrics froze across reloads: {packets}"
+                uptime.append(metric_sum(scrape(metrics), "netgpt_uptime_seconds"))
+            assert all(b > a for a, b in zip(uptime, uptime[1:])), f"metrics froze across reloads: {uptime}"
 
             deadline = time.monotonic() + 30  # the traffic ends; the hour's gap follows
             while metric_sum(scrape(metrics), "netgpt_packets_total") < MINING_PACKETS:
