@@ -57,6 +57,7 @@ import aiomqtt
 import structlog
 
 from netgptd.eve import dumps
+from netgptd.files import read_problem
 from netgptd.mqtt_names import check_mqtt, topic_problem
 from netgptd.outbox import Item, Outbox, OutboxError
 from netgptd.plugin_host import SensorContext, hookimpl
@@ -499,11 +500,11 @@ def _one_of(name: str, **sources: str) -> str:
 
 
 def _readable(setting: str, path: str) -> str:
-    try:
-        with open(path, "rb"):
-            return path
-    except OSError as exc:
-        raise ValueError(f"{setting}: cannot read {path}: {exc.strerror}") from None
+    """``path``, if it can be read (the same check as :data:`netgptd.preflight.PLUGIN_FILES`)."""
+    problem = read_problem(path)
+    if problem:
+        raise ValueError(f"{setting}: {path}: {problem}")
+    return path
 
 
 def _read_password(path: str) -> str:
