@@ -145,7 +145,7 @@ def test_a_symbolic_link_is_not_followed(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     plain = [line for line in result.stderr.splitlines() if not line.startswith("{")]  # the JSON log aside
-    assert plain == [f"netgptd: error: [plugins.eve] cannot open {link}: is a symbolic link (not followed)"]
+    assert plain == [f"netgptd: error: [plugins.eve] path: {link}: is a symbolic link (not followed)"]
     assert target.read_text() == "root:x:0:0::/root:/bin/sh\n"
 
 
