@@ -67,6 +67,14 @@ def read_problem(path: str | Path) -> str | None:
         return describe(exc)
 
 
+def readable(setting: str, path: str) -> str:
+    """``path``, if it can be read; else a ValueError "setting: path: reason" (what preflight and plugins say)."""
+    problem = read_problem(path)
+    if problem:
+        raise ValueError(f"{setting}: {path}: {problem}")
+    return path
+
+
 def create_problem(folder: Path) -> str | None:
     """Why no file can be created in ``folder`` (the real test: a read-only mount, ACLs), or None.
     The probe is an unnamed temporary file: it leaves no trace."""

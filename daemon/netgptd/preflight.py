@@ -26,7 +26,7 @@ from netgptd.capture.file_source import capture_file_problem
 from netgptd.cloud.client import api_key_from
 from netgptd.cloud.signing import read_key
 from netgptd.config import FLOW_BYTES, ConfigError, SensorSettings, Settings
-from netgptd.files import append_problem, create_problem, read_problem
+from netgptd.files import append_problem, create_problem, readable
 from netgptd.intent import load_profile
 from netgptd.mqtt_names import check_mqtt
 from netgptd.plugin_host import PluginError, factory_of
@@ -107,12 +107,6 @@ def plugin_settings(factory: Any, values: Mapping[str, Any]) -> dict[str, Any]:
         return dict(values)
     defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
     return defaults | dict(values)
-
-
-def readable(setting: str, path: str) -> None:
-    problem = read_problem(path)
-    if problem:
-        raise ValueError(f"{setting}: {path}: {problem}")
 
 
 def appendable(setting: str, path: str) -> None:
