@@ -249,8 +249,74 @@ def test_check_config_refuses_a_read_only_state_dir(tmp_path: Path) -> None:
             f"[sensor] state_dir: cannot write in {readonly}: Read-only file system ({readonly})")
         assert one_error_line(check_config(tmp_path, "", "--state-dir", str(readonly / "sub"))) == (
             f"[sensor] state_dir: cannot create {readonly / 'sub'}: Read-only file system ({readonly})")
+        eve = readonly / "eve.json"
+        assert one_error_line(check_config(tmp_path, f"[plugins.eve]\npath = \"{eve}\"\n")) == (
+            f"[plugins.eve] path: {eve}: cannot create a file in {readonly}: Read-only file system")
     finally:
         subprocess.run(["umount", str(readonly)], check=True)
+
+
+def run_fails_at_once(tmp_path: Path) -> str:
+    """``netgptd run`` on the configuration check_config wrote: the one error line it stops with."""
+    command = [sys.executable, "-m", "netgptd", "run", "--config", str(tmp_path / "netgptd.toml"), "--no-model",
+               "--source", f"pcap:{tmp_path / 'demo.pcapng'}", "--state-dir", str(tmp_path / "state")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    plain = [line for line in result.stderr.splitlines() if not line.startswith("{")]  # the JSON log aside
+    assert len(plain) == 1 and "Traceback" not in result.stderr, result.stderr
+    return plain[0].removeprefix("netgptd: error: ")
+
+
+# (configuration, error); {t} is the test's folder, where "missing" is not and "folder" is a folder.
+PLUGIN_FILE_CASES = [
+    ("[plugins.mqtt]\nurl = \"mqtts://localhost\"\nca_file = \"{t}/missing\"\n",
+     "[plugins.mqtt] ca_file: {t}/missing: No such file or directory"),
+    ("[plugins.mqtt]\nusername = \"u\"\npassword_file = \"{t}/folder\"\n",
+     "[plugins.mqtt] password_file: {t}/folder: Is a directory"),
+    ("[plugins.ask]\nintents = false\nurl = \"mqtts://localhost\"\ncert_file = \"{t}/missing\"\n",
+     "[plugins.ask] cert_file: {t}/missing: No such file or directory"),
+    ("[plugins.ask]\nintents = false\nrequesters = {{ alice = \"{t}/missing\" }}\n",
+     "[plugins.ask] requesters.alice: {t}/missing: cannot read the key (No such file or directory)"),
+    ("[plugins.ask]\nintents = false\napi_key_file = \"{t}/missing\"\n",
+     "[plugins.ask] api_key_file: {t}/missing: No such file or directory"),
+    ("[plugins.ask]\nintents = false\nintent_profile = \"{t}/missing\"\n",
+     "[plugins.ask] intent_profile: {t}/missing: No such file or directory"),
+    ("[plugins.intents]\nprofile = \"{t}/missing\"\n", "[plugins.intents] profile: {t}/missing: No such file or directory"),
+    ("[plugins.eve]\npath = \"{t}/missing/eve.json\"\n", "[plugins.eve] path: {t}/missing/eve.json: no folder {t}/missing"),
+    ("[plugins.eve]\npath = \"{t}/folder\"\n", "[plugins.eve] path: {t}/folder: Is a directory"),
+    ("[plugins.eve]\npath = \"{t}/link\"\nappend = false\n", "[plugins.eve] path: {t}/link: is a symbolic link (not followed)"),
+]
+
+
+@pytest.mark.slow  # two processes per case
+@pytest.mark.parametrize(("text", "message"), PLUGIN_FILE_CASES)
+def test_check_config_checks_the_files_plugins_open(text: str, message: str, tmp_path: Path) -> None:
+    """Found when the plugin is made, these stopped ``run`` after check-config had said OK."""
+    (tmp_path / "folder").mkdir()
+    target = tmp_path / "target"
+    target.write_text("kept\n")
+    (tmp_path / "link").symlink_to(target)
+    t = str(tmp_path)
+    assert one_error_line(check_config(tmp_path, text.format(t=t))) == message.format(t=t)
+    assert run_fails_at_once(tmp_path) == message.format(t=t)
+    assert target.read_text() == "kept\n" and not (tmp_path / "missing").exists()
+
+
+def test_check_config_passes_plugin_files_it_can_open_and_changes_none(tmp_path: Path) -> None:
+    key, profile, api_key, eve = (tmp_path / name for name in ("alice.key", "site.toml", "api.key", "eve.json"))
+    key.write_text("k" * 64 + "\n")
+    profile.write_text("site = \"campus\"\n")
+    api_key.write_text("sk-test\n")
+    eve.write_text("{\"event_type\": \"alert\"}\n")
+    text = (f"[plugins.eve]\npath = \"{eve}\"\nappend = false\n"
+            f"[plugins.ask]\nintents = false\ncloud_url = \"http://127.0.0.1:9\"\napi_key_file = \"{api_key}\"\n"
+            f"intent_profile = \"{profile}\"\nrequesters = {{ alice = \"{key}\" }}\n")  # fmt: skip
+    result = check_config(tmp_path, text)
+    assert result.returncode == 0 and "configuration OK" in result.stdout, result.stderr
+    assert eve.read_text() == "{\"event_type\": \"alert\"}\n"  # append = false truncates at run, not here
+    new = tmp_path / "new-eve.json"
+    result = check_config(tmp_path, f"[plugins.eve]\npath = \"{new}\"\n")
+    assert result.returncode == 0 and not new.exists(), result.stderr
 
 
 @pytest.mark.parametrize(

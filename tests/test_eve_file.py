@@ -138,14 +138,14 @@ def test_a_symbolic_link_is_not_followed(tmp_path: Path) -> None:
     link.symlink_to(target)
     with pytest.raises(PluginError) as refused:
         load_plugin("eve", {"path": str(link)})
-    assert str(refused.value) == f"[plugins.eve] cannot open {link}: is a symbolic link (not followed)"
+    assert str(refused.value) == f"[plugins.eve] path: {link}: is a symbolic link (not followed)"
     assert target.read_text() == "root:x:0:0::/root:/bin/sh\n"
 
     command = [sys.executable, "-m", "netgptd", "run", "--eve", str(link), "--state-dir", str(tmp_path / "s")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     plain = [line for line in result.stderr.splitlines() if not line.startswith("{")]  # the JSON log aside
-    assert plain == [f"netgptd: error: [plugins.eve] cannot open {link}: is a symbolic link (not followed)"]
+    assert plain == [f"netgptd: error: [plugins.eve] path: {link}: is a symbolic link (not followed)"]
     assert target.read_text() == "root:x:0:0::/root:/bin/sh\n"
 
 

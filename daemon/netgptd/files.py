@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from pathlib import Path
 
 FILE_MODE = 0o640
@@ -55,3 +56,46 @@ def create_file(path: Path) -> Path:
     make_dirs(path.parent)
     os.close(open_append(path))
     return path
+
+
+def read_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be opened for reading, or None (it is opened and closed, nothing read)."""
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as exc:
+        return describe(exc)
+
+
+def readable(setting: str, path: str) -> str:
+    """``path``, if it can be read; else a ValueError "setting: path: reason" (what preflight and plugins say)."""
+    problem = read_problem(path)
+    if problem:
+        raise ValueError(f"{setting}: {path}: {problem}")
+    return path
+
+
+def create_problem(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (the real test: a read-only mount, ACLs), or None.
+    The probe is an unnamed temporary file: it leaves no trace."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def append_problem(path: Path) -> str | None:
+    """Why :func:`open_append` would fail on ``path``, or None; nothing is created or truncated.
+    An existing file is opened for appending (without O_CREAT or O_TRUNC); a new one needs a folder to create it in."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK))
+        return None
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        return describe(exc)
+    if not path.parent.is_dir():
+        return f"no folder {path.parent}"
+    problem = create_problem(path.parent)
+    return f"cannot create a file in {path.parent}: {problem}" if problem else None

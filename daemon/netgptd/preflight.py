@@ -3,11 +3,13 @@
 A configuration can be valid and the machine still not ready for it: the
 capture file missing or not a capture, the interface absent, dumpcap or
 tshark not installed, an extra that an enabled plugin needs not installed,
-the state directory not writable, more flows allowed than memory holds;
-and an MQTT plugin's topic prefix with this sensor's names must suit a broker.
+the state directory not writable, more flows allowed than memory holds,
+a file a plugin opens when it is made unreadable (TLS files, keys, site
+profiles) or, for the EVE file, not one it can append to; and an MQTT
+plugin's topic prefix with this sensor's names must suit a broker.
 ``run`` and ``check-config`` run the same checks, so "configuration OK"
 means that ``run`` starts. Each problem is one ``ConfigError`` naming the
-key and the reason. Nothing is created or started here.
+key and the reason. Nothing is created, truncated or started here.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import inspect
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from netgptd.capture.file_source import capture_file_problem
+from netgptd.cloud.client import api_key_from
+from netgptd.cloud.signing import read_key
 from netgptd.config import FLOW_BYTES, ConfigError, SensorSettings, Settings
+from netgptd.files import append_problem, create_problem, readable
+from netgptd.intent import load_profile
 from netgptd.mqtt_names import check_mqtt
 from netgptd.plugin_host import PluginError, factory_of
 
@@ -42,7 +47,9 @@ def check_machine(settings: Settings) -> None:
     check_state_dir(Path(settings.sensor.state_dir))
     check_memory(settings.flows.max_flows, physical_memory())
     for name, values in settings.plugins.items():
-        check_extras(name, plugin_settings(factory_of(name), values))
+        settings_of = plugin_settings(factory_of(name), values)
+        check_extras(name, settings_of)
+        check_plugin_files(name, settings_of)
 
 
 def check_source(settings: Settings) -> None:
@@ -72,12 +79,10 @@ def check_state_dir(path: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"[sensor] state_dir: cannot create {path}: {existing} is not a directory")
-    try:  # the real test (a read-only mount, ACLs); the file leaves no trace
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
+    problem = create_problem(existing)
+    if problem:
         verb = "cannot write in" if existing == path else "cannot create"
-        raise ConfigError(f"[sensor] state_dir: {verb} {path}: {exc.strerror or exc} ({existing})") from None
+        raise ConfigError(f"[sensor] state_dir: {verb} {path}: {problem} ({existing})")
 
 
 def physical_memory() -> int | None:
@@ -102,6 +107,57 @@ def plugin_settings(factory: Any, values: Mapping[str, Any]) -> dict[str, Any]:
         return dict(values)
     defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
     return defaults | dict(values)
+
+
+def appendable(setting: str, path: str) -> None:
+    """A file the EVE plugin can append to: an existing one that is not a link, or one it can create
+    (it makes no folders); '-' is stdout."""
+    problem = None if path == "-" else append_problem(Path(path))
+    if problem:
+        raise ValueError(f"{setting}: {path}: {problem}")
+
+
+def site_profile(setting: str, path: str) -> None:
+    try:
+        load_profile(path)
+    except ValueError as exc:  # ProfileError: names the file and the entry
+        raise ValueError(f"{setting}: {exc}") from None
+
+
+def api_key_file(setting: str, path: str) -> None:
+    api_key_from(api_key_file=path)  # its errors name api_key_file
+
+
+def key_files(setting: str, requesters: Any) -> None:
+    """Each requester's key file, read as the ask plugin reads it (its errors name requesters.NAME)."""
+    for name, path in (requesters.items() if isinstance(requesters, Mapping) else ()):
+        if isinstance(path, str):  # not a path: the plugin's constructor says so
+            read_key(path, name)
+
+
+# The files a plugin opens when it is made, as the plugin itself reads them (where it has a function for
+# that), without making or truncating anything: (plugin, setting) -> check(setting, value), which raises a
+# ValueError "setting: path: reason". An empty setting is not checked.
+PLUGIN_FILES: dict[tuple[str, str], Callable[[str, Any], None]] = {
+    **{(plugin, setting): readable for plugin in ("mqtt", "ask")
+       for setting in ("password_file", "ca_file", "cert_file", "key_file")},
+    ("ask", "api_key_file"): api_key_file,
+    ("ask", "requesters"): key_files,
+    ("ask", "intent_profile"): site_profile,
+    ("intents", "profile"): site_profile,
+    ("eve", "path"): appendable,
+}  # fmt: skip
+
+
+def check_plugin_files(name: str, settings: Mapping[str, Any]) -> None:
+    """Each file plugin ``name`` opens when it is made can be (PLUGIN_FILES)."""
+    for (plugin, setting), check in PLUGIN_FILES.items():
+        value = settings.get(setting) if plugin == name else None
+        if value:
+            try:
+                check(setting, value)
+            except ValueError as exc:
+                raise ConfigError(f"[plugins.{name}] {exc}") from None
 
 
 def check_mqtt_names(name: str, settings: Mapping[str, Any], sensor: SensorSettings) -> None:

@@ -53,7 +53,7 @@ class EveFilePlugin:
             try:
                 self.out = LineFile(Path(path), truncate=not append)
             except OSError as exc:
-                raise ValueError(f"cannot open {path}: {describe(exc)}") from None
+                raise ValueError(f"path: {path}: {describe(exc)}") from None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._error: OSError | None = None  # the last write's error, until a write succeeds

@@ -57,6 +57,7 @@ import aiomqtt
 import structlog
 
 from netgptd.eve import dumps
+from netgptd.files import readable
 from netgptd.mqtt_names import check_mqtt, topic_problem
 from netgptd.outbox import Item, Outbox, OutboxError
 from netgptd.plugin_host import SensorContext, hookimpl
@@ -498,16 +499,8 @@ def _one_of(name: str, **sources: str) -> str:
     return sources[given[0]] if given else ""
 
 
-def _readable(setting: str, path: str) -> str:
-    try:
-        with open(path, "rb"):
-            return path
-    except OSError as exc:
-        raise ValueError(f"{setting}: cannot read {path}: {exc.strerror}") from None
-
-
 def _read_password(path: str) -> str:
-    with open(_readable("password_file", path), encoding="utf-8") as stream:
+    with open(readable("password_file", path), encoding="utf-8") as stream:
         password = stream.read().rstrip("\r\n")
     if not password:
         raise ValueError(f"password_file: {path} is empty")
@@ -519,13 +512,13 @@ def _tls_context(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:
     if key_file and not cert_file:
         raise ValueError("key_file: given without cert_file")
     try:
-        context = ssl.create_default_context(cafile=_readable("ca_file", ca_file) if ca_file else None)
+        context = ssl.create_default_context(cafile=readable("ca_file", ca_file) if ca_file else None)
     except ssl.SSLError as exc:
         raise ValueError(f"ca_file: {ca_file} holds no usable CA certificate ({exc.reason})") from None
     if cert_file:
         try:
-            key = _readable("key_file", key_file) if key_file else None
-            context.load_cert_chain(_readable("cert_file", cert_file), key)
+            key = readable("key_file", key_file) if key_file else None
+            context.load_cert_chain(readable("cert_file", cert_file), key)
         except ssl.SSLError as exc:
             raise ValueError(f"cert_file: {cert_file} with {key or 'its key'} does not load ({exc.reason})") from None
     return context

@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from netgptd.files import describe
+
 log = structlog.get_logger(__name__)
 
 RETRY_STATUS = {408, 429}  # and every 5xx
@@ -91,7 +93,7 @@ def api_key_from(api_key_file: str = "", api_key_env: str = "") -> str:
             with open(api_key_file, encoding="utf-8") as stream:
                 key = stream.readline().strip()
         except OSError as exc:
-            raise ValueError(f"api_key_file: cannot read {api_key_file}: {exc.strerror or exc}") from None
+            raise ValueError(f"api_key_file: {api_key_file}: {describe(exc)}") from None
         if not key:
             raise ValueError(f"api_key_file: {api_key_file} is empty")
         return key

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netgptd.files import describe
+
 from .schema import DAYS, errors, load_schema
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9 _-]{0,31}$")
@@ -102,7 +104,9 @@ def load_profile(path: str | Path) -> SiteProfile:
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
+        raise ProfileError(f"{path}: {describe(exc)}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{path}: {exc}") from None
     except RecursionError:  # tomllib recurses per level of nested arrays and inline tables
         raise ProfileError(f"{path}: not valid TOML: nested too deeply") from None
