@@ -38,6 +38,8 @@ if [ "$mode" = test ]; then
   need /usr/sbin/sshd openssh-server
   need ssh openssh-client
   need redis-server redis-server
+  need /usr/sbin/logrotate logrotate     # the shipped logrotate snippet runs against a live daemon
+  need curl curl                          # the brute-force test's busy web client
 fi
 extras=$([ "$mode" = test ] && echo "[dev,lab,train]" || true)
 
