@@ -18,11 +18,10 @@ pytest.importorskip("transformers")
 
 from broker import Mosquitto, Subscriber, mosquitto  # noqa: E402, F401 -- the fixture
 from netgptd.cloud.signing import sign  # noqa: E402
-from netgptd.eve import timestamp  # noqa: E402
+from netgptd.eve import event_seconds, timestamp  # noqa: E402
 from netgptd.intent import validate  # noqa: E402
 from netgptd.intent import engine  # noqa: E402
 from netgptd.plugin_host import PluginError, PluginHost, SensorContext, check_settings, hookimpl, load_plugin  # noqa: E402
-from netgptd.trend.windows import event_seconds  # noqa: E402
 from netgptd_plugins import intents as intents_module  # noqa: E402
 from netgptd_plugins.intents import IntentsPlugin, slim_alert  # noqa: E402
 from test_daemon import MINING, Daemon  # noqa: E402

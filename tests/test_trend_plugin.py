@@ -18,11 +18,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from broker import Mosquitto, Subscriber, free_port, mosquitto  # noqa: F401 -- the fixture
-from netgptd.eve import timestamp
+from netgptd.eve import event_seconds, timestamp
 from netgptd.plugin_host import PluginError, PluginHost, SensorContext, hookimpl, load_plugin
 from netgptd.trend import forecasters
 from netgptd.trend.history import WindowHistory
-from netgptd.trend.windows import event_seconds
 from netgptd_plugins.prometheus import TREND_MAX_SERIES, PrometheusPlugin
 from netgptd_plugins import trends as trends_module
 from netgptd_plugins.trends import TrendsPlugin, resolve_forecaster

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netgptd.trend.windows import event_seconds
+from netgptd.eve import event_seconds
 
 HEADER = ["timestamp", "value"]
 # Candidate periods for 5-minute data: an hour, two hours, a day.
