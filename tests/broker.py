@@ -58,14 +58,16 @@ def passwords(directory: Path, users: dict[str, str]) -> Path:
 
 class Mosquitto:
     """One broker; ``listener_options`` go after its ``listener`` line (TLS files, auth), ``config`` before it
-    (broker-wide settings such as ``acl_file``, ``max_queued_messages``)."""
+    (broker-wide settings such as ``acl_file``, ``max_queued_messages``). With ``listener_options=None``
+    there is no listener line: ``config`` holds the whole configuration, listening on ``port``
+    (a shipped configuration file, filled in)."""
 
-    def __init__(self, directory: Path, listener_options: str = "allow_anonymous true", scheme: str = "mqtt",
-                 config: str = "") -> None:  # fmt: skip
+    def __init__(self, directory: Path, listener_options: str | None = "allow_anonymous true", scheme: str = "mqtt",
+                 config: str = "", port: int | None = None) -> None:  # fmt: skip
         self.program = require(MOSQUITTO)
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.host, self.port, self.scheme = "127.0.0.1", free_port(), scheme
+        self.host, self.port, self.scheme = "127.0.0.1", port or free_port(), scheme
         self.log = directory / "mosquitto.log"
         self.config = directory / "mosquitto.conf"
         # ``user``: as root, mosquitto would switch to its own user, which cannot write here.
@@ -73,7 +75,7 @@ class Mosquitto:
             f"user {getpass.getuser()}\n"
             f"persistence true\npersistence_location {directory}/\n"
             f"log_dest file {self.log}\nlog_type all\n{config}\n"
-            f"listener {self.port} {self.host}\n{listener_options}\n"
+            + (f"listener {self.port} {self.host}\n{listener_options}\n" if listener_options is not None else "")
         )
         self._process: subprocess.Popen[bytes] | None = None
 

@@ -1,0 +1,241 @@
+"""A netgptd fleet on this machine, from real parts, for tests/test_fleet_mqtt.py and bench/fleet_outage.py.
+
+Site mosquitto brokers bridged to a central mosquitto, each from the shipped
+configuration (``deploy/mosquitto/site-bridge.conf``, ``central.conf`` and
+``central.acl``, filled in as ``envsubst`` would), over TLS with client
+certificates from a throw-away CA: the bridges' common names are their
+sites, the collector's is ``collector``, as ``central.acl`` expects. The
+sensors are ``netgptd run`` replaying a capture, each with its own site and
+sensor name, publishing to its site's broker. A collector at the centre (a
+persistent QoS 1 session on ``netgpt/#``) keeps what arrives; ``tally``
+sets it against what each sensor wrote to its EVE file.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from broker import Mosquitto, Received, Subscriber, free_port
+from test_daemon import Daemon, canonical
+from test_mqtt_plugin import certificate, openssl
+
+REPO = Path(__file__).resolve().parent.parent
+DEPLOY = REPO / "deploy" / "mosquitto"
+COLLECTOR = "collector"  # the collector's certificate name: a user of central.acl
+
+
+def render(template: Path, **values: object) -> str:
+    """The shipped configuration with its ``${NAME}`` values filled in; KeyError for one not given."""
+    return string.Template(template.read_text(encoding="utf-8")).substitute({k: str(v) for k, v in values.items()})
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A CA, the central broker's server certificate (for 127.0.0.1) and client certificates by common name."""
+
+    ca: Path
+    server: tuple[Path, Path]
+    clients: dict[str, tuple[Path, Path]]
+
+    def client_tls(self, name: str) -> dict[str, str]:
+        """paho's ``tls_set`` keywords for the client certificate ``name``."""
+        cert, key = self.clients[name]
+        return {"ca_certs": str(self.ca), "certfile": str(cert), "keyfile": str(key)}
+
+
+def make_pki(folder: Path, names: Iterable[str]) -> Pki:
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = (folder / "ca.pem", folder / "ca.key")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+            "-keyout", ca[1], "-out", ca[0], "-subj", "/CN=netgptd fleet test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")  # fmt: skip
+    server = certificate(folder, "central", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\n"
+                         "extendedKeyUsage=serverAuth", ca)  # fmt: skip
+    clients = {n: certificate(folder, n, f"/CN={n}", "extendedKeyUsage=clientAuth", ca) for n in names}
+    return Pki(ca[0], server, clients)
+
+
+def central_broker(folder: Path, pki: Pki) -> Mosquitto:
+    """The central broker from central.conf and central.acl (not started)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    acl = folder / "central.acl"
+    acl.write_text((DEPLOY / "central.acl").read_text(encoding="utf-8"), encoding="utf-8")
+    port = free_port()
+    config = render(DEPLOY / "central.conf", PORT=port, CA=pki.ca, CERT=pki.server[0], KEY=pki.server[1], ACL=acl)
+    return Mosquitto(folder, None, scheme="mqtts", config=config, port=port)
+
+
+def site_broker(folder: Path, site: str, central: Mosquitto, pki: Pki) -> Mosquitto:
+    """A site broker (anonymous sensors on loopback) with site-bridge.conf to ``central`` (not started)."""
+    cert, key = pki.clients[site]
+    bridge = render(DEPLOY / "site-bridge.conf", SITE=site, CENTRAL_HOST=central.host, CENTRAL_PORT=central.port,
+                    BRIDGE_CA=pki.ca, BRIDGE_CERT=cert, BRIDGE_KEY=key)  # fmt: skip
+    return Mosquitto(folder, "allow_anonymous true\n" + bridge)
+
+
+def collector(central: Mosquitto, pki: Pki, client_id: str = "fleet-collector") -> Subscriber:
+    """A persistent QoS 1 session on ``netgpt/#`` at the central broker: it misses nothing across a restart."""
+    return Subscriber(central, "netgpt/#", client_id=client_id, tls=pki.client_tls(COLLECTOR))
+
+
+def sensor(folder: Path, site: str, name: str, broker: Mosquitto, capture: Path, speed: float,
+           *extra: str) -> Daemon:  # fmt: skip
+    """``netgptd run`` replaying ``capture`` at ``speed``, publishing to ``broker`` as ``site``/``name``."""
+    return Daemon(folder, "--source", f"pcap:{capture}", "--replay-speed", str(speed), "--mqtt", broker.url,
+                  "--site", site, "--sensor", name, "--metrics", f"127.0.0.1:{free_port()}", *extra)  # fmt: skip
+
+
+def topic(site: str, name: str, kind: str) -> str:
+    return f"netgpt/{site}/{name}/{kind}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One sensor's alerts: written to its EVE file, and how many of those arrived centrally, how often."""
+
+    site: str
+    sensor: str
+    written: int
+    delivered: int  # written alerts that arrived at least once
+    duplicates: int  # copies beyond the first (QoS 1 is at least once)
+    strays: int  # alerts that arrived but are in no EVE line (there should be none)
+
+    @property
+    def ratio(self) -> float:
+        return self.delivered / self.written if self.written else 1.0
+
+
+def tally(site: str, name: str, written: list[dict[str, Any]], received: list[Received]) -> Delivery:
+    """Each EVE alert (as many times as EVE has it) against the alert messages on its sensor's topic."""
+    want = Counter(canonical(a) for a in written)
+    alerts = topic(site, name, "alerts")
+    got = Counter(canonical(json.loads(r.payload)) for r in received if r.topic == alerts)
+    delivered = sum(min(n, got[k]) for k, n in want.items())
+    duplicates = sum(max(0, got[k] - n) for k, n in want.items())
+    strays = sum(n for k, n in got.items() if k not in want)
+    return Delivery(site, name, sum(want.values()), delivered, duplicates, strays)
+
+
+def statuses(messages: list[Received]) -> dict[str, bytes]:
+    """The last status of each ``site/sensor`` among ``messages``."""
+    last = {}
+    for m in messages:
+        parts = m.topic.split("/")
+        if len(parts) == 4 and parts[3] == "status":
+            last[f"{parts[1]}/{parts[2]}"] = m.payload
+    return last
+
+
+@dataclass
+class OutageRun:
+    """What ``outage_run`` saw: per sensor, its delivery and the alerts it wrote while the centre was down."""
+
+    deliveries: list[Delivery]
+    written_during_outage: dict[str, int]  # site/sensor -> alerts its EVE gained while the central broker was down
+    outage_s: float  # measured: from the stop to the central broker listening again
+    retained_online: dict[str, bytes]  # what a new central subscriber got before the outage
+    retained_after_outage: dict[str, bytes]  # ... right after it (the central broker's persistence)
+    retained_at_end: dict[str, bytes]  # ... at the end: offline for all (closed, or the killed one's will)
+    killed: str  # site/sensor killed with SIGKILL at the end
+    killed_status: int  # its exit status
+    bridge_states: dict[str, bytes]  # netgpt/<site>/_bridge/state at the end, per site
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.1)
+
+
+def retained_statuses(central: Mosquitto, pki: Pki, expected: int) -> dict[str, bytes]:
+    """The retained status of each sensor, as a new central subscriber gets it."""
+    with Subscriber(central, "netgpt/+/+/status", tls=pki.client_tls(COLLECTOR)) as late:
+        try:
+            got = late.wait_for(lambda m: len(statuses(m)) >= expected, timeout=5)
+        except AssertionError:
+            got = late.messages
+    return statuses([m for m in got if m.retain])
+
+
+def eve_alerts(daemon: Daemon) -> int:
+    return len(daemon.events("alert")) if daemon.eve.exists() else 0
+
+
+def outage_run(folder: Path, capture: Path, sites: dict[str, list[str]], speed: float, outage: float,
+               lead: float = 2.0, log: Callable[[str], None] = lambda _: None) -> OutageRun:  # fmt: skip
+    """Sites' sensors replay ``capture`` at ``speed`` through their site brokers to the centre; ``lead``
+    seconds after all are online centrally, the central broker stops for ``outage`` seconds. One more
+    sensor (the last site's ``doomed``, replaying at a tenth of ``speed``) is killed with SIGKILL at the
+    end, once the others are done and their alerts are in: its will must reach the centre."""
+    pki = make_pki(folder / "pki", [*sites, COLLECTOR])
+    central = central_broker(folder / "central", pki)
+    brokers = {site: site_broker(folder / f"site-{site}", site, central, pki) for site in sites}
+    doomed_site = list(sites)[-1]
+    doomed_name = f"{doomed_site}/doomed"
+    names = [f"{site}/{name}" for site, sensors in sites.items() for name in sensors]
+    daemons: dict[str, Daemon] = {}
+    central.start()
+    try:
+        for broker in brokers.values():
+            broker.start()
+        with collector(central, pki) as inbox:
+            wait_until(lambda: all(f"netgpt/{s}/_bridge/state" in {m.topic for m in inbox.messages} for s in sites),
+                       10, "every site's bridge connected")  # fmt: skip
+            log(f"bridges of {len(sites)} sites connected; starting {len(names)} sensors and {doomed_name}")
+            for key in [*names, doomed_name]:
+                site, name = key.split("/")
+                slow = speed / 10 if key == doomed_name else speed
+                daemons[key] = sensor(folder / "sensors" / site / name, site, name, brokers[site], capture, slow)
+            wait_until(lambda: all(statuses(inbox.messages).get(k) == b"online" for k in daemons), 60,
+                       "every sensor online at the centre")  # fmt: skip
+            online = retained_statuses(central, pki, len(daemons))
+            time.sleep(lead)
+            before = {k: eve_alerts(d) for k, d in daemons.items()}
+            log(f"all online; stopping the central broker for {outage:.0f} s")
+            stopped = time.monotonic()
+            central.stop()
+            time.sleep(outage)
+            central.start()
+            outage_s = time.monotonic() - stopped
+            during = {k: eve_alerts(d) - before[k] for k, d in daemons.items()}
+            log(f"central broker back after {outage_s:.1f} s; alerts written meanwhile: {sum(during.values())}")
+            after = retained_statuses(central, pki, len(daemons))
+            for key in names:
+                daemons[key].wait(120)
+            written = {k: daemons[k].events("alert") for k in names}
+            wanted = {k: len(v) for k, v in written.items()}
+
+            def all_in() -> bool:
+                return all(tally(*k.split("/"), written[k], inbox.messages).delivered == wanted[k] for k in names)
+
+            try:
+                wait_until(all_in, 60, "every alert at the centre")
+            except AssertionError:
+                pass  # the tally says what is missing
+            received = list(inbox.messages)
+            doomed = daemons[doomed_name]
+            doomed.kill()
+            try:
+                wait_until(lambda: statuses(inbox.messages).get(doomed_name) == b"offline", 15,
+                           "the killed sensor's will at the centre")  # fmt: skip
+            except AssertionError:
+                pass  # retained_at_end shows it
+            end = retained_statuses(central, pki, len(daemons))
+            bridges = {s: m.payload for m in inbox.messages for s in sites if m.topic == f"netgpt/{s}/_bridge/state"}
+        deliveries = [tally(*k.split("/"), written[k], received) for k in names]
+        return OutageRun(deliveries, during, outage_s, online, after, end, doomed_name,
+                         doomed.process.returncode, bridges)  # fmt: skip
+    finally:
+        for daemon in daemons.values():
+            daemon.kill()
+        for broker in brokers.values():
+            broker.stop()
+        central.stop()
