@@ -8,8 +8,14 @@ Every panel and query uses the ``$datasource`` variable (type datasource,
 any Prometheus), whose default is the provisioned datasource's fixed uid:
 the dashboards work as they are on a Grafana that loads
 ``grafana/provisioning``, and imported on another one they offer its own
-Prometheus datasources (Grafana falls back to the default one). Queries are scoped to the ``$instance`` variable
-(the sensors' metrics endpoints) and aggregate across the sensors picked.
+Prometheus datasources (Grafana falls back to the default one). Queries are scoped to the ``$site``, ``$sensor``
+and ``$instance`` variables and aggregate across the sensors picked. ``site`` and ``sensor`` are target labels
+the Prometheus scrape (or, in a fleet, the site Prometheus's ``external_labels`` seen through federation) puts
+on every series: ``deploy/prometheus/``. Per-sensor series are grouped ``by (site, sensor, instance)``: in a
+fleet, ``instance`` alone repeats (every site's sensor may be ``127.0.0.1:9400``).
+
+The fleet dashboard also reads ``up{job="netgptd"}``, which Prometheus writes for each scrape of a sensor:
+the scrape job must be named ``netgptd``.
 
 Counters that carry a label only exist once something happened (a decode
 error, a drop, an eviction). Where a zero is the true reading of "never
@@ -37,17 +43,16 @@ PROVISIONED = {"type": "prometheus", "uid": "netgptd-prometheus"}  # grafana/pro
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}  # what every panel, query and variable uses
 EDGE_LLM = "edge-llm"  # description prefix of panels whose metrics come from the trends plugin
 SCHEMA_VERSION = 39
-SEL = '{instance=~"$instance"}'  # the selector every query starts from
-
-
-def sel(**labels: str) -> str:
-    """``{instance=~"$instance", k="v", ...}``: the instance filter plus exact label matches."""
-    extra = "".join(f', {k}="{v}"' for k, v in labels.items())
-    return '{instance=~"$instance"' + extra + "}"
+SCOPE = 'site=~"$site", sensor=~"$sensor", instance=~"$instance"'
+SEL = "{" + SCOPE + "}"  # the selector every query starts from
+UP = '{job="netgptd", ' + SCOPE + "}"  # Prometheus's own up series for the sensors' scrapes
+PER_SENSOR = "site, sensor, instance"  # what tells two sensors apart
+SENSOR_LEGEND = "{{site}}/{{sensor}}"
+RATE = "$__rate_interval"
 
 
 def rate(metric: str, by: str = "", window: str = "$__rate_interval") -> str:
-    """``sum [by (LABELS)] (rate(METRIC{instance}[window]))``."""
+    """``sum [by (LABELS)] (rate(METRIC{scope}[window]))``."""
     group = f" by ({by}) " if by else ""
     return f"sum{group}(rate({metric}{SEL}[{window}]))"
 
@@ -226,8 +231,29 @@ def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return panels
 
 
+def label_variable(name: str, label: str, values: str) -> dict[str, Any]:
+    """A multi-value query variable over ``label_values(...)``, "All" matching any value (and no label)."""
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": dict(DATASOURCE),
+        "definition": values,
+        "query": {"query": values, "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1},
+        "refresh": 2,
+        "includeAll": True,
+        "allValue": ".*",
+        "multi": True,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "options": [],
+        "regex": "",
+        "sort": 1,
+        "hide": 0,
+        "skipUrlSync": False,
+    }
+
+
 def dashboard(uid: str, title: str, description: str, panels: list[dict[str, Any]]) -> dict[str, Any]:
-    sensors = "label_values(netgpt_build_info, instance)"
     datasource = {
         "name": "datasource",
         "label": "Datasource",
@@ -242,24 +268,11 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict[str, Any
         "hide": 0,
         "skipUrlSync": False,
     }
-    instance = {
-        "name": "instance",
-        "label": "Sensor",
-        "type": "query",
-        "datasource": dict(DATASOURCE),
-        "definition": sensors,
-        "query": {"query": sensors, "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1},
-        "refresh": 2,
-        "includeAll": True,
-        "allValue": ".*",
-        "multi": True,
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "options": [],
-        "regex": "",
-        "sort": 1,
-        "hide": 0,
-        "skipUrlSync": False,
-    }
+    # Chained: the sensors of the sites picked, the endpoints of the sensors picked.
+    site = label_variable("site", "Site", "label_values(netgpt_build_info, site)")
+    sensor = label_variable("sensor", "Sensor", 'label_values(netgpt_build_info{site=~"$site"}, sensor)')
+    instance = label_variable("instance", "Endpoint",
+                              'label_values(netgpt_build_info{site=~"$site", sensor=~"$sensor"}, instance)')
     annotation = {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
                   "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
                   "type": "dashboard"}  # fmt: skip
@@ -284,7 +297,7 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict[str, Any
         "weekStart": "",
         "annotations": {"list": [annotation]},
         "links": [link],
-        "templating": {"list": [datasource, instance]},
+        "templating": {"list": [datasource, site, sensor, instance]},
         "panels": layout(panels),
     }
 
@@ -302,7 +315,7 @@ def classified_share(h: int = 4) -> dict[str, Any]:
 
 def uptime() -> dict[str, Any]:
     return stat("Uptime", "Seconds since each sensor's daemon started.",
-                [target(f"max by (instance) (netgpt_uptime_seconds{SEL})", "{{instance}}")], "s")
+                [target(f"max by ({PER_SENSOR}) (netgpt_uptime_seconds{SEL})", SENSOR_LEGEND)], "s")
 
 
 def overview() -> dict[str, Any]:
@@ -320,9 +333,9 @@ def overview() -> dict[str, Any]:
         classified_share(),
         row("Traffic"),
         timeseries("Bytes per second", "Bytes captured per second, by sensor.",
-                   [target(rate("netgpt_bytes_total", "instance"), "{{instance}}")], "Bps"),
+                   [target(rate("netgpt_bytes_total", PER_SENSOR), SENSOR_LEGEND)], "Bps"),
         timeseries("Packets per second", "Packets captured per second, by sensor.",
-                   [target(rate("netgpt_packets_total", "instance"), "{{instance}}")], "pps"),
+                   [target(rate("netgpt_packets_total", PER_SENSOR), SENSOR_LEGEND)], "pps"),
         row("Applications"),
         timeseries("Flows by app", "Flows ended per second, by the model's app verdict.",
                    [target(rate("netgpt_flows_ended_total", "app"), "{{app}}")], "short", stack=True),
@@ -362,8 +375,8 @@ def health() -> dict[str, Any]:
                    "1": {"text": "connected", "color": "green", "index": 1}}
     panels = [
         uptime(),
-        table("Sensors", "Each sensor's netgptd version.", f"max by (instance, version) (netgpt_build_info{SEL})",
-              {"instance": "sensor", "version": "version"}, w=8, h=4),
+        table("Sensors", "Each sensor's netgptd version.", f"max by ({PER_SENSOR}, version) (netgpt_build_info{SEL})",
+              {"site": "site", "sensor": "sensor", "instance": "endpoint", "version": "version"}, w=8, h=4),
         stat("Capture drop share", "Packets dropped by the capture (kernel, interface) over packets seen plus "
              "dropped, in the time range.",
              [target(f"{drops} / ({increase('netgpt_packets_total')} + {drops})", "dropped", instant=True)],
@@ -406,9 +419,9 @@ def health() -> dict[str, Any]:
                                "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}}]}]),
         row("Flow table"),
         timeseries("Active flows", "Flows in the flow table, by sensor.",
-                   [target(f"sum by (instance) (netgpt_flows_active{SEL})", "{{instance}}")], "short"),
+                   [target(f"sum by ({PER_SENSOR}) (netgpt_flows_active{SEL})", SENSOR_LEGEND)], "short"),
         timeseries("New flows", "Flows started per second, by sensor.",
-                   [target(rate("netgpt_flows_total", "instance"), "{{instance}}")], "short"),
+                   [target(rate("netgpt_flows_total", PER_SENSOR), SENSOR_LEGEND)], "short"),
         timeseries("Flow evictions", "Flows ended per second by why (timeout, emergency, tcp reuse, shutdown, ...), "
                    "and emergency-mode entries.",
                    [target(or_zero(rate("netgpt_flow_evictions_total", "reason"), "reason"), "{{reason}}"),
@@ -416,7 +429,7 @@ def health() -> dict[str, Any]:
                    "short", w=24),
         row("MQTT"),
         stat("MQTT connected", "Whether each sensor's MQTT client is connected to the broker now (no data: MQTT "
-             "is off).", [target(f"max by (instance) (netgpt_mqtt_connected{SEL})", "{{instance}}")], "none",
+             "is off).", [target(f"max by ({PER_SENSOR}) (netgpt_mqtt_connected{SEL})", SENSOR_LEGEND)], "none",
              defaults={"mappings": [{"type": "value", "options": mqtt_states}]}),
         stat("MQTT reconnects", "Reconnections to the broker in the time range.",
              [target(increase("netgpt_mqtt_reconnects_total"), "reconnects", instant=True)], "short"),
@@ -424,7 +437,7 @@ def health() -> dict[str, Any]:
              [target(increase("netgpt_mqtt_outbox_dropped_total"), "dropped", instant=True)], "short",
              defaults=RED_FROM_ONE),
         timeseries("MQTT outbox depth", "Events waiting to be published, by sensor.",
-                   [target(f"max by (instance) (netgpt_mqtt_outbox_depth{SEL})", "{{instance}}")], "short"),
+                   [target(f"max by ({PER_SENSOR}) (netgpt_mqtt_outbox_depth{SEL})", SENSOR_LEGEND)], "short"),
         timeseries("MQTT throughput", "Events published, dropped from a full outbox, and reconnects, per second.",
                    [target(rate("netgpt_mqtt_published_total"), "published"),
                     target(rate("netgpt_mqtt_outbox_dropped_total"), "dropped"),
@@ -441,7 +454,7 @@ def health() -> dict[str, Any]:
                     target(or_zero(rate("netgpt_rules_sketched_total", "rule"), "rule"), "sketched {{rule}}"),
                     target(or_zero(rate("netgpt_rules_cooldowns_evicted_total")), "cool-downs evicted")], "short"),
         stat("Ask connected", "Whether each sensor's ask plugin is connected to its broker now (no data: the ask "
-             "plugin is off).", [target(f"max by (instance) (netgpt_ask_connected{SEL})", "{{instance}}")], "none",
+             "plugin is off).", [target(f"max by ({PER_SENSOR}) (netgpt_ask_connected{SEL})", SENSOR_LEGEND)], "none",
              defaults={"mappings": [{"type": "value", "options": mqtt_states}]}, w=6),
         stat("Ask messages", "Messages read on .../ask in the time range, requests or not.",
              [target(increase("netgpt_ask_received_total"), "received", instant=True)], "short", w=6),
@@ -469,8 +482,9 @@ def model() -> dict[str, Any]:
 
     panels = [
         table("Model", "The model each sensor runs: name, version, and the execution provider (CPU, CUDA, ...).",
-              f"max by (instance, name, version, provider) (netgpt_model_info{SEL})",
-              {"instance": "sensor", "name": "model", "version": "version", "provider": "provider"}, w=16, h=5),
+              f"max by ({PER_SENSOR}, name, version, provider) (netgpt_model_info{SEL})",
+              {"site": "site", "sensor": "sensor", "instance": "endpoint", "name": "model", "version": "version",
+               "provider": "provider"}, w=16, h=5),
         stat("Inferences", "Model batches run per second.", [target(rate(f"{latency}_count"), "batches/s")],
              "short", h=5),
         classified_share(h=5),
@@ -503,7 +517,66 @@ def model() -> dict[str, Any]:
                      "The NetGPT model on the netgptd sensors: latency, batches, coverage, confidence.", panels)
 
 
-BUILDERS = {"overview.json": overview, "health.json": health, "model.json": model}
+def fleet() -> dict[str, Any]:
+    """Many sensors at a glance: which are up, what they drop, where the alerts are, which models run."""
+    up_now = f"up{UP}"
+
+    def drops(window: str) -> str:
+        """Capture drops by site in ``window``, 0 for a site whose sensors dropped none (no series yet)."""
+        return (f"({increase('netgpt_capture_drops_total', 'site', window)} or "
+                f"{increase('netgpt_packets_total', 'site', window)} * 0)")  # fmt: skip
+
+    panels = [
+        stat("Sensors up", "Sensors whose metrics endpoint answered the last scrape (Prometheus's up, job "
+             "netgptd).", [target(f"sum({up_now})", "up")], "short", w=6),
+        stat("Sensors down", "Sensors whose last scrape failed: the sensor, its host, or the way to it is down.",
+             [target(f"count({up_now} == 0) or vector(0)", "down")], "short", w=6, defaults=RED_FROM_ONE),
+        stat("Alerts", "Alerts raised in the time range, all sensors picked.",
+             [target(or_zero(increase("netgpt_alerts_total")), "alerts", instant=True)], "short", w=6,
+             defaults=RED_FROM_ONE),
+        stat("MQTT outbox drops", "Events dropped from a full MQTT outbox in the time range (a broker away for "
+             "longer than outbox_max covers).",
+             [target(or_zero(increase("netgpt_mqtt_outbox_dropped_total")), "dropped", instant=True)], "short",
+             w=6, defaults=RED_FROM_ONE),
+        row("Sites"),
+        bargauge("Sensors up by site", "Sensors up, by site.", [target(f"sum by (site) ({up_now})", "{{site}}",
+                 instant=True)], "short", w=8),
+        bargauge("Alerts by site", "Alerts raised in the time range, by site.",
+                 [target(f"sort_desc({or_zero(increase('netgpt_alerts_total', 'site'), 'site')})", "{{site}}",
+                         instant=True)], "short", w=8),
+        bargauge("Capture drops by site", "Packets the capture dropped (kernel, interface) in the time range, by "
+                 "site; 0 where a site's sensors dropped none.",
+                 [target(drops("$__range"), "{{site}}", instant=True)], "short", w=8),
+        timeseries("Alerts per second by site", "Alerts per second, by site.",
+                   [target(or_zero(rate("netgpt_alerts_total", "site"), "site"), "{{site}}")], "short", stack=True),
+        timeseries("Capture drop share by site", "Packets dropped by the capture over packets seen plus dropped, "
+                   "by site.",
+                   [target(f"{drops(RATE)} / ({increase('netgpt_packets_total', 'site', RATE)} + {drops(RATE)})",
+                           "{{site}}")],
+                   "percentunit"),
+        row("Sensors"),
+        table("Sensors", "Every sensor: whether its last scrape succeeded (1 up, 0 down).",
+              f"max by ({PER_SENSOR}) ({up_now})",
+              {"site": "site", "sensor": "sensor", "instance": "endpoint"}, value="up", w=12),
+        table("Alerts by sensor", "Alerts in the time range by sensor and category.",
+              f"sort_desc({increase('netgpt_alerts_total', 'site, sensor, category')})",
+              {"site": "site", "sensor": "sensor", "category": "category"}, value="alerts", w=12),
+        row("Versions"),
+        table("Model versions in use", "How many sensors run each model (name, version, execution provider).",
+              f"count by (name, version, provider) (netgpt_model_info{SEL})",
+              {"name": "model", "version": "version", "provider": "provider"}, value="sensors", w=12),
+        table("netgptd versions in use", "How many sensors run each netgptd version.",
+              f"count by (version) (netgpt_build_info{SEL})", {"version": "version"}, value="sensors", w=12),
+        table("Sensors by model", "The model each sensor runs now (it changes on reload).",
+              f"max by ({PER_SENSOR}, name, version) (netgpt_model_info{SEL})",
+              {"site": "site", "sensor": "sensor", "instance": "endpoint", "name": "model", "version": "version"},
+              w=24),
+    ]
+    return dashboard("netgptd-fleet", "netgptd / Fleet",
+                     "Every site and sensor: up, drops, alerts by site, model and daemon versions in use.", panels)
+
+
+BUILDERS = {"overview.json": overview, "health.json": health, "model.json": model, "fleet.json": fleet}
 
 
 def render(builder: Any) -> str:

@@ -41,7 +41,8 @@ DASHBOARDS = GRAFANA / "dashboards"
 PROVISIONING = GRAFANA / "provisioning"
 PROVISIONED_UID = "netgptd-prometheus"  # grafana/provisioning/datasources/netgptd.yaml
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}  # the dashboards' datasource variable
-DASHBOARD_UIDS = {"overview.json": "netgptd-overview", "health.json": "netgptd-health", "model.json": "netgptd-model"}
+DASHBOARD_UIDS = {"overview.json": "netgptd-overview", "health.json": "netgptd-health", "model.json": "netgptd-model",
+                  "fleet.json": "netgptd-fleet"}  # fmt: skip
 EDGE_LLM = "edge-llm"  # in a panel's description or tags: it reads the trends plugin's metrics
 
 # What netgptd_plugins.prometheus exports (histograms by their base name).
@@ -71,7 +72,10 @@ ADDRESS_LABEL = re.compile(r"^(ip|addr|address|host|mac|port|flow_id|community_i
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 METRIC = re.compile(r"\bnetgpt_[a-z0-9_]+\b")
 # Grafana's macros and our variable, as the live test substitutes them.
-MACROS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "5m", "$instance": ".*"}
+MACROS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "5m", "$site": ".*", "$sensor": ".*",
+          "$instance": ".*"}  # fmt: skip
+# Prometheus's own series for each scrape of a sensor (job netgptd), which the fleet dashboard reads.
+UP = re.compile(r'\bup\{job="netgptd"')
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
@@ -192,7 +196,7 @@ def test_queries_read_only_exported_metrics_and_cover_them() -> None:
         for panel in all_panels(dashboard):
             for t in panel.get("targets", []):
                 names = metric_names(t["expr"])
-                assert names, f"{name}: {panel['title']} {t['refId']}: reads no netgptd metric"
+                assert names or UP.search(t["expr"]), f"{name}: {panel['title']} {t['refId']}: reads no netgptd metric"
                 allowed = EXPORTED | (EDGE_LLM_METRICS if is_edge_llm(panel) else set())
                 assert names <= allowed, f"{name}: {panel['title']}: unknown metric(s) {sorted(names - allowed)}"
                 used |= names
@@ -408,7 +412,8 @@ def test_every_panel_query_returns_data(tmp_path: Path) -> None:
     prom_config = tmp_path / "prometheus.yml"
     prom_config.write_text(json.dumps({
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "netgptd", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
+        "scrape_configs": [{"job_name": "netgptd", "static_configs": [{
+            "targets": [f"127.0.0.1:{metrics_port}"], "labels": {"site": "test", "sensor": "grafana"}}]}],
     }), encoding="utf-8")  # fmt: skip
     base = f"http://127.0.0.1:{prom_port}"
     prom_cmd = [prometheus, f"--config.file={prom_config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
@@ -467,5 +472,8 @@ def test_every_panel_query_returns_data(tmp_path: Path) -> None:
             assert result, f"{expr} stayed 0 while replaying the demo capture"
         variable = json.loads(http_get(f"{base}/api/v1/label/instance/values?match[]=netgpt_build_info"))
         assert variable["data"] == [f"127.0.0.1:{metrics_port}"], "the $instance variable lists the sensor"
+        for label, value in (("site", "test"), ("sensor", "grafana")):
+            variable = json.loads(http_get(f"{base}/api/v1/label/{label}/values?match[]=netgpt_build_info"))
+            assert variable["data"] == [value], f"the ${label} variable lists the scrape's target label"
         model = promql(base, "last_over_time(netgpt_model_info[5m])")["data"]["result"]
         assert model and {"name", "version", "provider"} <= set(model[0]["metric"]), model
