@@ -13,13 +13,16 @@ sets it against what each sensor wrote to its EVE file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import string
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
+
+import paho.mqtt.publish as paho_publish
 
 from broker import Mosquitto, Received, Subscriber, free_port
 from test_daemon import Daemon, canonical
@@ -169,26 +172,43 @@ def eve_alerts(daemon: Daemon) -> int:
     return len(daemon.events("alert")) if daemon.eve.exists() else 0
 
 
+@contextlib.contextmanager
+def brokers_of(folder: Path, sites: list[str], users: tuple[str, ...] = ()) -> Iterator[tuple[Pki, Mosquitto,
+                                                                                           dict[str, Mosquitto]]]:
+    """A started central broker and a started, bridged broker per site (and certificates for the sites, the
+    collector and ``users``); stopped on the way out. Yields once every bridge says it is connected."""
+    pki = make_pki(folder / "pki", [*sites, COLLECTOR, *users])
+    central = central_broker(folder / "central", pki)
+    brokers = {site: site_broker(folder / f"site-{site}", site, central, pki) for site in sites}
+    central.start()
+    try:
+        for broker in brokers.values():
+            broker.start()
+        with Subscriber(central, "netgpt/+/_bridge/state", tls=pki.client_tls(COLLECTOR)) as states:
+            states.wait_for(lambda m: {r.topic.split("/")[1] for r in m if r.payload == b"1"} >= set(sites), 10)
+        yield pki, central, brokers
+    finally:
+        for broker in brokers.values():
+            broker.stop()
+        central.stop()
+
+
+def publish(broker: Mosquitto, topic: str, payload: bytes, tls: dict[str, str] | None = None) -> None:
+    """One QoS 1 message, as a client of ``broker`` (``tls``: ``Pki.client_tls`` of the client's certificate)."""
+    paho_publish.single(topic, payload, qos=1, hostname=broker.host, port=broker.port, tls=tls)
+
+
 def outage_run(folder: Path, capture: Path, sites: dict[str, list[str]], speed: float, outage: float,
                lead: float = 2.0, log: Callable[[str], None] = lambda _: None) -> OutageRun:  # fmt: skip
     """Sites' sensors replay ``capture`` at ``speed`` through their site brokers to the centre; ``lead``
     seconds after all are online centrally, the central broker stops for ``outage`` seconds. One more
     sensor (the last site's ``doomed``, replaying at a tenth of ``speed``) is killed with SIGKILL at the
     end, once the others are done and their alerts are in: its will must reach the centre."""
-    pki = make_pki(folder / "pki", [*sites, COLLECTOR])
-    central = central_broker(folder / "central", pki)
-    brokers = {site: site_broker(folder / f"site-{site}", site, central, pki) for site in sites}
-    doomed_site = list(sites)[-1]
-    doomed_name = f"{doomed_site}/doomed"
+    doomed_name = f"{list(sites)[-1]}/doomed"
     names = [f"{site}/{name}" for site, sensors in sites.items() for name in sensors]
     daemons: dict[str, Daemon] = {}
-    central.start()
-    try:
-        for broker in brokers.values():
-            broker.start()
-        with collector(central, pki) as inbox:
-            wait_until(lambda: all(f"netgpt/{s}/_bridge/state" in {m.topic for m in inbox.messages} for s in sites),
-                       10, "every site's bridge connected")  # fmt: skip
+    with brokers_of(folder, list(sites)) as (pki, central, brokers), collector(central, pki) as inbox:
+        try:
             log(f"bridges of {len(sites)} sites connected; starting {len(names)} sensors and {doomed_name}")
             for key in [*names, doomed_name]:
                 site, name = key.split("/")
@@ -216,26 +236,19 @@ def outage_run(folder: Path, capture: Path, sites: dict[str, list[str]], speed: 
             def all_in() -> bool:
                 return all(tally(*k.split("/"), written[k], inbox.messages).delivered == wanted[k] for k in names)
 
-            try:
+            with contextlib.suppress(AssertionError):  # the tally says what is missing
                 wait_until(all_in, 60, "every alert at the centre")
-            except AssertionError:
-                pass  # the tally says what is missing
             received = list(inbox.messages)
             doomed = daemons[doomed_name]
             doomed.kill()
-            try:
+            with contextlib.suppress(AssertionError):  # retained_at_end shows it
                 wait_until(lambda: statuses(inbox.messages).get(doomed_name) == b"offline", 15,
                            "the killed sensor's will at the centre")  # fmt: skip
-            except AssertionError:
-                pass  # retained_at_end shows it
             end = retained_statuses(central, pki, len(daemons))
             bridges = {s: m.payload for m in inbox.messages for s in sites if m.topic == f"netgpt/{s}/_bridge/state"}
-        deliveries = [tally(*k.split("/"), written[k], received) for k in names]
-        return OutageRun(deliveries, during, outage_s, online, after, end, doomed_name,
-                         doomed.process.returncode, bridges)  # fmt: skip
-    finally:
-        for daemon in daemons.values():
-            daemon.kill()
-        for broker in brokers.values():
-            broker.stop()
-        central.stop()
+        finally:
+            for daemon in daemons.values():
+                daemon.kill()
+    deliveries = [tally(*k.split("/"), written[k], received) for k in names]
+    return OutageRun(deliveries, during, outage_s, online, after, end, doomed_name, doomed.process.returncode,
+                     bridges)  # fmt: skip

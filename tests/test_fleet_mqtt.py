@@ -11,6 +11,10 @@ duplicates (QoS 1 is at least once) are counted and bounded by what can
 be in flight on the links that dropped. Every sensor's retained status is
 at the centre, survives the central restart, and the will of the sensor
 killed with SIGKILL turns it ``offline`` there.
+
+The other way, and the central ACL: an operator's ask at the centre reaches
+its own site's broker only, and a site bridge cannot write another site's
+topics.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from fleet import outage_run
+from broker import Subscriber
+from fleet import COLLECTOR, brokers_of, outage_run, publish
 from test_daemon import MINING
 
-pytestmark = [pytest.mark.slow, pytest.mark.corpus, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 SITES = {"north": ["n1", "n2"], "south": ["s1", "s2"]}
 OUTAGE_S = 5.0
@@ -32,6 +37,8 @@ INFLIGHT = 20
 MAX_DUPLICATES = INFLIGHT * (len(SITES) + 1)
 
 
+@pytest.mark.slow
+@pytest.mark.corpus
 def test_every_alert_of_every_sensor_reaches_the_centre_across_an_outage(corpus: Path, tmp_path: Path) -> None:
     run = outage_run(tmp_path, corpus / MINING, SITES, speed=1.0, outage=OUTAGE_S)
 
@@ -50,3 +57,20 @@ def test_every_alert_of_every_sensor_reaches_the_centre_across_an_outage(corpus:
     assert run.killed_status == -signal.SIGKILL
     assert run.retained_at_end == dict.fromkeys(everyone, b"offline"), "closed, or the killed sensor's will"
     assert run.bridge_states == dict.fromkeys(SITES, b"1")
+
+
+def test_an_ask_at_the_centre_reaches_its_site_only_and_a_site_writes_only_its_own_topics(tmp_path: Path) -> None:
+    operator = "operator"  # a user of central.acl, as its certificate's name
+    with brokers_of(tmp_path, ["north", "south"], users=(operator,)) as (pki, central, sites):
+        with (Subscriber(sites["north"], "netgpt/+/+/ask") as north,
+              Subscriber(sites["south"], "netgpt/+/+/ask") as south,
+              Subscriber(central, "netgpt/+/+/alerts", tls=pki.client_tls(COLLECTOR)) as seen):
+            publish(central, "netgpt/north/n1/ask", b"signed request", tls=pki.client_tls(operator))
+            assert [(m.topic, m.payload) for m in north.wait_for(bool)] == [("netgpt/north/n1/ask", b"signed request")]
+
+            # South's bridge is south at the centre: north's topics are not its to write (dropped, PUBACK anyway).
+            publish(central, "netgpt/north/n1/alerts", b"forged", tls=pki.client_tls("south"))
+            publish(central, "netgpt/south/s1/alerts", b"own", tls=pki.client_tls("south"))
+            got = seen.wait_for(lambda m: any(r.payload == b"own" for r in m))
+            assert [(m.topic, m.payload) for m in got] == [("netgpt/south/s1/alerts", b"own")]
+            assert not south.messages, "an ask for north went to south"
