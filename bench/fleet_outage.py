@@ -4,10 +4,11 @@ The issue's check of the MQTT path from one sensor to many, with the shipped
 configurations (``deploy/mosquitto``: site brokers bridged over TLS to a
 central broker) and real processes (tests/fleet.py, also behind
 tests/test_fleet_mqtt.py): ``--sites`` site brokers, ``--sensors``
-``netgptd run`` per site replaying the mining capture (model alerts all
-along) slowly enough to outlast the outage, a persistent collector at the
-centre. Once every sensor is online centrally, the central broker stops
-for ``--outage`` seconds. Each row: a sensor's alerts in its EVE file, how
+``netgptd run`` per site replaying the mining capture (model alerts, most
+in its first seconds) after ``--lead`` seconds of quiet, in which they start
+and come online; a persistent collector at the centre. Once every sensor is
+online centrally, the central broker stops for ``--outage`` seconds (longer
+if some sensor has not written an alert yet). Each row: a sensor's alerts in its EVE file, how
 many of them it wrote while the centre was down, how many arrived centrally
 (at least once), the extra copies (QoS 1 is at least once), and the ratio
 delivered / written. Then what the central tier holds as each sensor's
@@ -31,12 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from conftest import corpus_missing_reason, corpus_path  # noqa: E402
-from fleet import outage_run  # noqa: E402
+from fleet import outage_run, quiet_then  # noqa: E402
 from machine import cpu_model  # noqa: E402
 from test_daemon import MINING  # noqa: E402
 
-CAPTURE_SECONDS = 18.2  # the mining capture's duration
-MARGIN_S = 20.0  # the sensors' start, the lead before the outage, and alerts after it
 
 
 def main() -> int:
@@ -44,17 +43,18 @@ def main() -> int:
     parser.add_argument("--sites", type=int, default=2)
     parser.add_argument("--sensors", type=int, default=3, help="sensors per site")
     parser.add_argument("--outage", type=float, default=30.0, help="seconds the central broker is down")
+    parser.add_argument("--lead", type=float, default=10.0, help="seconds of quiet before the capture's traffic")
     args = parser.parse_args()
     reason = corpus_missing_reason()
     if reason:
         raise SystemExit(reason)
-    speed = round(CAPTURE_SECONDS / (args.outage + MARGIN_S), 3)
     sites = {f"site{i}": [f"s{i}{j}" for j in range(1, args.sensors + 1)] for i in range(1, args.sites + 1)}
     print(f"machine: {cpu_model()}; {args.sites} sites x {args.sensors} sensors (+1 killed at the end), "
-          f"mining capture at {speed}x ({CAPTURE_SECONDS / speed:.0f} s), central broker down {args.outage:.0f} s")
+          f"mining capture after {args.lead:.0f} s of quiet, central broker down {args.outage:.0f} s")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="netgptd-fleet-") as tmp:
-        run = outage_run(Path(tmp), corpus_path() / MINING, sites, speed, args.outage,
+        capture = quiet_then(corpus_path() / MINING, args.lead, Path(tmp) / "mining.pcapng")
+        run = outage_run(Path(tmp), capture, sites, 1.0, args.outage,
                          log=lambda line: print(f"  [{time.monotonic() - started:5.1f} s] {line}", flush=True))
     print(f"\n{'site':<8}{'sensor':<8}{'written':>9}{'in outage':>11}{'delivered':>11}{'duplicates':>12}{'ratio':>8}")
     for d in run.deliveries:

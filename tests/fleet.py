@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import string
+import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import paho.mqtt.publish as paho_publish
 
-from broker import Mosquitto, Received, Subscriber, free_port
+from broker import Mosquitto, Received, Subscriber, free_port, require
 from test_daemon import Daemon, canonical
 from test_mqtt_plugin import certificate, openssl
 
@@ -92,6 +93,17 @@ def sensor(folder: Path, site: str, name: str, broker: Mosquitto, capture: Path,
     """``netgptd run`` replaying ``capture`` at ``speed``, publishing to ``broker`` as ``site``/``name``."""
     return Daemon(folder, "--source", f"pcap:{capture}", "--replay-speed", str(speed), "--mqtt", broker.url,
                   "--site", site, "--sensor", name, "--metrics", f"127.0.0.1:{free_port()}", *extra)  # fmt: skip
+
+
+def quiet_then(capture: Path, lead_s: float, out: Path) -> Path:
+    """``capture`` after ``lead_s`` seconds of quiet (its first packet, moved that much earlier, alone): a sensor
+    replaying it at speed 1 is up and online before the capture's own traffic, and its alerts, begin."""
+    require("editcap", "wireshark-common")
+    first, early = out.with_suffix(".first.pcapng"), out.with_suffix(".early.pcapng")
+    subprocess.run(["editcap", "-r", str(capture), str(first), "1"], check=True, capture_output=True)
+    subprocess.run(["editcap", "-t", str(-lead_s), str(first), str(early)], check=True, capture_output=True)
+    subprocess.run(["mergecap", "-a", "-w", str(out), str(early), str(capture)], check=True, capture_output=True)
+    return out
 
 
 def topic(site: str, name: str, kind: str) -> str:
@@ -199,11 +211,12 @@ def publish(broker: Mosquitto, topic: str, payload: bytes, tls: dict[str, str] |
 
 
 def outage_run(folder: Path, capture: Path, sites: dict[str, list[str]], speed: float, outage: float,
-               lead: float = 2.0, log: Callable[[str], None] = lambda _: None) -> OutageRun:  # fmt: skip
-    """Sites' sensors replay ``capture`` at ``speed`` through their site brokers to the centre; ``lead``
-    seconds after all are online centrally, the central broker stops for ``outage`` seconds. One more
-    sensor (the last site's ``doomed``, replaying at a tenth of ``speed``) is killed with SIGKILL at the
-    end, once the others are done and their alerts are in: its will must reach the centre."""
+               log: Callable[[str], None] = lambda _: None) -> OutageRun:  # fmt: skip
+    """Sites' sensors replay ``capture`` (see ``quiet_then``) at ``speed`` through their site brokers to the
+    centre; as soon as all are online centrally, the central broker stops for ``outage`` seconds, and longer
+    if need be (up to a minute more) until every sensor has written alerts meanwhile. One more sensor (the
+    last site's ``doomed``, replaying at a tenth of ``speed``) is killed with SIGKILL at the end, once the
+    others are done and their alerts are in: its will must reach the centre."""
     doomed_name = f"{list(sites)[-1]}/doomed"
     names = [f"{site}/{name}" for site, sensors in sites.items() for name in sensors]
     daemons: dict[str, Daemon] = {}
@@ -217,12 +230,14 @@ def outage_run(folder: Path, capture: Path, sites: dict[str, list[str]], speed: 
             wait_until(lambda: all(statuses(inbox.messages).get(k) == b"online" for k in daemons), 60,
                        "every sensor online at the centre")  # fmt: skip
             online = retained_statuses(central, pki, len(daemons))
-            time.sleep(lead)
             before = {k: eve_alerts(d) for k, d in daemons.items()}
             log(f"all online; stopping the central broker for {outage:.0f} s")
             stopped = time.monotonic()
             central.stop()
             time.sleep(outage)
+            with contextlib.suppress(AssertionError):  # written_during_outage shows it
+                wait_until(lambda: all(eve_alerts(daemons[k]) > before[k] for k in names), 60,
+                           "alerts from every sensor during the outage")  # fmt: skip
             central.start()
             outage_s = time.monotonic() - stopped
             during = {k: eve_alerts(d) - before[k] for k, d in daemons.items()}

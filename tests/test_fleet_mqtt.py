@@ -3,9 +3,11 @@
 Real parts only: two site mosquitto brokers bridged (TLS, client certificates)
 to a central mosquitto, all three from the shipped ``deploy/mosquitto``
 configurations; four ``netgptd run`` sensors (two per site) and a fifth,
-slower one, replaying the mining capture (model alerts all along); a
-persistent collector at the centre. Mid-run the central broker stops for
-5 s (``bench/fleet_outage.py`` runs the same with 30 s and prints the
+slower one, replaying the mining capture (model alerts, most in its first
+seconds) after a few seconds of quiet, so that they come online first; a
+persistent collector at the centre. Once all are online the central broker
+stops for at least 5 s, and until every sensor has written alerts meanwhile
+(``bench/fleet_outage.py`` runs the same with 30 s and prints the
 table). Every alert each sensor wrote to EVE must arrive centrally;
 duplicates (QoS 1 is at least once) are counted and bounded by what can
 be in flight on the links that dropped. Every sensor's retained status is
@@ -24,13 +26,14 @@ from pathlib import Path
 
 import pytest
 from broker import Subscriber
-from fleet import COLLECTOR, brokers_of, outage_run, publish
+from fleet import COLLECTOR, brokers_of, outage_run, publish, quiet_then
 from test_daemon import MINING
 
 pytestmark = pytest.mark.timeout(240)
 
 SITES = {"north": ["n1", "n2"], "south": ["s1", "s2"]}
 OUTAGE_S = 5.0
+LEAD_S = 8.0  # of quiet before the capture's traffic: the sensors start and come online meanwhile
 # QoS 1 resends what was in flight, unacknowledged, when a link dropped: mosquitto's max_inflight_messages
 # (20, the default) on each link the outage cut: every site's bridge to the centre, the centre to the collector.
 INFLIGHT = 20
@@ -40,7 +43,8 @@ MAX_DUPLICATES = INFLIGHT * (len(SITES) + 1)
 @pytest.mark.slow
 @pytest.mark.corpus
 def test_every_alert_of_every_sensor_reaches_the_centre_across_an_outage(corpus: Path, tmp_path: Path) -> None:
-    run = outage_run(tmp_path, corpus / MINING, SITES, speed=1.0, outage=OUTAGE_S)
+    capture = quiet_then(corpus / MINING, LEAD_S, tmp_path / "mining.pcapng")
+    run = outage_run(tmp_path, capture, SITES, speed=1.0, outage=OUTAGE_S)
 
     assert run.outage_s >= OUTAGE_S
     sensors = {f"{d.site}/{d.sensor}" for d in run.deliveries}
