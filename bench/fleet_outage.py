@@ -16,7 +16,7 @@ retained status, before, right after the outage and at the end (one more
 sensor is killed with SIGKILL: its will). Exit status 1 unless every ratio
 is 1.0 and every status is as expected.
 
-Needs the corpus, mosquitto and openssl (tests/ is put on the path).
+Needs the corpus, mosquitto, openssl and editcap/mergecap (tests/ is put on the path).
 
     python bench/fleet_outage.py [--sites 2] [--sensors 3] [--outage 30]
 """
