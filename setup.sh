@@ -41,7 +41,7 @@ if [ "$mode" = test ]; then
   need /usr/sbin/logrotate logrotate     # the shipped logrotate snippet runs against a live daemon
   need curl curl                          # the brute-force test's busy web client
 fi
-extras=$([ "$mode" = test ] && echo "[dev,lab,train]" || true)
+extras=$([ "$mode" = test ] && echo "[dev,lab,train,llm]" || true)
 
 uniq_words() { printf '%s\n' "$@" | awk 'NF && !seen[$0]++' | paste -sd' '; }
 if [ -n "${SETUP_PLAN:-}" ]; then

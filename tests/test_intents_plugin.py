@@ -221,13 +221,13 @@ def test_windows_beyond_max_pending_are_counted_not_read(tmp_path: Path, monkeyp
     assert (status["windows"], status["windows_read"], status["windows_skipped"]) == (3, 1, 2)
 
 
-def test_settings_profile_and_adapter(tmp_path: Path) -> None:
+def test_settings_profile_and_model(tmp_path: Path) -> None:
     with pytest.raises(PluginError, match=r"\[plugins.intents\] window_s: expected float"):
         check_settings("intents", IntentsPlugin, {"window_s": "60"})
     with pytest.raises(PluginError, match=r"\[plugins.intents\] adapter: unknown setting"):
         check_settings("intents", IntentsPlugin, {"adapter": "x"})
     for settings, message in [({"window_s": 0.0}, "window_s"), ({"hold_s": -1.0}, "hold_s"),
-                              ({"min_confidence": 1.5}, "min_confidence"), ({"adapter_dir": str(tmp_path)}, "adapter_dir"),
+                              ({"min_confidence": 1.5}, "min_confidence"),
                               ({"model_dir": str(tmp_path)}, "model_dir"), ({"profile": str(tmp_path / "no.toml")}, "profile")]:  # fmt: skip
         with pytest.raises(PluginError, match=rf"\[plugins.intents\] {message}: "):
             load_plugin("intents", settings)
@@ -237,21 +237,11 @@ def test_settings_profile_and_adapter(tmp_path: Path) -> None:
     raised = feed(plugin, scan_and_miner(T0) + [flow(T0 + 61)])
     plugin.netgpt_close()
     assert raised and {e["intent"]["target"]["site"] for e in raised} == {"campus-north"}
-    # A LoRA adapter is loaded at start (and so on reload, which restarts the plugin).
-    from netgptd.intent.train import finetune
-
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text(json.dumps({"text": "yeet 10.0.0.5", "profile": {"site": "hq"},
-                                 "intents": [{"action": "block", "target": {"host": ["10.0.0.5"]}}]}) + "\n")  # fmt: skip
-    finetune(None, pairs, tmp_path / "adapter", steps=2, replay=0)
-    plugin = started(tmp_path, adapter_dir=str(tmp_path / "adapter"))
-    feed(plugin, [])
-    assert plugin.netgpt_status()["model"] == "ready" and hasattr(plugin._llm.model, "get_base_model")
-    plugin.netgpt_close()
+    # A model folder that cannot be loaded: logged, and the windows are counted only.
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "adapter_config.json").write_text("{}")
-    plugin = started(tmp_path, adapter_dir=str(broken))
+    (broken / "intent_vocab.json").write_text("{}")
+    plugin = started(tmp_path, model_dir=str(broken))
     raised = feed(plugin, scan_and_miner(T0) + [flow(T0 + 61)])
     status = plugin.netgpt_status()
     plugin.netgpt_close()

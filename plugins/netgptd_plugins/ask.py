@@ -45,13 +45,14 @@ the stats event and on Prometheus.
 
 Operator intents: a request ``{"id": "...", "intent": "keep video calls
 smooth for the lab during exams"}`` asks for intents, not an answer: the
-edge LLM reads the sentence as an operator's request
-(:func:`netgptd.intent.intent_from_text`, completed with the site profile:
+intent model (a pretrained English encoder) reads the text as an operator's
+request (:func:`netgptd.intent.engine.understand_text`, with the site profile:
 ``intent_profile``, a TOML file, or one from ``[sensor]``'s site, location
 and role), and each schema-valid intent it finds (``source: operator``) is
 emitted as an ``intent`` event carrying the request's id, so the mqtt plugin
 publishes it on ``<prefix>intents``; the answer (``status: intents``) lists
-them. No cloud is asked. An intent that would cut the site or the sensor off
+them and says what was not understood (a question, an undo, an unknown
+place...). No cloud is asked. An intent that would cut the site or the sensor off
 (:mod:`netgptd.cloud.guard`: every address, the default gateway, the
 sensor's own addresses, ``protected`` ones, the whole site) is published
 only when the request says ``"confirm": true``; else the request is refused
@@ -98,9 +99,10 @@ from netgptd.cloud.signing import REFUSED, read_key
 from netgptd.eve import dumps, timestamp
 from netgptd.intent import SiteProfile as IntentProfile
 from netgptd.intent import SiteState, load_profile, validate
-from netgptd.llm.runtime import one_thread
+from netgptd.intent.nlu import CONFIG_FILE as NLU_CONFIG
+from netgptd.intent.nlu import ActionModel
 from netgptd.plugin_host import SensorContext, hookimpl
-from netgptd_plugins.intents import VOCAB_FILE, load_intent_model, sensor_profile
+from netgptd_plugins.intents import sensor_profile
 from netgptd_plugins.mqtt import Link, _check_positive, _check_topic, _describe
 
 log = structlog.get_logger(__name__)
@@ -184,8 +186,8 @@ class AskPlugin:
     08:00-18:00"). What is kept: ``recent_flows`` flows, ``recent_alerts``
     alerts. Operator intents: ``intents`` (on by default), ``intent_profile``
     (a site-profile TOML file; empty: one from ``[sensor]``),
-    ``intent_model_dir`` (empty: the shipped intent model),
-    ``intent_adapter_dir`` (a LoRA adapter; empty: none). The control
+    ``intent_model_dir`` (empty: the shipped intent model; a site's own from
+    ``netgptd llm finetune``). The control
     channel: ``requesters`` (name -> key file), ``unsigned_questions``,
     ``signature_window`` seconds, ``rate`` (requests a second per requester)
     and ``burst``, ``max_request_bytes``, ``queue_max`` (messages waiting to
@@ -229,7 +231,6 @@ class AskPlugin:
         intents: bool = True,
         intent_profile: str = "",
         intent_model_dir: str = "",
-        intent_adapter_dir: str = "",
         requesters: dict[str, str] | None = None,
         unsigned_questions: bool = False,
         signature_window: float = 60.0,
@@ -267,17 +268,14 @@ class AskPlugin:
         self.location, self.role, self.working_hours = location, role, working_hours
         self.state = SensorState(recent_flows, recent_alerts)
         self.profile = SiteProfile(location=location, role=role, working_hours=working_hours)
-        if intent_model_dir and not (Path(intent_model_dir) / VOCAB_FILE).is_file():
-            raise ValueError(f"intent_model_dir: {intent_model_dir} is not an intent model folder (no {VOCAB_FILE})")
-        if intent_adapter_dir and not (Path(intent_adapter_dir) / "adapter_config.json").is_file():
-            raise ValueError(f"intent_adapter_dir: {intent_adapter_dir} is not a LoRA adapter folder "
-                             "(no adapter_config.json)")  # fmt: skip
+        if intent_model_dir and not (Path(intent_model_dir) / NLU_CONFIG).is_file():
+            raise ValueError(f"intent_model_dir: {intent_model_dir} is not an intent model folder (no {NLU_CONFIG})")
         try:
             self.intent_profile: IntentProfile | None = load_profile(intent_profile) if intent_profile else None
         except ValueError as exc:  # ProfileError: names the file and the entry
             raise ValueError(f"intent_profile: {exc}") from None
         self.intents = intents
-        self.intent_model_dir, self.intent_adapter_dir = intent_model_dir or None, intent_adapter_dir or None
+        self.intent_model_dir = intent_model_dir or None
         self.site_state = SiteState()  # host names learned from traffic: none are reported in EVE yet
         self._intent_llm: Any = None
         self._intent_error = ""  # why the intent model is unavailable
@@ -414,13 +412,13 @@ class AskPlugin:
         the answer event is delivered and returned (as delivered: redacted unless ``redact_answers = false``)."""
         async with self._one_at_a_time:
             started = time.monotonic()
-            intents = None
+            intents, unread = None, []
             if self.intents:
-                intents, errors = await in_daemon_thread(self._operator_intents, question)
+                intents, errors, unread = await in_daemon_thread(self._operator_intents, question)
                 self.counts["intents"] += len(intents or [])
                 self.counts["intent_errors"] += errors
             if kind == INTENT:
-                return self._publish_intents(request_id, question, intents, started, confirm)
+                return self._publish_intents(request_id, question, intents, started, confirm, unread)
             if intents:  # a question never yields an intent that would cut the site off, not even to be read
                 intents = [i for i in intents if not dangers(i, self.protected)]
             prompt = complete_prompt(question, self.profile, self.state)  # the state when its turn comes
@@ -455,7 +453,7 @@ class AskPlugin:
             return self._deliver(event, redactor)
 
     def _publish_intents(self, request_id: str, sentence: str, intents: list[dict[str, Any]] | None,
-                         started: float, confirm: bool) -> dict[str, Any]:  # fmt: skip
+                         started: float, confirm: bool, unread: list[str]) -> dict[str, Any]:  # fmt: skip
         """An intent request: each intent out as an ``intent`` event, and an answer that lists them; none when
         one of them would cut the site off and the request is not confirmed."""
         why = [] if confirm else [w for i in intents or [] for w in dangers(i, self.protected)]
@@ -467,7 +465,8 @@ class AskPlugin:
         if intents is None:
             text, status = f"No intents: the intent model is unavailable ({self._intent_error or 'turned off'}).", "error"
         else:
-            text = "; ".join(i["reason"] for i in intents) or "No intent found in this sentence."
+            text = "; ".join([i["reason"] for i in intents] + [f"not understood: {x}" for x in unread]) \
+                or "No intent found in this sentence."
             status = "intents"
         self.counts["answered" if status == "intents" else "failed"] += 1
         event = answer_event(request_id, sentence, "", text, "", time.monotonic() - started, status,
@@ -480,35 +479,34 @@ class AskPlugin:
         with self._intent_lock:
             if self._intent_llm is None and not self._intent_error:
                 try:
-                    self._intent_llm = load_intent_model(self.intent_model_dir, self.intent_adapter_dir)
-                except Exception as exc:  # noqa: BLE001 -- LLMError, or torch/transformers missing
+                    self._intent_llm = ActionModel.load(self.intent_model_dir)
+                except Exception as exc:  # noqa: BLE001 -- NLUError, or the encoder package missing
                     self._intent_error = f"{type(exc).__name__}: {exc}"
                     log.error("ask_intent_model_unavailable", error=self._intent_error,
                               detail="questions are answered without operator intents")  # fmt: skip
             return self._intent_llm
 
-    def _operator_intents(self, question: str) -> tuple[list[dict[str, Any]] | None, int]:
-        """In a daemon thread: the question's schema-valid operator intents (None without a model), and
-        how many failed (counted by the caller, in the loop thread)."""
-        llm = self._intent_model()
-        if llm is None:
-            return None, 0
-        from netgptd.intent.engine import intent_from_text
+    def _operator_intents(self, question: str) -> tuple[list[dict[str, Any]] | None, int, list[str]]:
+        """In a daemon thread: the question's schema-valid operator intents (None without a model), how many
+        failed (counted by the caller, in the loop thread), and what was not understood."""
+        model = self._intent_model()
+        if model is None:
+            return None, 0, []
+        from netgptd.intent.engine import understand_text
 
         try:
-            with one_thread():
-                found = intent_from_text(question, self.intent_profile, self.site_state, llm)
+            result = understand_text(question, self.intent_profile, self.site_state, model)
         except Exception as exc:  # noqa: BLE001 -- the question is still answered
             log.warning("ask_intents_failed", error=f"{type(exc).__name__}: {exc}")
-            return None, 1
+            return None, 1, []
         valid = []
-        for intent in found:
+        for intent in result.intents:
             try:
-                validate(intent)  # realize() did; never hand on one that is not valid
+                validate(intent)  # understand() did; never hand on one that is not valid
             except ValueError:
                 continue
             valid.append(intent)
-        return valid, len(found) - len(valid)
+        return valid, len(result.intents) - len(valid), result.not_understood
 
     def _deliver(self, event: dict[str, Any], redactor: Redactor | None = None) -> dict[str, Any]:
         """Hand an event on (an answer redacted with ``redactor``, the prompt's, unless redact_answers = false)."""

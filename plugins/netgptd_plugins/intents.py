@@ -4,7 +4,7 @@ Flow and alert events are counted into fixed windows of ``window_s``
 seconds (its own :class:`netgptd.trend.windows.EventWindows`: time comes
 from the events, so a replay gives the windows a live capture would), and
 each window keeps its alerts. When a window closes, the shipped intent model
-(``model_dir``, with the LoRA adapter ``adapter_dir`` if given) reads the
+(``model_dir``) reads the
 window's summary and its alerts (:func:`netgptd.intent.intents_from_window`:
 closed-set tokens only, so no string from traffic can steer it or reach its
 output; the alerts are also cut down here to the category and the two
@@ -30,7 +30,7 @@ one-thread executor and its events are emitted by the loop in window order
 or stats event instead. At most ``MAX_PENDING`` windows wait for the model;
 a window closing beyond that is counted (``windows_skipped``), not read. A
 window that saw nothing is not read either. The model is loaded at start (in
-the executor), so a changed adapter takes effect on reload, when the host
+the executor), so a changed model takes effect on reload, when the host
 restarts this plugin; a model that cannot be loaded is logged and counted,
 and the windows are then counted only. The window open at close, and windows
 still waiting for the model, are dropped (the other plugins are closing).
@@ -67,12 +67,12 @@ MAX_ADDRESS = 45  # characters of an IPv6 address written out in full
 VOCAB_FILE = "intent_vocab.json"
 
 
-def load_intent_model(model_dir: str | None = None, adapter_dir: str | None = None) -> Any:
+def load_intent_model(model_dir: str | None = None) -> Any:
     """An :class:`netgptd.intent.engine.EdgeLLM` (the shipped model if no ``model_dir``), freshly loaded
-    (a reload picks up a changed adapter); ``load_causal_lm`` makes concurrent loads wait for each other."""
+    (a reload picks up a changed model); ``load_causal_lm`` makes concurrent loads wait for each other."""
     from netgptd.intent.engine import EdgeLLM
 
-    return EdgeLLM.load(model_dir, adapter_dir)
+    return EdgeLLM.load(model_dir)
 
 
 def slim_alert(event: dict[str, Any]) -> dict[str, Any]:
@@ -111,8 +111,7 @@ class IntentsPlugin:
     Settings: ``window_s`` seconds per window; ``hold_s`` seconds within which
     an equal intent is suppressed; ``profile`` a site-profile TOML file (empty:
     one from ``[sensor]``); ``model_dir`` an intent model folder (empty: the
-    shipped one); ``adapter_dir`` a LoRA adapter folder (empty: none);
-    ``min_confidence`` the least confidence of an intent emitted.
+    shipped one); ``min_confidence`` the least confidence of an intent emitted.
     """
 
     def __init__(
@@ -121,7 +120,6 @@ class IntentsPlugin:
         hold_s: float = 600.0,
         profile: str = "",
         model_dir: str = "",
-        adapter_dir: str = "",
         min_confidence: float = 0.5,
     ) -> None:
         if not (math.isfinite(window_s) and window_s > 0):
@@ -132,14 +130,12 @@ class IntentsPlugin:
             raise ValueError(f"min_confidence: must be between 0 and 1, got {min_confidence}")
         if model_dir and not (Path(model_dir) / VOCAB_FILE).is_file():
             raise ValueError(f"model_dir: {model_dir} is not an intent model folder (no {VOCAB_FILE})")
-        if adapter_dir and not (Path(adapter_dir) / "adapter_config.json").is_file():
-            raise ValueError(f"adapter_dir: {adapter_dir} is not a LoRA adapter folder (no adapter_config.json)")
         try:
             self.profile: SiteProfile | None = load_profile(profile) if profile else None  # None: from [sensor]
         except ValueError as exc:  # ProfileError: names the file and the entry
             raise ValueError(f"profile: {exc}") from None
         self.window_s, self.hold_s, self.min_confidence = float(window_s), float(hold_s), float(min_confidence)
-        self.model_dir, self.adapter_dir = model_dir or None, adapter_dir or None
+        self.model_dir = model_dir or None
 
         self._windows: EventWindows | None = None
         self.deduper = IntentDeduper(self.hold_s)
@@ -164,7 +160,7 @@ class IntentsPlugin:
         self.model_state = "loading"
         self._offload.submit(self._load)  # before any window: the model is ready when the first one closes
         log.info("intents_started", window_s=self.window_s, hold_s=self.hold_s, site=self.profile.site,
-                 model=self.model_dir or "shipped", adapter=self.adapter_dir, emit=self._offload.emits)  # fmt: skip
+                 model=self.model_dir or "shipped", emit=self._offload.emits)  # fmt: skip
 
     @hookimpl
     def netgpt_event(self, event: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -232,20 +228,19 @@ class IntentsPlugin:
     # -- the model (executor thread) --------------------------------------------------
 
     def _load(self) -> list[dict[str, Any]]:
-        """Load the model (and adapter); a failure is logged, and windows are then counted only."""
+        """Load the model; a failure is logged, and windows are then counted only."""
         began = time.perf_counter()
         try:
-            self._llm = load_intent_model(self.model_dir, self.adapter_dir)
+            self._llm = load_intent_model(self.model_dir)
         except Exception as exc:  # noqa: BLE001 -- LLMError, or torch/transformers missing: the daemon goes on
             self._llm_error = f"{type(exc).__name__}: {exc}"
             self.model_state = "error"
             if self._windows is None:  # closed while loading (the interpreter may be exiting): no matter
                 return []
-            log.error("intents_model_unavailable", model=self.model_dir or "shipped", adapter=self.adapter_dir,
-                      error=self._llm_error)  # fmt: skip
+            log.error("intents_model_unavailable", model=self.model_dir or "shipped", error=self._llm_error)
             return []
         self.model_state = "ready"
-        log.info("intents_model_loaded", seconds=round(time.perf_counter() - began, 3), adapter=self.adapter_dir)
+        log.info("intents_model_loaded", seconds=round(time.perf_counter() - began, 3))
         return []
 
     def _read(self, job: _Job) -> _Job:

@@ -1,13 +1,14 @@
-"""Network intents from the edge LLM: a JSON schema, a constrained decoder, operator sentences and observed windows.
+"""Network intents: a JSON schema, operator texts (a pretrained encoder) and observed windows (a small GPT).
 
 Public API:
 
-- :func:`intent_from_text` (operator sentence + :class:`SiteProfile` + :class:`SiteState` -> intents)
+- :func:`intent_from_text` (operator text + :class:`SiteProfile` + :class:`SiteState` -> intents)
 - :func:`intents_from_window` (a trend ``Window`` + its alert events -> intents), :class:`IntentDeduper`
-- :func:`evaluate` (an evaluation JSONL file -> report), :func:`finetune` (LoRA on a site's phrasings)
+- :func:`evaluate` (an evaluation JSONL file -> the model's and a keyword baseline's scores),
+  :func:`finetune` (a site's LoRA and action head from its phrasings)
 - :func:`validate` / :func:`load_schema` (``schema.json``)
 
-torch and transformers are imported only when a model is used.
+torch and transformers are imported only by the observed windows' model and by training.
 """
 
 from __future__ import annotations
@@ -41,6 +42,6 @@ def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def finetune(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from .train import finetune as impl
+    from .nlu_train import finetune as impl
 
     return impl(*args, **kwargs)

@@ -25,7 +25,7 @@ def clean_reason(text: str) -> str:
 
 
 def window_of(token: str, ctx: Context, profile: SiteProfile) -> dict[str, Any]:
-    wh = profile.working_hours
+    wh = profile.hours
     if token.startswith("<per"):
         return dict(profile.periods[ctx.periods[int(token[4:-1])]])
     if token == "win:work":
@@ -87,16 +87,3 @@ def realize(raw: RawIntent, ctx: Context, profile: SiteProfile, source: str, con
     intent["source"] = source
     validate(intent)
     return intent
-
-
-def fields_of(intent: dict[str, Any]) -> dict[str, Any]:
-    """The fields an evaluation compares (reason, confidence and source left out)."""
-    t = intent.get("target", {})
-    w = intent.get("window")
-    return {
-        "action": intent.get("action"),
-        "application": sorted(t.get("application", [])),
-        "host": sorted(t.get("host", [])),
-        "subnet": sorted(t.get("subnet", [])),
-        "window": w.get("label") if w else None,
-    }

@@ -1,6 +1,8 @@
 """Synthetic training and evaluation data for the edge LLM.
 
-Operator sentences are built from phrasing TEMPLATES (sentence frames such as
+The operator task is superseded at run time by the encoder-based
+understanding (:mod:`nlu`); these generators stay because the shipped GPT was
+trained on both tasks and this is how it is rebuilt. Operator sentences are built from phrasing TEMPLATES (sentence frames such as
 "could you {clause}?" or "{when}, {clause}") filled with slots: action verb
 phrases, application synonyms (the alias table :data:`lang.GROUPS` and the
 class names), places (the profile's named subnets, literal networks), hosts
@@ -15,15 +17,11 @@ policy (:func:`teacher`) that the LM learns to imitate under the same grammar.
 from __future__ import annotations
 
 import ipaddress
-import json
 import random
-from pathlib import Path
 from typing import Any
 
-from .compose import fields_of, realize
-from .lang import GROUPS, Context, RawIntent, output_tokens, prepare_text
+from .lang import GROUPS, MODEL_APPS, Context, RawIntent, output_tokens, prepare_text
 from .profile import SiteProfile
-from .schema import applications
 
 ACTION_PHRASES: dict[str, list[str]] = {
     "block": ["block {T}", "stop {T}", "ban {T}", "cut off {T}", "shut down {T}", "deny {T}", "drop {T}",
@@ -340,7 +338,7 @@ def random_window_and_alerts(rng: random.Random) -> tuple[Any, list[dict[str, An
     from ..trend.windows import Traffic, Window
 
     w = Window(site="s", sensor="x", start=1_746_100_800.0 + 60 * rng.randint(0, 10_000), width=60.0)
-    apps = rng.sample(applications() + ["unknown"], rng.randint(1, 7))
+    apps = rng.sample(MODEL_APPS + ["unknown"], rng.randint(1, 7))
     weights = [rng.random() ** 2 for _ in apps]
     if rng.random() < 0.3:
         weights[rng.randrange(len(apps))] += rng.uniform(0.5, 4)
@@ -362,24 +360,4 @@ def random_window_and_alerts(rng: random.Random) -> tuple[Any, list[dict[str, An
     return w, alerts
 
 
-# ---------------------------------------------------------------- files
-
-
-def write_eval(path: Path, n: int = 400, seed: int = 20250601) -> None:
-    """The shipped evaluation file: held-out templates only."""
-    rng = random.Random(seed)
-    split = split_templates()["eval"]
-    with Path(path).open("w", encoding="utf-8") as f:
-        for _ in range(n):
-            ex = operator_example(rng, split["frames"], split["joins"])
-            ex.pop("app_tokens")
-            f.write(json.dumps(ex, sort_keys=True) + "\n")
-
-
-def realize_gold(example: dict[str, Any]) -> list[dict[str, Any]]:
-    """Gold fields as an evaluation compares them."""
-    return [fields_of({"action": g["action"], "target": {k: g[k] for k in ("application", "host", "subnet") if g[k]},
-                       "window": {"label": g["window"]} if g["window"] else None}) for g in example["intents"]]  # fmt: skip
-
-
-__all__ = ["operator_example", "operator_tokens", "write_eval", "split_templates", "teacher", "realize", "fields_of"]
+__all__ = ["operator_example", "operator_tokens", "split_templates", "teacher"]

@@ -32,12 +32,17 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .profile import SiteProfile, SiteState
-from .schema import actions, applications
+from .schema import actions
 
 N_UNK, N_IP, N_NET, N_PER = 32, 8, 8, 4
 MAX_PROMPT = 72
 MAX_INTENTS = 4
 MIN_PREFIX_V4, MIN_PREFIX_V6 = 8, 16  # a network written in text broader than this is not taken as a target
+
+# The application classes this small LM reads and writes: NetGPT's app labels (less ``unknown``) when it
+# was trained. Its vocabulary is fixed by them; operator sentences name any nDPI application (``nlu``).
+MODEL_APPS = ["BitTorrent", "DNS", "DNScrypt", "Discord", "Dropbox", "Gnutella", "HTTP", "Kerberos", "LLMNR", "MDNS", "Mining",
+              "NetBIOS", "QUIC", "SSDP", "STUN", "TLS", "WhatsApp"]  # fmt: skip
 
 # Documented alias table: group -> NetGPT application classes. An operator's
 # "video calls" is the group "conferencing"; an intent always lists classes.
@@ -58,7 +63,7 @@ FEATURES = ["q1", "q2", "q3", "q4", "q5", "n1", "n2", "n3", "n4", "alert", "atta
 def special_tokens() -> list[str]:
     """The fixed part of the vocabulary, in an order the grammar relies on (groups < apps < ip < net)."""
     return (["<pad>", "<op>", "<obs>", "<sep>", "<eos>", ";"] + [f"<unk{i}>" for i in range(N_UNK)]
-            + [f"act:{a}" for a in actions()] + [f"grp:{g}" for g in GROUPS] + [f"app:{a}" for a in applications()]
+            + [f"act:{a}" for a in actions()] + [f"grp:{g}" for g in GROUPS] + [f"app:{a}" for a in MODEL_APPS]
             + [f"<ip{i}>" for i in range(N_IP)] + [f"<net{i}>" for i in range(N_NET)] + [f"<per{i}>" for i in range(N_PER)]
             + WINDOW_WORDS + [f"cat:{c}" for c in ALERT_CATEGORIES] + FEATURES)  # fmt: skip
 
@@ -211,7 +216,7 @@ class Grammar:
         v = vocab
         self.vocab = vocab
         self.acts = [v.id(f"act:{a}") for a in actions()]
-        self.targets = ([v.id(f"grp:{g}") for g in GROUPS] + [v.id(f"app:{a}") for a in applications()]
+        self.targets = ([v.id(f"grp:{g}") for g in GROUPS] + [v.id(f"app:{a}") for a in MODEL_APPS]
                         + [v.id(f"<ip{i}>") for i in range(min(n_ip, N_IP))]
                         + [v.id(f"<net{i}>") for i in range(min(n_net, N_NET))])  # fmt: skip
         assert self.targets == sorted(self.targets)

@@ -17,8 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from .data import count_bucket, share_bucket
-from .lang import ALERT_CATEGORIES, GROUPS, Context
-from .schema import applications
+from .lang import ALERT_CATEGORIES, GROUPS, MODEL_APPS, Context
 
 MAX_ALERT_GROUPS = 4
 TOP_APPS = 6
@@ -57,7 +56,7 @@ def summarize(window: Any, alerts: Iterable[dict[str, Any]]) -> tuple[list[str],
         dst_p = ctx.pointer("ip", dst) if dst else None
         prompt += ["alert", f"cat:{cat}", count_bucket(n)] + (["src", src_p] if src_p else []) + (["dst", dst_p] if dst_p else [])
         feats["alerts"].append({"category": cat, "count": n, "src": src_p, "dst": dst_p, "src_ip": src, "dst_ip": dst})
-    known = set(applications())
+    known = set(MODEL_APPS)
     apps = {name: t for name, t in getattr(window, "apps", {}).items() if isinstance(name, str)}
     total = sum(max(0, int(t.bytes)) for t in apps.values()) or 1
     for g in ("conferencing", "p2p"):

@@ -25,6 +25,7 @@ from .schema import DAYS, errors, load_schema
 NAME = re.compile(r"^[a-z0-9][a-z0-9 _-]{0,31}$")
 SITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 WORKDAYS = list(DAYS[:5])
+DEFAULT_HOURS = {"start": "08:00", "end": "18:00", "days": WORKDAYS}
 
 
 class ProfileError(ValueError):
@@ -46,7 +47,7 @@ class SiteProfile:
     site: str = "site"
     location: str = ""
     role: str = ""
-    working_hours: dict[str, Any] = field(default_factory=lambda: {"start": "08:00", "end": "18:00", "days": WORKDAYS})
+    working_hours: dict[str, Any] | None = None  # None: not given (relative windows such as "after hours" cannot be resolved)
     subnets: dict[str, str] = field(default_factory=dict)  # name -> CIDR
     hosts: dict[str, str] = field(default_factory=dict)  # name -> address
     periods: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> window
@@ -54,7 +55,7 @@ class SiteProfile:
     def __post_init__(self) -> None:
         if not isinstance(self.site, str) or not SITE.match(self.site):
             raise ProfileError(f"site {self.site!r}: use 1-64 letters, digits, '.', '_' or '-'")
-        problems = _window_errors(self.working_hours)
+        problems = _window_errors(self.working_hours) if self.working_hours is not None else []
         if problems:
             raise ProfileError(f"working_hours: {'; '.join(problems)}")
         subnets = {}
@@ -81,8 +82,13 @@ class SiteProfile:
         object.__setattr__(self, "periods", periods)
 
     @property
+    def hours(self) -> dict[str, Any]:
+        """The working hours: as given, else 08:00-18:00 on weekdays (what the observed intents assume)."""
+        return self.working_hours if self.working_hours is not None else DEFAULT_HOURS
+
+    @property
     def weekend_days(self) -> list[str]:
-        work = set(self.working_hours.get("days", WORKDAYS))
+        work = set(self.hours.get("days", WORKDAYS))
         return [d for d in DAYS if d not in work] or ["sat", "sun"]
 
     def to_dict(self) -> dict[str, Any]:

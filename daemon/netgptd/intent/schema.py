@@ -194,7 +194,7 @@ def actions() -> list[str]:
 
 
 def applications() -> list[str]:
-    """The closed application vocabulary: NetGPT's app labels less ``unknown``."""
+    """Every application name an intent may carry: nDPI 4.2's protocol names."""
     return list(load_schema()["properties"]["target"]["properties"]["application"]["items"]["enum"])
 
 

@@ -1,8 +1,10 @@
-"""Training the edge LLM (a tiny GPT-2 from scratch, our own vocabulary) and LoRA personalisation.
+"""Training the edge LLM that reads window summaries (a tiny GPT-2 from scratch, our own vocabulary).
 
 ``python -m netgptd.intent.train [--out DIR] [--seconds S]`` rebuilds the
-shipped model in ``default_llm/`` (and the evaluation file). Nothing is
-downloaded: GPT2Config + random init.
+shipped model in ``default_llm/``. Nothing is downloaded: GPT2Config +
+random init. It learns two tasks from generated examples; netgptd runs the
+observed one (windows to intents); operator sentences go to the pretrained
+encoder (:mod:`nlu`), which generalises to wording these templates lack.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from typing import Any, Iterable
 
 import structlog
 
-from .data import (operator_example, operator_tokens, random_window_and_alerts, split_templates, teacher,
-                   write_eval, gold_output)  # fmt: skip
+from .data import operator_example, operator_tokens, random_window_and_alerts, split_templates, teacher
 from .engine import DEFAULT_MODEL, VOCAB_FILE
 from .lang import MAX_PROMPT, N_UNK, Vocab, encode_prompt, output_tokens, prepare_text
 from .observe import summarize
@@ -26,7 +27,6 @@ from .profile import SiteProfile
 
 log = structlog.get_logger(__name__)
 
-EVAL_FILE = Path(__file__).with_name("eval_sentences.jsonl")
 MODEL_SHAPE = {"n_embd": 128, "n_layer": 4, "n_head": 4, "n_positions": 256}
 
 
@@ -153,77 +153,17 @@ def train_default(out: Path = DEFAULT_MODEL, steps: int = 3000, seconds: float =
     return info
 
 
-# ---------------------------------------------------------------- LoRA
-
-
-def pair_tokens(pair: dict[str, Any], profile: SiteProfile | None) -> tuple[list[str], list[str]]:
-    """Prompt and output tokens of one personalisation pair: ``{"text", "intents": [...], "profile"?}``.
-
-    Gold intents are schema-like (``action``, ``target`` {application, host, subnet}, optional
-    ``window`` with a ``label`` naming a profile period, "working hours", "after hours" or "weekend")."""
-    prof = SiteProfile.from_dict(pair["profile"]) if "profile" in pair else (profile or SiteProfile())
-    prompt, ctx = prepare_text(pair["text"], prof)
-    gold = []
-    for it in pair["intents"]:
-        t = it.get("target", it)
-        w = it.get("window")
-        gold.append({"action": it["action"], "application": sorted(t.get("application", [])),
-                     "host": list(t.get("host", [])), "subnet": list(t.get("subnet", [])),
-                     "window": (w.get("label") if isinstance(w, dict) else w) or None})  # fmt: skip
-    try:
-        return prompt, gold_output(gold, ctx)
-    except ValueError as exc:
-        raise ValueError(f"pair {pair['text']!r}: an address, subnet or period of the intent is not in the text/profile ({exc})") from None
-
-
-def finetune(base_dir: str | Path | None, pairs: list[dict[str, Any]] | str | Path, out_dir: str | Path,
-             profile: SiteProfile | None = None, steps: int = 200, lr: float = 3e-3, rank: int = 8,
-             seed: int = 0, replay: int = 256) -> dict[str, Any]:  # fmt: skip
-    """Train a LoRA adapter on a site's own phrasings; load it with ``EdgeLLM.load(base, adapter_dir=out_dir)``.
-
-    ``replay`` generated examples (the base model's own task) are mixed in, as many as the
-    (repeated) site pairs, so a few pairs teach new phrasings without the adapter forgetting the rest."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from ..llm.runtime import load_causal_lm
-
-    base_dir = Path(base_dir or DEFAULT_MODEL)
-    if isinstance(pairs, (str, Path)):
-        pairs = [json.loads(x) for x in Path(pairs).read_text(encoding="utf-8").splitlines() if x.strip()]
-    if not pairs:
-        raise ValueError("no pairs to fine-tune on")
-    vocab = Vocab.load(base_dir / VOCAB_FILE)
-    examples = [encode(vocab, "op", *pair_tokens(p, profile)) for p in pairs]
-    if replay:
-        examples = examples * max(1, replay // len(examples)) + [
-            encode(vocab, "op", p, o) for p, o in operator_pairs(replay, seed + 1000, noise=True)]
-    torch.manual_seed(seed)
-    model = load_causal_lm(base_dir)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["c_attn", "c_fc"], lora_dropout=0.0,
-                        fan_in_fan_out=True, task_type="CAUSAL_LM")  # fmt: skip
-    model = get_peft_model(model, config)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    stats = train_loop(model, examples, steps, lr, batch=min(16, len(examples)), seed=seed, params=trainable)
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    (out_dir / "netgptd_finetune.json").write_text(json.dumps({"base": str(base_dir), "pairs": len(pairs), **stats}) + "\n")
-    return {"pairs": len(pairs), "trainable_params": sum(p.numel() for p in trainable), **stats}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seconds", type=float, default=480)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--eval-file", type=Path, default=EVAL_FILE)
     parser.add_argument("--batch", type=int, default=48)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n-op", type=int, default=40000)
     parser.add_argument("--n-obs", type=int, default=12000)
-    parser.add_argument("--no-eval", action="store_true", help="train and save only (no eval file, no evaluation)")
     args = parser.parse_args(argv)
     import torch
 
@@ -232,16 +172,6 @@ def main(argv: list[str] | None = None) -> None:
     info = train_default(args.out, args.steps, args.seconds, n_op=args.n_op, n_obs=args.n_obs, batch=args.batch, lr=args.lr, device=args.device)
     print(json.dumps(info))
     (args.out / "TRAINING.json").write_text(json.dumps(info, indent=1) + "\n")
-    if args.no_eval:
-        return
-    write_eval(args.eval_file)
-    from .engine import EdgeLLM, evaluate
-
-    report = evaluate(args.eval_file, EdgeLLM.load(args.out))
-    report.pop("failures")
-    info["eval"] = report
-    (args.out / "TRAINING.json").write_text(json.dumps(info, indent=1) + "\n")
-    print(json.dumps(report))
 
 
 if __name__ == "__main__":
