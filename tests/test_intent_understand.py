@@ -164,3 +164,8 @@ def test_scoring_pairs_and_fields() -> None:
     (intent,) = run("block ms teams").intents
     pred = [predicted_fields(intent)]
     assert pair(gold, pred) == [(gold[0], pred[0])] and pred[0] == gold[0]
+
+
+def test_an_address_said_twice_is_one_target() -> None:
+    (intent,) = run("block 10.12.4.20 (the printer) and the printer").intents
+    assert intent["target"]["host"] == ["10.12.4.20"]

@@ -18,11 +18,12 @@ from functools import lru_cache
 from pathlib import Path
 
 APPS_FILE = Path(__file__).with_name("apps.json")
-WORD = re.compile(r"[a-z0-9]+(?:[+.'/-][a-z0-9]+)*\+?")
+WORD = re.compile(r"[a-z0-9]+(?:[+.'/][a-z0-9]+)*\+?")
 
 
 def words_of(text: str) -> list[str]:
-    """Lower-case words as the lexicon and the sentence matcher see them (``disney+``, ``h.323``, ``ethernet/ip`` kept whole)."""
+    """Lower-case words as the lexicon and the sentence matcher see them (``disney+``, ``h.323``, ``ethernet/ip`` kept
+    whole; a hyphen separates: ``dns-over-https`` is ``dns over https``)."""
     return WORD.findall(text.lower())
 
 

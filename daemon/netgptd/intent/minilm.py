@@ -16,6 +16,7 @@ encoder costs nothing more to run.
 from __future__ import annotations
 
 import json
+import math
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -129,9 +130,7 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float = 1e-12)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    from math import sqrt
-
-    return 0.5 * x * (1.0 + _erf(x / sqrt(2.0)))
+    return 0.5 * x * (1.0 + _erf(x * (1.0 / math.sqrt(2.0))))
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -169,32 +168,51 @@ class Encoder:
 
     def hidden(self, ids: list[int]) -> np.ndarray:
         """The last layer's token states (tokens x hidden) of one sequence."""
+        return self.hidden_batch([ids])[0][: len(ids)]
+
+    def hidden_batch(self, batch: list[list[int]]) -> np.ndarray:
+        """Token states (sequences x tokens x hidden) of sequences padded to the longest; padding is masked."""
         w = self.weights
-        n = len(ids)
-        x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n]
+        n, width = len(batch), max(len(ids) for ids in batch)
+        ids = np.zeros((n, width), np.int64)
+        mask = np.zeros((n, width), bool)
+        for row, seq in enumerate(batch):
+            ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = True
+        x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:width]
         x = _layer_norm(x + w["embeddings.token_type_embeddings.weight"][0], w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
-        d = x.shape[1] // self.heads
+        d = x.shape[-1] // self.heads
+        bias = np.where(mask, 0.0, -1e9).astype(np.float32)[:, None, None, :]
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
 
             def lin(v: np.ndarray, name: str) -> np.ndarray:
                 return v @ w[p + name + ".weight"].T + w[p + name + ".bias"]
 
-            q = lin(x, "attention.self.query").reshape(n, self.heads, d).transpose(1, 0, 2)
-            k = lin(x, "attention.self.key").reshape(n, self.heads, d).transpose(1, 0, 2)
-            v = lin(x, "attention.self.value").reshape(n, self.heads, d).transpose(1, 0, 2)
-            att = q @ k.transpose(0, 2, 1) / np.sqrt(d)
+            def heads(v: np.ndarray) -> np.ndarray:
+                return v.reshape(n, width, self.heads, d).transpose(0, 2, 1, 3)
+
+            q, k, v = heads(lin(x, "attention.self.query")), heads(lin(x, "attention.self.key")), heads(lin(x, "attention.self.value"))
+            att = q @ k.transpose(0, 1, 3, 2) * (1.0 / math.sqrt(d)) + bias  # a Python float keeps float32
             att = np.exp(att - att.max(-1, keepdims=True))
             att /= att.sum(-1, keepdims=True)
-            ctx = (att @ v).transpose(1, 0, 2).reshape(n, -1)
+            ctx = (att @ v).transpose(0, 2, 1, 3).reshape(n, width, -1)
             x = _layer_norm(x + lin(ctx, "attention.output.dense"), w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"])
             h = _gelu(lin(x, "intermediate.dense"))
             x = _layer_norm(x + lin(h, "output.dense"), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
         return x
 
+    def pooled(self, texts: list[str]) -> np.ndarray:
+        """The mean of each text's token states (sequences x hidden), all texts in one batch."""
+        batch = [self.tokenizer.encode(t) for t in texts]
+        states = self.hidden_batch(batch)
+        lengths = np.array([len(b) for b in batch], np.float32)[:, None]
+        mask = (np.arange(states.shape[1])[None, :] < lengths).astype(np.float32)
+        return (states * mask[..., None]).sum(1) / lengths
+
     def embed(self, text: str) -> np.ndarray:
         """all-MiniLM-L6-v2's sentence embedding: the mean of the token states, L2-normalised."""
-        v = self.hidden(self.tokenizer.encode(text)).mean(0)
+        v = self.pooled([text])[0]
         return v / max(float(np.linalg.norm(v)), 1e-12)
 
 

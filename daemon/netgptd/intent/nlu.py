@@ -74,8 +74,7 @@ class ActionModel:
         return cls(encoder, arrays["head/W"], arrays["head/b"], float(config["temperature"]), float(config["threshold"]), config)
 
     def logits(self, texts: list[str]) -> np.ndarray:
-        pooled = np.stack([self.encoder.hidden(self.encoder.tokenizer.encode(t)).mean(0) for t in texts])
-        return pooled @ self.head_w.T + self.head_b
+        return self.encoder.pooled(texts) @ self.head_w.T + self.head_b
 
     def probabilities(self, texts: list[str], temperature: float | None = None) -> np.ndarray:
         z = self.logits(texts) / (temperature or self.temperature)

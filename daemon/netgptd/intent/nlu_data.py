@@ -21,6 +21,7 @@ A, H, N = "{A}", "{H}", "{N}"  # an application, a host, a network (a place)
 
 PHRASES: dict[str, list[str]] = {
     "block": [
+        "drop everything from {H}", "block that src", "ban that address outright", "block both addresses", "cut {A} off entirely", "{A} needs to be blocked", "i'd block {A}", "my recommendation is to block {A}", "please make {A} inaccessible", "no {A} allowed", "deny {H} at the edge", "kill all {A} sessions", "shut down any {A} on {N}", "block {A} on that machine", "block all traffic to and from {H}", "deny {A} outright", "get {A} blocked asap",
         "{A} is to be blocked", "{A} shall not be accessible", "{A} must not be reachable from {N}", "access to {A} is to be denied", "{A} should not be allowed on {N}", "i'd ban {H}", "i want {A} blocked", "get {A} blocked", "have {A} blocked on {N}", "{A} is no longer permitted", "all {A} is to be blocked across the network",
         "block {A}", "ban {A}", "stop {A}", "kill {A}", "cut off {A}", "shut down {A}", "deny {A}", "drop {A}",
         "disallow {A}", "forbid {A}", "blacklist {A}", "blocklist {A}", "prevent {A}", "get rid of {A}", "shut off {A}",
@@ -37,6 +38,7 @@ PHRASES: dict[str, list[str]] = {
         "{A} is banned from now on", "lock out {A}", "refuse {A} connections", "deny {A} from {N}",
     ],
     "rate_limit": [
+        "cap {A} to 5 mbit during that slot", "i'd cap {A}", "put a ceiling on {A}", "limit {A} to a fraction of the link", "throttle {A} back", "tone down {A}", "{A} should be capped at 10 percent", "shape {A} to 20 mbps", "cap {N} to 20 mbit", "i'd cap {A} on {N}", "slow {A} down a bit", "rate cap {A}",
         "{A} is to be throttled", "bandwidth for {A} shall be restricted", "i'd like {A} capped", "cap {N} to 20 mbit", "{A} should be rate limited", "please restrict bandwidth for {A}", "shape {A} down", "{A} needs to be throttled",
         "throttle {A}", "rate limit {A}", "rate-limit {A}", "cap {A}", "limit the bandwidth of {A}", "slow down {A}",
         "restrict the bandwidth of {A}", "put a cap on {A}", "bandwidth-limit {A}", "shape {A}", "traffic shape {A}",
@@ -51,6 +53,7 @@ PHRASES: dict[str, list[str]] = {
         "limit {A} bandwidth", "throttel {A}", "{A} needs a speed limit", "dial back {A}'s bandwidth",
     ],
     "prioritize": [
+        "prio {A}", "prio {A} for the migration", "bump {A} up", "{A} first please", "give {A} more bandwidth", "{A} gets prio", "{A} needs to be smooth for the lectures", "make {A} not lag for online classes", "{A} must stay smooth", "prioritising {A} should fix it", "i'd prioritize {A}", "i recommend prioritising {A}", "{H} needs priority", "put {A} ahead of everything", "qos {A} to the top",
         "{A} needs priority", "{H} needs priority on the net", "{A} needs to be smooth", "make {A} not lag", "{A} must have priority", "i'd like {A} prioritised", "{A} is to receive the highest priority", "give {A} precedence", "{A} calls must be clear",
         "prioritize {A}", "prioritise {A}", "give {A} priority", "give priority to {A}", "put {A} first",
         "guarantee bandwidth for {A}", "make sure {A} runs smoothly", "make sure {A} doesn't lag",
@@ -66,6 +69,7 @@ PHRASES: dict[str, list[str]] = {
         "priotize {A}", "prioritze {A}", "preferential treatment for {A}", "let {A} jump the queue",
     ],
     "deprioritize": [
+        "drop {A} priority", "lower prio on {A}", "lower prio on that", "bump {A} down", "bump em down", "put {N} at the back of the line for {A}", "{A} can wait", "make {A} yield", "i'd lower the priority of {A}", "rather than blocking {A}, lower its priority", "background prio for {A}", "knock {A} down the priority list", "{A} can have whatever is left", "lower {A}'s priority on {N}", "{A} gets the lowest priority",
         "{A} is to receive the lowest priority", "push {A} to background prio", "{A} can just have whatever is left over", "{A} should be deprioritised", "lowest priority for {A}", "{A} goes to the bottom of the queue",
         "deprioritize {A}", "deprioritise {A}", "de-prioritize {A}", "lower the priority of {A}", "put {A} last",
         "give {A} background priority", "best effort for {A}", "let {A} wait", "{A} can have the leftovers",
@@ -79,6 +83,7 @@ PHRASES: dict[str, list[str]] = {
         "{A} should take a back seat", "second-class treatment for {A}", "let other traffic go ahead of {A}",
     ],
     "isolate": [
+        "take {H} off the network entirely", "quarantine host {H} without delay", "i'd quarantine the entire {N}", "pull {H} off the network until it's reimaged", "get {H} off the wire", "segment {H} away from everything", "my advice is to take {H} off the network", "quarantine the whole {N} subnet", "isolate that host now",
         "{H} must be isolated from the rest of the network", "i require {H} to be quarantined", "cut em off the network", "{N} is to be isolated", "{H} should be taken off the network", "i'd isolate {H}", "kick it off the network",
         "isolate {H}", "quarantine {H}", "cut {H} off from the network", "disconnect {H}", "take {H} off the network",
         "wall off {H}", "segregate {H}", "sandbox {H}", "pull the plug on {H}", "put {H} in the quarantine vlan",
@@ -92,6 +97,7 @@ PHRASES: dict[str, list[str]] = {
         "take {H} off the lan", "cut off {H}", "disconnect {H} from everything", "island {N}",
     ],
     "investigate": [
+        "can u watch what {H} is doing", "watch what {H} is doing", "could you capture what that host is sending", "check what {H} is sending", "pcap it", "dig into what it sent", "look at wat {H} is doing", "have a look at {H}", "find out why {H} talks to {A}", "grab a pcap of {H}", "sniff the traffic of {H}", "do a deep dive on {A}", "i'd like a capture of {A} from {N}", "look into why {A} is used on {N}",
         "i request a full analysis of {A}", "capture traffic from {H}", "can someone look at what {H} is doing", "{A} should be investigated", "i'd like an investigation into {H}", "pcap {H}", "get a capture of {H}", "look at what it's doing", "have a look at it",
         "investigate {A}", "investigate {H}", "look into {H}", "look into {A}", "check out {H}", "dig into {H}",
         "analyse {H}", "analyze {A}", "examine {H}", "inspect {A}", "capture the traffic of {H}", "take a pcap of {H}",
@@ -105,6 +111,7 @@ PHRASES: dict[str, list[str]] = {
         "see what {H} is up to", "find out who is using {A}", "track down the {A} traffic", "look closely at {N}",
     ],
     "notify": [
+        "lemme know if anybody in {N} fires up {A}", "tell me if anyone on {N} is using {A}", "ping me if anyone on {N} starts using {A}", "give me a heads up if {A} appears", "alert you if {A} shows up", "warn me when {H} goes over 100 mbit", "let the soc know if {H} talks to {A}", "raise a flag whenever {A} is seen", "i want a notification whenever {A} starts", "holler if {A} shows up", "notify us should {A} be observed",
         "i am to be alerted upon {A}", "the security team must be alerted should {A} be seen", "ensure that i am notified whenever {A} is observed", "lemme know if {A} shows up", "i want to be notified about {A}", "{A} should raise an alert", "the soc should be told about {A}", "give me a shout if {H} tries again",
         "notify me about {A}", "alert me about {A}", "tell me about {A}", "let me know about {A}", "warn me about {A}",
         "ping me about {A}", "email me when {A} shows up", "page me if {H} does that again", "send me a message about {A}",
@@ -115,11 +122,12 @@ PHRASES: dict[str, list[str]] = {
         "let me know if you see {A}", "notify me whenever {A} is used", "i want an alert for {A}",
         "send an alert if {H} talks to {A}", "tell me if it comes back", "let me know if it happens again",
         "alert me when it shows up", "ping me if that happens again", "shout if {A} shows up", "heads up me on {A}",
-        "keep an eye on {A}", "watch {H}", "monitor {N} for {A}", "alert on {A}", "notfy me about {A}",
+        "keep an eye on {A}", "monitor {N} for {A}", "alert on {A}", "notfy me about {A}",
         "alret me about {H}", "drop me a note if {A} appears", "text me if {H} misbehaves", "i'd like to hear about {A}",
         "inform me about {A}", "keep tabs on {H} and report back", "let the on-call know about {A}",
     ],
     "context": [
+        "whoever is on {H} is running {A} to dodge the filters", "{A} calls from {N} drop every time the backup kicks off", "rather than capping it", "because both share the same uplink", "{N} shows {A} fingerprints", "several machines in {N} show signs of {A}", "the device was reported lost", "people use it to skip the filter", "it's killing the wifi", "{A} keeps dropping", "the calls get choppy", "{A} is slow again", "users say {A} lags", "{H} looks like a misconfigured viewer", "{A} is hammering the uplink", "the replication will take a little longer", "live meetings are unaffected", "{N} is saturating the link", "we see {A} every evening", "{A} recordings are uploaded every evening", "it spikes every morning", "the logs show {H} talking to {A}", "given the spread", "before we do anything drastic", "your it confirmed that's not sanctioned", "it's for a class", "docs need it for rosters", "{H} keeps getting slammed with {A}", "{A} is eating the bandwidth in {N}", "{H} is flooding us with {A}", "{A} traffic is spiking", "that box is compromised", "{H} is misbehaving", "the students found a way around the filter with {A}", "{A} is crowding out everything else",
         "{A} showing up on {N}", "{H} chatty on {A} again", "{N} pulling {A} hard", "{H} has been brute forcing {A} all night", "{H} reaches {A} directly", "{A} eating the uplink", "we observed {N} sending {A} to {H}",
         "someone at {H} is scanning our ports", "{H} keeps talking to {A}", "we see a lot of {A} from {H}",
         "there is weird traffic from {H}", "{H} looks infected", "users in {N} complain about {A}",
@@ -132,6 +140,7 @@ PHRASES: dict[str, list[str]] = {
         "and {A}", "on {N}", "for {H}", "regarding {A}", "about {H}", "concerning {A} in {N}",
     ],
     "negated": [
+        "stop blocking {A} in {N}, it's for a class", "unblock {A} on {N}", "please disregard my last request", "{A} is not to be throttled any more", "let {A} run normally again", "lift the cap on {A}", "take {H} out of quarantine", "don't isolate {H}, it's the ceo's laptop", "no need to alert on {A} anymore", "stop limiting {A} now", "{A} can be unblocked",
         "stop shaping {A}", "disregard my earlier instruction, {A} is not to be throttled", "dont block {A}, people need it", "{A} is not to be blocked", "no need to quarantine {H} anymore", "please stop limiting {A}",
         "don't block {A}", "do not throttle {A}", "never isolate {H}", "stop blocking {A}", "unblock {A}",
         "lift the ban on {A}", "remove the limit on {A}", "allow {A} again", "leave {A} alone", "{A} is fine, leave it",
@@ -145,6 +154,7 @@ PHRASES: dict[str, list[str]] = {
         "remove {H} from the blacklist", "we no longer need to block {A}", "forget about blocking {A}",
     ],
     "question": [
+        "dns latency on {N}, numbers?", "is {A} blocked on {N} or nah?", "who's the top talker on {N} right now?", "is it normal for {H} to talk to {A}?", "could you confirm whether {H} is reachable?", "how many flows did {H} open in the last hour?", "what proportion of traffic is encrypted?", "any idea why {A} is slow?", "numbers for {A}?", "stats on {N}?", "can you tell me how many devices use {A}?", "which hosts on {N} use {A} the most?", "is {A} still throttled?", "what's {H} been up to?",
         "is anyone using {A}?", "how much bandwidth does {A} use?", "what's the top application?", "who is on {A}?",
         "are we blocking {A}?", "did {A} get blocked?", "which hosts talk to {A}?", "how many alerts today?",
         "why is {A} slow?", "is {H} infected?", "when did {A} start?", "what is using all the bandwidth?",
@@ -156,6 +166,7 @@ PHRASES: dict[str, list[str]] = {
         "can you tell me what {H} is?", "do we see any {A}?", "are there miners on {N}?", "what time is it?",
     ],
     "other": [
+        "coffee machine on the 2nd floor broke again", "end of shift, nothing to report", "reboot core switch at 03:00", "open tcp 502 from {N} to {H}", "set up a new ssid for the event", "prepare the quarterly report", "establish a firewall rule permitting https to {H}", "good morning all, hope you had a restful weekend", "the vending machine ate my dollar", "ugh mondays", "marco from vendor support here", "change ticket 2231", "add {H} to dns", "give bob admin rights", "patch the firewall tonight", "update the wiki page", "migrate the mail server", "renew the domain", "lunch is on me", "who has the projector remote",
         "end of shift, nothing to report", "looks like beaconing", "av flagged it", "profs are mad", "registration opens tomorrow", "following up on case 4471", "thanks for the pcap", "from the logs you sent", "handing over to the night crew", "we can revisit once the vendor patches it",
         "hi team", "thanks", "thank you", "cheers", "good morning", "hello", "asap", "urgent", "fyi", "thanks a lot",
         "tell me a joke", "what's the weather like", "order pizza for the team", "book a meeting room",
@@ -178,7 +189,10 @@ FRAMES = ["{X}", "{X}", "{X}", "please {X}", "{X} please", "can you {X}?", "coul
           "i'd like you to {X}", "we should {X}", "time to {X}", "{X}!!", "ok so {X}", "quick one: {X}",
           "can we {X}?", "could someone {X}", "hi, {X}", "team, {X}", "{X} when you get a chance", "just {X}",
           "effective immediately, {X}", "i would like to request that we {X}", "kindly ensure that we {X}", "per policy, {X}",
-          "yo {X}", "{X} plz", "can u {X}", "{X} thx", "we must {X}", "management wants us to {X}", "{X} until further notice"]  # fmt: skip
+          "yo {X}", "{X} plz", "can u {X}", "{X} thx", "we must {X}", "management wants us to {X}", "{X} until further notice",
+          "my recommendation: {X}", "i'd {X}", "my advice is to {X}", "what i'd suggest is to {X}", "the fix is to {X}",
+          "we need you to {X} asap", "{X} without delay", "{X} for the time being", "{X} if possible", "pls can u {X}",
+          "{X} until we know more", "so {X}", "then {X}", "and {X}", "also {X}", "{X} too"]  # fmt: skip
 PLAIN_FRAMES = ["{X}", "{X}", "{X}", "{X}?", "hey, {X}", "so {X}", "fyi {X}", "{X}, thanks", "ok {X}"]
 PLACES = ["lab", "dorms", "guest wifi", "library", "staff", "office", "ward", "reception", "cameras", "ot",
           "server room", "warehouse", "printers", "students", "imaging", "finance"]  # fmt: skip

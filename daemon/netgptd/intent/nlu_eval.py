@@ -10,7 +10,9 @@ to fit anything) and ``eval/validation.jsonl`` (calibration and threshold).
 
 Gold and predicted intents are paired greedily (same action first, then the
 target); per field, a gold intent counts as right when its pair has that
-field equal. Abstention is scored per sentence; ``offtopic_abstained`` is
+field equal. Contradicting pairs: two intents of one text with different
+enforcing actions (block, rate_limit, prioritize, deprioritize, isolate) on
+a shared target. Abstention is scored per sentence; ``offtopic_abstained`` is
 the share of off-topic and information-question sentences with no intent.
 """
 
@@ -24,7 +26,7 @@ from typing import Any, Callable
 
 from .apps import lexicon
 from .profile import SiteProfile
-from .understand import Understanding, understand
+from .understand import ENFORCING, Understanding, understand
 
 EVAL_DIR = Path(__file__).with_name("eval")
 TEST_FILE, VALIDATION_FILE = EVAL_DIR / "test.jsonl", EVAL_DIR / "validation.jsonl"
@@ -107,7 +109,7 @@ def score(lines: list[dict[str, Any]], run: Callable[[str, SiteProfile | None], 
         extra += sum(id(p) not in used for p in pred)
         for i, a in enumerate(result.intents):
             for b in result.intents[i + 1 :]:
-                contradicting += a["action"] != b["action"] and bool(_parts(a) & _parts(b))
+                contradicting += a["action"] != b["action"] and {a["action"], b["action"]} <= ENFORCING and bool(_parts(a) & _parts(b))
         for intent, p in zip(result.intents, pred):
             confs.append((intent["confidence"], any(p == g for g in gold)))
         abstain["gold"] += not gold

@@ -26,8 +26,10 @@ from .profile import SiteProfile, SiteState
 
 MIN_PREFIX_V4, MIN_PREFIX_V6 = 8, 16  # a network broader than this is not one site's: never a target
 STRIP = ".,;:!?()[]{}\"'<>`*"
-PIECE = re.compile(r"\d{1,2}:\d{2}|[a-z0-9]+(?:['+.&/-][a-z0-9]+)*\+?|[,;.!?]")
+PIECE = re.compile(r"\d{1,2}:\d{2}(?=-\d{1,2}:\d{2})|-(?=\d{1,2}:\d{2})|\d{1,2}:\d{2}|[a-z0-9]+(?:['+.&/][a-z0-9]+)*\+?|[,;.!?]")
 SENTENCE_END = {".", "!", "?", ";"}
+DASHES = {"-", "--", "\u2013", "\u2014"}
+POSSESSIVE = re.compile(r"'s\b|(?<=s)'(?=\W|$)")
 
 
 @dataclass
@@ -68,6 +70,10 @@ def pieces_of(text: str) -> list[Piece]:
     out: list[Piece] = []
     for line in text.splitlines():
         for chunk in line.split():
+            if chunk in DASHES:
+                out.append(Piece(",", "punct"))  # "dorms pulling torrents - block it": a clause boundary
+                continue
+            chunk = POSSESSIVE.sub("", chunk)  # "the historian's traffic": the historian
             stripped = chunk.strip(STRIP)
             found = _address(stripped)
             if found:
@@ -120,7 +126,7 @@ class Names:
             if i + n > len(words) or (best and n <= best[0]):
                 continue
             span = words[i : i + n]
-            if all(a == b or _plural(a, b) or close(a, b) for a, b in zip(span, key)):
+            if all(a == b or _plural(a, b) or (len(b) >= 6 and close(a, b)) for a, b in zip(span, key)):
                 exact = sum(a == b for a, b in zip(span, key))
                 if n > 1 or exact or span[0] not in COMMON:
                     best = (n, kind, value)
@@ -181,6 +187,20 @@ DAY_NAMES = {"monday": "mon", "tuesday": "tue", "wednesday": "wed", "thursday": 
              "saturday": "sat", "sunday": "sun", "weekdays": None}  # fmt: skip
 
 
+WEEK = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _day_range(words: list[str], i: int) -> list[str] | None:
+    """``monday to friday`` (through, till, until, -) -> the days, wrapping past Sunday."""
+    if i + 2 >= len(words) or words[i + 1] not in ("to", "through", "thru", "till", "until", "-"):
+        return None
+    first, last = DAY_NAMES.get(words[i]), DAY_NAMES.get(words[i + 2])
+    if not first or not last:
+        return None
+    a, b = WEEK.index(first), WEEK.index(last)
+    return [WEEK[k % 7] for k in range(a, b + 1 if b >= a else b + 8)]
+
+
 def _explicit_window(words: list[str], i: int) -> tuple[int, dict[str, Any]] | None:
     """``from|between T1 (to|and|until|-) T2`` -> a window (start, end)."""
     j = i + (words[i] in ("from", "between"))
@@ -225,7 +245,7 @@ def _lexicon_match(lex: Lexicon, words: list[str], i: int) -> tuple[int, str] | 
         ref = lex.phrases.get(key)
         if ref is None and n == 1 and key[0].endswith("s"):
             ref = lex.phrases.get((key[0][:-1],))
-        if ref is None and len(key[-1]) >= 5 and key[-1] not in COMMON:  # a typo in a product's name, never a category's
+        if ref is None and len(key[-1]) >= 6 and key[-1] not in COMMON:  # a typo in a product's name, never a category's
             ref = next((r for last, r in _typo_index().get(key[:-1], ()) if close(key[-1], last)), None)
         if ref is not None:
             return n, ref
@@ -276,6 +296,11 @@ def find_spans(pieces: list[Piece], profile: SiteProfile | None, state: SiteStat
             spans.append(Span(i, i + app[0], "app", app[1], " ".join(words[i : i + app[0]])))
             i += app[0]
             continue
+        days = _day_range(words, i)
+        if days:
+            spans.append(Span(i, i + 3, "window", {"days": days}, " ".join(words[i : i + 3])))
+            i += 3
+            continue
         if words[i] in DAY_NAMES or (words[i].endswith("s") and words[i][:-1] in DAY_NAMES):
             day = DAY_NAMES.get(words[i], DAY_NAMES.get(words[i][:-1]))
             spans.append(Span(i, i + 1, "window", {"days": [day] if day else ["mon", "tue", "wed", "thu", "fri"]}, words[i]))
@@ -297,8 +322,11 @@ def _window_phrase(words: list[str], i: int) -> tuple[int, str] | None:
 
 
 DETERMINERS = {"the", "our", "my", "that", "this", "his", "her", "their", "your", "a", "an", "some"}
+ANAPHORA = {"that", "this", "these", "those", "same"}
+NOT_A_TIME = {"it", "they", "we", "you", "i", "he", "she", "further", "then", "now", "notice", "everything", "someone",
+              "somebody", "its", "that", "this", "those", "these", "next", "told", "fixed", "done", "resolved", "then"}  # fmt: skip
 NEAR_ADDRESS = {"at", "on", "with", "ip", "address", "of", "in", "(", "is", "="}
-WHOLE_NETWORK = {"network", "site", "lan", "internet"}
+WHOLE_NETWORK = {"network", "site", "lan", "internet", "wifi", "wireless", "uplink", "wan", "link", "bandwidth", "net"}
 GENERIC = {"whole", "entire", "corporate", "company", "internal", "local", "main", "wired", "campus", "clinic", "school",
            "hospital", "plant", "factory"}  # "the clinic network": the site itself
 
@@ -324,6 +352,10 @@ def _unresolved(pieces: list[Piece], words: list[str], spans: list[Span], site_w
         if w in PLACE_NOUNS | HOST_NOUNS and (i - 1) not in covered and pieces[i - 1].kind == "word":
             if w in WHOLE_NETWORK and (prev in DETERMINERS | GENERIC or prev in site_words):
                 continue  # "the network", "the clinic network": the whole site
+            if (w in GENERIC or w in site_words) and words[i + 1 : i + 2] and words[i + 1] in WHOLE_NETWORK:
+                continue  # "the clinic network", read at "clinic"
+            if prev in ANAPHORA:
+                continue  # "that host", "this box": the one said before (a pronoun)
             if prev not in DETERMINERS and (i < 2 or words[i - 2] not in DETERMINERS):
                 continue  # "cut the lab off" has one; "network traffic", "home network" without one are not references
             start = i - 1
@@ -335,7 +367,7 @@ def _unresolved(pieces: list[Piece], words: list[str], spans: list[Span], site_w
                                            "one", "two", "few", "the") or w in ("tomorrow", "today")):  # fmt: skip
             start = i - 1 if prev in ("during", "until", "till", "next", "this", "every", "for") else i
             out.append(Span(start, i + 1, "unresolved", "time", " ".join(words[start : i + 1])))
-        elif prev in ("during", "until", "till") and w not in DETERMINERS:
+        elif prev in ("during", "until", "till") and w not in DETERMINERS | NOT_A_TIME:
             out.append(Span(i - 1, i + 1, "unresolved", "time", " ".join(words[i - 1 : i + 1])))
         elif prev == "the" and i > 1 and words[i - 2] in ("during", "until", "till"):
             out.append(Span(i - 2, i + 1, "unresolved", "time", " ".join(words[i - 2 : i + 1])))

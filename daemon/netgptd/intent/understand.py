@@ -47,6 +47,7 @@ MASK = {"app": "appname", "host": "hostaddr", "net": "netaddr", "site": "everyon
 MAX_CLAUSES = 12
 MAX_ADDRESSES = 16  # the schema's limit per intent
 ENFORCING = {"block", "rate_limit", "prioritize", "deprioritize", "isolate"}  # two of these on one target contradict
+PREPOSITIONS = {"to", "from", "in", "out", "into", "inbound", "outbound", "on", "off", "up", "down"}
 PRONOUNS = {"it", "there", "them", "those", "its", "that", "this", "him", "her", "thing"}
 
 
@@ -94,7 +95,7 @@ class Understanding:
 
 def _split_points(pieces: list[Piece], spans: list[Span]) -> list[int]:
     """Indices where a new clause starts."""
-    entity_at = {k: s for s in spans if s.kind in ("app", "host", "net", "site") for k in range(s.start, s.end)}
+    entity_at = {k: s for s in spans if s.kind in ("app", "host", "net", "site", "window") for k in range(s.start, s.end)}
     words = [p.text for p in pieces]
     cuts = []
     inside = {k for s in spans for k in range(s.start + 1, s.end)}
@@ -108,6 +109,8 @@ def _split_points(pieces: list[Piece], spans: list[Span]) -> list[int]:
             continue
         if any(words[i : i + len(e)] == e for e in EXCEPT):
             continue  # "but not", "but leave": an exception, not a new clause
+        if w in ("and", "or") and words[i - 1] in PREPOSITIONS and words[i + 1 : i + 2] and words[i + 1] in PREPOSITIONS:
+            continue  # "to and from", "in and out"
         left = i - 1
         while left >= 0 and words[left] in LIST_GLUE and left not in entity_at:
             left -= 1
@@ -198,6 +201,14 @@ def _window(spec: dict[str, Any], profile: SiteProfile | None, today: _dt.date) 
     return None, ""
 
 
+def _unique(named: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """One (address, name) per address, the first said."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for address, name in named:
+        out.setdefault(address, (address, name))
+    return list(out.values())
+
+
 def _reason(action: str, apps: list[str], hosts: list[tuple[str, str | None]], nets: list[tuple[str, str | None]],
             window: dict[str, Any] | None) -> str:  # fmt: skip
     what = ", ".join(apps)
@@ -252,8 +263,7 @@ def understand(text: str, classify: Callable[[list[str]], list[tuple[str, float]
         if refs and not apps:
             notes.append(f"{said}: the exceptions leave no application")
             continue
-        hosts = list(dict.fromkeys(clause.targets["host"]))
-        nets = list(dict.fromkeys(clause.targets["net"]))
+        hosts, nets = _unique(clause.targets["host"]), _unique(clause.targets["net"])
         if max(len(hosts), len(nets)) > MAX_ADDRESSES:
             notes.append(f"{said}: more than {MAX_ADDRESSES} hosts or subnets in one request (name a subnet instead)")
             continue
@@ -282,8 +292,16 @@ def understand(text: str, classify: Callable[[list[str]], list[tuple[str, float]
 
 
 def _take(clause: Clause, donor: Clause, merge: bool) -> None:
-    for kind in ("app", "host", "net", "except"):
-        clause.targets[kind] = list(dict.fromkeys(clause.targets[kind] + donor.targets[kind])) if merge else list(donor.targets[kind])
+    """``merge``: a fragment's targets join the clause. Else the clause refers back ("...; cut it off"): to the
+    donor's subject, its first host or subnet, with its applications (isolating concerns the host alone)."""
+    if merge:
+        for kind in ("app", "host", "net", "except"):
+            clause.targets[kind] = list(dict.fromkeys(clause.targets[kind] + donor.targets[kind]))
+    else:
+        clause.targets["host"] = donor.targets["host"][:1]
+        clause.targets["net"] = [] if clause.targets["host"] else donor.targets["net"][:1]
+        if clause.label != "isolate" or not (clause.targets["host"] or clause.targets["net"]):
+            clause.targets["app"], clause.targets["except"] = list(donor.targets["app"]), list(donor.targets["except"])
     clause.site_wide = clause.site_wide or donor.site_wide
     clause.window = clause.window or donor.window
 
@@ -295,8 +313,16 @@ def _share_targets(found: list[Clause]) -> None:
     for k, clause in enumerate(found):
         prev = found[k - 1] if k else None
         fragment = sum(p.kind == "word" for p in clause.pieces) - sum(s.end - s.start for s in clause.spans) <= 3
+        if clause.window and not clause.has_targets() and fragment and clause.label not in actions():
+            # "..., monday to friday": a window said apart joins the action beside it in its sentence
+            near = [c for c in (prev, found[k + 1] if k + 1 < len(found) else None)
+                    if c is not None and c.label in actions() and c.sentence == clause.sentence]  # fmt: skip
+            if near:
+                near[0].window = {**clause.window, **(near[0].window or {})}
+                clause.label = "merged"
+                continue
         if (clause.label == "context" and clause.has_targets() and fragment and prev is not None
-                and prev.label in actions() and prev.has_targets() and prev.sentence == clause.sentence):  # fmt: skip
+                and prev.label in actions() and prev.sentence == clause.sentence):  # fmt: skip
             _take(prev, clause, merge=True)
             clause.label = "merged"
     for k, clause in enumerate(found):
