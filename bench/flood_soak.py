@@ -26,7 +26,6 @@ import argparse
 import heapq
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -40,9 +39,8 @@ from typing import Iterator
 from netgptd.capture.file_source import CaptureFileError, PcapFileSource
 from netgptd.capture.records import PacketRecord
 from netgptd.decode.decoder import LINKTYPE_ETHERNET
-from netgptd.decode.packet import PROTO_TCP, PROTO_UDP
 from netgptd.eve import event_seconds
-from netgptd.synth.frames import addr, ethernet, ip, tcp, udp
+from netgptd.synth.flood import spoofed_flood
 from netgptd.synth.pcap_writer import write_pcap
 
 from machine import cpu_model
@@ -86,18 +84,7 @@ def looped(records: list[PacketRecord], span: int, duration_ns: int) -> Iterator
 
 def flood(rate: int, duration_ns: int, seed: int = 1) -> Iterator[PacketRecord]:
     """One packet per flow, each from a new random address: SYNs to SYN_VICTIM:80 and UDP to UDP_VICTIM:53 in turn."""
-    rng = random.Random(seed)
-    step = NS // rate
-    syn_victim, udp_victim = addr(SYN_VICTIM), addr(UDP_VICTIM)  # packed: the builders skip parsing text
-    for n in range(duration_ns // step):
-        src = bytes((rng.randrange(1, 224),)) + rng.randbytes(3)
-        sport = rng.randrange(1024, 65536)
-        if n % 2:
-            packet = ip(src, syn_victim, PROTO_TCP, tcp(src, syn_victim, sport, 80, "S"))
-        else:
-            packet = ip(src, udp_victim, PROTO_UDP, udp(src, udp_victim, sport, 53, b"\0" * 32))
-        frame = ethernet(packet, pad=True)
-        yield PacketRecord(START_NS + n * step, LINKTYPE_ETHERNET, frame, len(frame))
+    return spoofed_flood(duration_ns * rate // NS, rate, START_NS, SYN_VICTIM, UDP_VICTIM, seed)
 
 
 def build_capture(path: Path, duration_s: float, rate: int, capture_s: float, step_s: float) -> tuple[int, int]:
