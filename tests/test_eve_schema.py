@@ -177,7 +177,7 @@ def shipped_model() -> tuple[Classifier, FlowConfig]:
 
 def test_the_extension_adds_only_our_documented_objects(validator: jsonschema.Validator) -> None:
     ours = extension_schema()["properties"]
-    assert set(ours) == {"netgpt", "trend", "intent", "answer"}
+    assert set(ours) == {"netgpt", "trend", "intent", "answer", "flood_summary"}
     suricata = json.loads((conformance_path() / SURICATA_SCHEMA).read_text())
     assert not set(ours) & set(suricata["properties"]), "a Suricata field redefined"
     section = readme_section("EVE output")

@@ -14,7 +14,7 @@ from typing import Sequence
 import structlog
 
 from netgptd import __version__, logs
-from netgptd.config import SensorSettings
+from netgptd.config import FloodLogSettings, SensorSettings
 from netgptd.flow.config import FlowConfig
 from netgptd.flow_ids import first_flow_id
 from netgptd.lab import runner
@@ -69,7 +69,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.eve:
         enabled["eve"] = {"path": args.eve, "append": False}
     try:
-        plugins = PluginHost(enabled, host=sensor)
+        plugins = PluginHost(enabled, host=sensor, flood_log=FloodLogSettings(enabled=not args.every_flow))
     except PluginError as exc:
         print(f"netgptd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -82,7 +82,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         result = replay(args.pcap, plugins.emit, flow_config=flow_config, progress=sys.stderr.isatty() and not args.quiet,
                         classifier=classifier, alert_confidence=args.alert_confidence,
-                        first_flow_id=first_flow_id(sensor, time.time()))  # fmt: skip
+                        first_flow_id=first_flow_id(sensor, time.time()), batch_sink=plugins.emit_batch,
+                        finish=plugins.flush_flood_log)  # fmt: skip
     finally:
         plugins.close()
     for message in result.failed_files:
@@ -228,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port-blind", action="store_true",
                    help="classify without the server port (no [PORT] tokens, no port prior)")  # fmt: skip
     p.add_argument("--no-rules", dest="rules", action="store_false", help="skip the flood and sweep rule detectors")
+    p.add_argument("--every-flow", action="store_true",
+                   help="write every flow of a flood to EVE (default: past 100 per flood and 10 s, a flood_summary)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_replay)
 
@@ -237,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eve", metavar="PATH|-", help="write EVE JSON lines to PATH, or '-' for stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_demo, rules=True, no_model=False, model=None, alert_confidence=0.9, verdict_cache=0,
-                   port_blind=False)
+                   port_blind=False, every_flow=False)
 
     p = sub.add_parser("train", help="pretrain and fine-tune NetGPT, evaluate it, write a model bundle",
                        description="Train NetGPT on labelled captures (split by capture file), evaluate it on the "

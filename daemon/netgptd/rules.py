@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from netgptd.eve import alert_object, event_seconds, timestamp
+from netgptd.eve import alert_object, flow_start_seconds, timestamp
 from netgptd.rule_windows import Cooldowns, WindowShape, WindowTable
 from netgptd.signatures import RULE_SIGNATURES
 
@@ -54,7 +54,8 @@ class RuleSettings:
 RULES = RULE_SIGNATURES  # name: its signature (id, category, severity), in netgptd.signatures
 
 
-def _half_open(event: dict[str, Any]) -> bool:
+def half_open(event: dict[str, Any]) -> bool:
+    """A TCP flow event whose client sent a SYN that got no SYN-ACK, or got a RST."""
     tcp = event.get("tcp", {})
     server_flags = int(tcp.get("tcp_flags_tc", "0"), 16)
     client_flags = int(tcp.get("tcp_flags_ts", "0"), 16)
@@ -62,15 +63,17 @@ def _half_open(event: dict[str, Any]) -> bool:
     return bool(client_flags & 0x02) and (not answered or bool(server_flags & 0x04))
 
 
-def _reflected_synack(event: dict[str, Any]) -> bool:
+def reflected_synack(event: dict[str, Any]) -> bool:
+    """A TCP flow event of a lone SYN-ACK (its "client" sent nothing: the victim of a reflection)."""
     tcp = event.get("tcp", {})
     return int(tcp.get("tcp_flags_ts", "0"), 16) == 0 and int(tcp.get("tcp_flags_tc", "0"), 16) & 0x12 == 0x12
 
 
-def _unanswered(event: dict[str, Any]) -> bool:
+def unanswered(event: dict[str, Any]) -> bool:
+    """A TCP flow event that is half-open, or a UDP one that got no reply."""
     flow = event["flow"]
     if event["proto"] == "TCP":
-        return _half_open(event)
+        return half_open(event)
     return flow["pkts_toclient"] == 0
 
 
@@ -88,18 +91,18 @@ class FlowRateRules:
     def observe(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         if event.get("event_type") != "flow" or event.get("proto") not in ("TCP", "UDP"):
             return []
-        when = event_seconds(event["flow"]["start"])
+        when = flow_start_seconds(event)
         src, dst, port = event["src_ip"], event["dest_ip"], event["dest_port"]
         alerts = []
         s = self.settings
         tcp = event["proto"] == "TCP"
-        if tcp and _half_open(event):
+        if tcp and half_open(event):
             alerts += self._count("syn_flood", (dst,), when, [(src, event["src_port"])], s.syn_flood_flows, event)
-        if tcp and _reflected_synack(event):  # the victim is the "client" the SYN-ACKs go to
+        if tcp and reflected_synack(event):  # the victim is the "client" the SYN-ACKs go to
             alerts += self._count("synack_reflection", (src,), when, [(dst, port)], s.syn_flood_flows, event)
         if not tcp and event["flow"]["pkts_toclient"] == 0:
             alerts += self._count("udp_flood", (dst,), when, [(src, event["src_port"])], s.udp_flood_sources, event)
-        if _unanswered(event):
+        if unanswered(event):
             alerts += self._count("port_sweep", (src, dst, event["proto"]), when, [port], s.port_sweep_ports, event)
             alerts += self._count("host_sweep", (src, port, event["proto"]), when, [dst], s.host_sweep_hosts, event)
         logins = (event.get("netgpt") or {}).get("logins")
