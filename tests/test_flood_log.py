@@ -104,7 +104,7 @@ def test_switched_off_every_flow_is_written(tmp_path: Path) -> None:
     flood_capture(capture, 2_000, 400)
     events, host = replay_to_eve(tmp_path, capture, FloodLogSettings(enabled=False, flows_per_window=0))
     assert len(_of(events, "flow")) == 2_000 and len(_of(events, "alert")) == 1
-    assert not _of(events, "flood_summary") and host.flood_log.status()["opened"] == 0
+    assert not _of(events, "flood_summary") and host.flood_log.status()["summarised"] == 0
 
 
 def test_rules_raise_the_same_alerts_from_numeric_and_text_times(corpus: Path) -> None:

@@ -100,16 +100,19 @@ def ip_text(address: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(address) == 4 else socket.AF_INET6, address)
 
 
+_HEX = tuple(f"{mask:02x}" for mask in range(256))
+_FLAGS_SET = tuple(tuple(name for bit, name in enumerate(TCP_FLAG_NAMES) if mask & (1 << bit)) for mask in range(256))
+
+
 def _tcp_object(flow: Flow) -> dict[str, Any]:
     both = flow.tcp_flags_toserver | flow.tcp_flags_toclient
     tcp: dict[str, Any] = {
-        "tcp_flags": f"{both:02x}",
-        "tcp_flags_ts": f"{flow.tcp_flags_toserver:02x}",
-        "tcp_flags_tc": f"{flow.tcp_flags_toclient:02x}",
+        "tcp_flags": _HEX[both],
+        "tcp_flags_ts": _HEX[flow.tcp_flags_toserver],
+        "tcp_flags_tc": _HEX[flow.tcp_flags_toclient],
     }
-    for bit, name in enumerate(TCP_FLAG_NAMES):
-        if both & (1 << bit):
-            tcp[name] = True
+    for name in _FLAGS_SET[both]:
+        tcp[name] = True
     return tcp
 
 

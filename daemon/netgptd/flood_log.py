@@ -24,7 +24,7 @@ from typing import Any
 
 from netgptd.config import FloodLogSettings
 from netgptd.eve import flow_end_seconds, timestamp_at
-from netgptd.rules import reflected_synack, unanswered
+from netgptd.rules import one_sided
 
 # The rules whose alerts open a flood, and which side of a flow event names it: a flood's victim is the
 # destination; a sweep's scanner, and a reflection's victim (the "client" the SYN-ACKs go to), the source.
@@ -87,43 +87,52 @@ class FloodLog:
         self._floods: OrderedDict[tuple[str, str], _Flood] = OrderedDict()  # (side, address), oldest first
         self.summarised = 0  # flow events not written, counted into a summary
         self.summaries = 0  # flood_summary events made
-        self.opened = 0  # floods followed since the start
         self.now = float("-inf")  # the latest flow time seen
         self._next_close = float("inf")  # the earliest end of a followed flood's window
+        self._closed: list[dict[str, Any]] = []  # summaries of windows closed since the last expire
 
     def __len__(self) -> int:
         return len(self._floods)
 
     def note_alert(self, alert: dict[str, Any]) -> list[dict[str, Any]]:
-        """Follow the flood an alert names (a rule's flood or sweep alert; others are ignored).
-
-        Returns the summary of a flood dropped for room (``max_floods``), if any."""
+        """Follow the flood an alert names (a rule's flood or sweep alert; others are ignored), from the latest
+        flow time on. Returns the summary of a flood dropped for room (``max_floods``), if any."""
         detector = (alert.get("netgpt") or {}).get("detector")
         side = FLOOD_SIDE.get(detector) if isinstance(detector, str) else None
         address = alert.get(side) if side else None
         if not self.settings.enabled or not isinstance(address, str) or (side, address) in self._floods:
             return []
-        out = []
+        out: list[dict[str, Any]] = []
         if len(self._floods) >= self.settings.max_floods:
             _, oldest = self._floods.popitem(last=False)
-            out = self._summary(oldest)
+            out = self._summary(oldest, self._early_end(oldest))
         start = self.now if self.now != float("-inf") else 0.0
         self._floods[(side, address)] = _Flood(detector, side, address, start, 2 * self.settings.top)
         self._next_close = min(self._next_close, start + self.settings.window_s)
-        self.opened += 1
         return out
 
     def admit(self, event: dict[str, Any]) -> bool:
         """Whether a flow event is written: False when it belongs to a followed flood past its window's budget
-        (then it is counted into that flood's summary). Call :meth:`expire` after a batch for the summaries."""
-        when = flow_end_seconds(event)
+        (then it is counted into that flood's summary). Call :meth:`expire` after a batch for the summaries.
+
+        An event without the fields of a flow (a plugin's own) is written."""
+        try:
+            when = flow_end_seconds(event)
+        except (KeyError, TypeError, ValueError):
+            return True
         if when > self.now:
             self.now = when
         if not self._floods:
             return True
-        flood = self._floods.get(("dest_ip", event["dest_ip"])) or self._floods.get(("src_ip", event["src_ip"]))
-        if flood is None or event["proto"] not in ("TCP", "UDP") or not (unanswered(event) or reflected_synack(event)):
+        key = ("dest_ip", event.get("dest_ip"))
+        flood = self._floods.get(key)
+        if flood is None:
+            key = ("src_ip", event.get("src_ip"))
+            flood = self._floods.get(key)
+        if flood is None or event.get("proto") not in ("TCP", "UDP") or not one_sided(event):
             return True
+        if when >= flood.window_start + self.settings.window_s and not self._roll(key, flood, when):
+            return True  # the flood had stopped for a whole window: no longer followed
         flood.last = max(flood.last, when)
         if flood.written < self.settings.flows_per_window:
             flood.written += 1
@@ -133,43 +142,56 @@ class FloodLog:
         return False
 
     def expire(self, flush: bool = False) -> list[dict[str, Any]]:
-        """The summaries of the windows that closed by the latest flow time (all of them with ``flush``);
-        a flood with no member flow for a whole window is no longer followed."""
-        out: list[dict[str, Any]] = []
+        """The summaries of the windows that closed by the latest flow time (all of them with ``flush``, and
+        then no flood is followed any more); a flood with no member flow for a whole window is no longer
+        followed."""
+        if not flush and self.now < self._next_close and not self._closed:
+            return []
+        if flush:
+            for flood in self._floods.values():
+                self._closed += self._summary(flood, self._early_end(flood))
+            self._floods.clear()
+        else:
+            for key, flood in list(self._floods.items()):
+                if self.now >= flood.window_start + self.settings.window_s:
+                    self._roll(key, flood, self.now)
         span = self.settings.window_s
-        if not flush and self.now < self._next_close:
-            return out
-        self._next_close = float("inf")
-        for key, flood in list(self._floods.items()):
-            if not flush and self.now < flood.window_start + span:
-                self._next_close = min(self._next_close, flood.window_start + span)
-                continue
-            out += self._summary(flood)
-            if flush or flood.last < self.now - span:
-                del self._floods[key]
-                continue
-            flood.window_start += span * ((self.now - flood.window_start) // span)  # the window ``now`` is in
-            flood.written = flood.flows = flood.packets = flood.bytes = 0
-            flood.sources, flood.destinations = _TopList(2 * self.settings.top), _TopList(2 * self.settings.top)
         self._next_close = min((f.window_start + span for f in self._floods.values()), default=float("inf"))
+        out, self._closed = self._closed, []
         return out
 
-    def _summary(self, flood: _Flood) -> list[dict[str, Any]]:
-        """The ``flood_summary`` event of a flood's window (none when nothing was summarised in it)."""
+    def _roll(self, key: tuple[str, str], flood: _Flood, at: float) -> bool:
+        """Close the flood's window (``at`` is past it; its summary waits for :meth:`expire`) and move it to the
+        window ``at`` is in; False, and the flood is no longer followed, when none of its flows came for a whole
+        window."""
+        span = self.settings.window_s
+        self._closed += self._summary(flood, flood.window_start + span)
+        if flood.last < at - span:
+            del self._floods[key]
+            return False
+        flood.window_start += span * ((at - flood.window_start) // span)
+        flood.written = flood.flows = flood.packets = flood.bytes = 0
+        flood.sources, flood.destinations = _TopList(2 * self.settings.top), _TopList(2 * self.settings.top)
+        self._next_close = min(self._next_close, flood.window_start + span)
+        return True
+
+    def _early_end(self, flood: _Flood) -> float:
+        """When a window closed before its end (the input ended, a flood dropped for room) ends: the latest flow."""
+        return min(flood.window_start + self.settings.window_s, max(self.now, flood.window_start))
+
+    def _summary(self, flood: _Flood, end: float) -> list[dict[str, Any]]:
+        """The ``flood_summary`` event of a flood's window, at its ``end`` (none when nothing was summarised)."""
         if not flood.flows:
             return []
         self.summaries += 1
-        span = self.settings.window_s
-        body = {"detector": flood.detector, "window_start": timestamp_at(flood.window_start), "window_s": span,
-                "flows": flood.flows, "packets": flood.packets, "bytes": flood.bytes, "written": flood.written,
-                "top_sources": flood.sources.top(self.settings.top),
+        body = {"detector": flood.detector, "window_start": timestamp_at(flood.window_start),
+                "window_s": self.settings.window_s, "flows": flood.flows, "packets": flood.packets,
+                "bytes": flood.bytes, "written": flood.written, "top_sources": flood.sources.top(self.settings.top),
                 "top_destinations": flood.destinations.top(self.settings.top),
                 "others": {"sources": flood.sources.others, "destinations": flood.destinations.others}}  # fmt: skip
-        end = min(flood.window_start + span, max(self.now, flood.window_start))  # a flush ends the window early
-        return [{"timestamp": timestamp_at(end), "event_type": "flood_summary",
-                 flood.side: flood.address, "flood_summary": body}]  # fmt: skip
+        return [{"timestamp": timestamp_at(end), "event_type": "flood_summary", flood.side: flood.address,
+                 "flood_summary": body}]  # fmt: skip
 
     def status(self) -> dict[str, int]:
         """The counters of the stats event (``flood_log``)."""
-        return {"summarised": self.summarised, "summaries": self.summaries, "floods": len(self._floods),
-                "opened": self.opened}  # fmt: skip
+        return {"summarised": self.summarised, "summaries": self.summaries, "floods": len(self._floods)}
