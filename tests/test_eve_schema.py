@@ -388,7 +388,8 @@ def test_daemon_events_validate_and_restart_keeps_flow_ids_unique(
     second_ids = [e["flow_id"] for e in events[ran_once:] if e["event_type"] == "flow"]
     # Each flow written, or counted in a flood summary (which of a flood's flows are written depends on when
     # the model's verdicts let them out).
-    first_summarised, second_summarised = (sum(e["flood_summary"]["flows"] for e in part if e["event_type"] == "flood_summary")
+    first_summarised, second_summarised = (sum(e["flood_summary"]["flows"] for e in part
+                                               if e["event_type"] == "flood_summary")
                                            for part in (events[:ran_once], events[ran_once:]))  # fmt: skip
     assert len(first_ids) + first_summarised == len(second_ids) + second_summarised > 1000, "the same capture twice"
     assert len(set(ids)) == len(ids) and min(second_ids) > max(first_ids) and max(ids) <= MAX_ID

@@ -3,6 +3,7 @@ project's frame builders and pcap writer, replayed through the rules and the EVE
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import json
 from pathlib import Path
@@ -10,12 +11,15 @@ from typing import Any
 
 import pytest
 
+from netgptd.capture.file_source import PcapFileSource
 from netgptd.capture.records import PacketRecord
-from netgptd.config import ConfigError, FloodLogSettings, parse_text
+from netgptd.config import ConfigError, FloodLogSettings, ModelSettings, Settings, parse_text
 from netgptd.decode.decoder import LINKTYPE_ETHERNET
 from netgptd.decode.packet import PROTO_TCP
 from netgptd.eve import flow_start_seconds
+from netgptd.pipeline import Pipeline
 from netgptd.plugin_host import PluginHost
+from netgptd.sdnotify import Notifier
 from netgptd.replay import replay
 from netgptd.rules import FlowRateRules
 from netgptd.synth.flood import NS, spoofed_flood
@@ -105,6 +109,30 @@ def test_switched_off_every_flow_is_written(tmp_path: Path) -> None:
     events, host = replay_to_eve(tmp_path, capture, FloodLogSettings(enabled=False, flows_per_window=0))
     assert len(_of(events, "flow")) == 2_000 and len(_of(events, "alert")) == 1
     assert not _of(events, "flood_summary") and host.flood_log.status()["summarised"] == 0
+
+
+def test_the_daemons_pipeline_bounds_a_flood_in_eve_and_counts_it_in_its_stats(tmp_path: Path) -> None:
+    """The live pipeline (``netgptd run``'s, without a model) on the flood capture: rules and the EVE file
+    through the plugin host built from its settings, as the service builds it."""
+    capture, eve = tmp_path / "flood.pcap", tmp_path / "eve.json"
+    flood_capture(capture, 5_000, 400, sessions=5)
+    settings = Settings(model=ModelSettings(enabled=False), flood_log=FloodLogSettings(flows_per_window=20),
+                        plugins={"rules": {}, "eve": {"path": str(eve), "append": False}})  # fmt: skip
+    host = PluginHost(settings.plugins, host="test", flood_log=settings.flood_log)
+    pipeline = Pipeline(settings, PcapFileSource(capture), host, None, Notifier.from_env({}))
+
+    async def main() -> None:
+        await asyncio.wait_for(pipeline.run(), 60)
+        await host.aclose()
+
+    asyncio.run(main())
+    events = [json.loads(line) for line in eve.read_text().splitlines()]
+    flows, summaries = _of(events, "flow"), _of(events, "flood_summary")
+    assert len(_of(events, "alert")) == 1 and summaries
+    assert len([f for f in flows if f["src_ip"] == CLIENT]) == 5
+    summarised = sum(s["flood_summary"]["flows"] for s in summaries)
+    assert len(flows) + summarised == 5_005
+    assert _of(events, "stats")[-1]["netgpt"]["stats"]["flood_log"]["summarised"] == summarised
 
 
 def test_rules_raise_the_same_alerts_from_numeric_and_text_times(corpus: Path) -> None:
