@@ -10,7 +10,8 @@ Then runs the real daemon on it (``python -m netgptd run``, replayed at
 ``--replay-speed``, default plugins rules and prometheus plus EVE to a temp
 file) and samples its VmRSS and VmHWM (/proc) and its Prometheus counters
 every ``--interval`` seconds. It prints RSS over time, flows, flows/s, flows
-classified, alerts, the rules' tracked and evicted windows, each alert's
+classified, alerts, the rules' tracked and evicted windows, the flood flows
+summarised instead of written (netgptd.flood_log), each alert's
 delay after the flood started (capture time), and a verdict: ``flat`` when
 the mean RSS of the last third of the samples after ``--warmup`` is within
 ``--tolerance`` of the first third's, ``growing`` otherwise.
@@ -195,7 +196,7 @@ def main() -> None:
         daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(tmpdir / "log", "w"))
         columns = {"packets": "netgpt_packets_total", "classified": "netgpt_flows_classified_total",
                    "alerts": "netgpt_alerts_total", "rules windows": "netgpt_rules_windows",
-                   "evicted": "netgpt_rules_evicted_total"}  # fmt: skip
+                   "evicted": "netgpt_rules_evicted_total", "summarised": "netgpt_flows_summarised_total"}  # fmt: skip
         print(f"\n{'t s':>6}{'VmRSS MiB':>11}{'VmHWM MiB':>11}{'flows':>10}{'flows/s':>9}"
               + "".join(f"{name:>{len(name) + 3}}" for name in columns))
         samples: list[tuple[float, float]] = []
