@@ -12,7 +12,8 @@ file) and samples its VmRSS and VmHWM (/proc) and its Prometheus counters
 every ``--interval`` seconds. It prints RSS over time, flows, flows/s, flows
 classified, alerts, the rules' tracked and evicted windows, the flood flows
 summarised instead of written (netgptd.flood_log), each alert's
-delay after the flood started (capture time), and a verdict: ``flat`` when
+delay after the flood started (capture time) and when the first was seen
+in the metrics (wall time, to the sample), and a verdict: ``flat`` when
 the mean RSS of the last third of the samples after ``--warmup`` is within
 ``--tolerance`` of the first third's, ``growing`` otherwise.
 
@@ -203,6 +204,7 @@ def main() -> None:
         begin, previous = time.monotonic(), (0.0, 0.0)
         limit = args.duration / max(args.replay_speed, 1e-9) + 120 if args.replay_speed else float("inf")
         metrics: dict[str, float] = {}
+        first_alert_at: float | None = None  # the first sample (wall time) whose metrics show an alert
         while daemon.poll() is None and time.monotonic() - begin < limit:
             time.sleep(args.interval)
             try:
@@ -215,6 +217,8 @@ def main() -> None:
             rate = (flows - previous[1]) / (t - previous[0])
             previous = (t, flows)
             samples.append((t, rss))
+            if first_alert_at is None and metrics.get("netgpt_alerts_total", 0) > 0:
+                first_alert_at = t
             print(f"{t:>6.0f}{rss:>11.0f}{hwm:>11.0f}{flows:>10,.0f}{rate:>9,.0f}"
                   + "".join(f"{metrics.get(metric, 0):>{len(name) + 3},.0f}" for name, metric in columns.items()),
                   flush=True)
@@ -227,10 +231,11 @@ def main() -> None:
         start = START_NS / NS
         print(f"\nran {elapsed:.0f} s (daemon exit {daemon.returncode}); "
               f"{metrics.get('netgpt_flows_ended_total', 0) / elapsed:,.0f} flows/s on average")
-        print(f"alerts: {len(alerts)}")
+        seen = f"first seen in the metrics {first_alert_at:.0f} s (wall) after the daemon started" if first_alert_at else ""
+        print(f"alerts: {len(alerts)}{'; ' + seen if seen else ''}")
         for alert in alerts[:12]:
-            meta = alert["alert"]
-            print(f"  {meta['source']:<18} {alert.get('dest_ip', ''):<16} flows {meta.get('flows')}, "
+            meta = alert["netgpt"]
+            print(f"  {meta['detector']:<18} {alert.get('dest_ip', ''):<16} flows {meta.get('flows')}, "
                   f"{event_seconds(alert['timestamp']) - start:+.1f} s after the flood started")
         print(f"verdict after {args.warmup:.0f} s warm-up: {verdict(kept, args.tolerance) if kept else 'no samples'}")
 

@@ -37,6 +37,7 @@ from netgptd.sdnotify import Notifier
 log = structlog.get_logger(__name__)
 
 CHUNK = 512  # packets decoded between two turns of the loop
+EMIT_BATCH = 512  # flow events handed to the plugins together
 SHUTDOWN_CLASSIFY_S = 10.0  # at stop, how long flows may still wait for the model
 
 
@@ -111,7 +112,9 @@ class Pipeline:
         self._emit_flows(ready)
 
     def _emit_flows(self, flows: list[Flow]) -> None:
-        self.plugins.emit_batch([flow_event(flow) for flow in flows])
+        """Hand ended flows' events to the plugins, ``EMIT_BATCH`` at a time (a flush's many: memory stays put)."""
+        for start in range(0, len(flows), EMIT_BATCH):
+            self.plugins.emit_batch([flow_event(flow) for flow in flows[start : start + EMIT_BATCH]])
 
     def _release_waiting(self) -> None:
         """Emit the ended flows whose verdict has come (or will not come)."""
