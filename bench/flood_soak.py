@@ -231,8 +231,8 @@ def main() -> None:
         start = START_NS / NS
         print(f"\nran {elapsed:.0f} s (daemon exit {daemon.returncode}); "
               f"{metrics.get('netgpt_flows_ended_total', 0) / elapsed:,.0f} flows/s on average")
-        seen = f"first seen in the metrics {first_alert_at:.0f} s (wall) after the daemon started" if first_alert_at else ""
-        print(f"alerts: {len(alerts)}{'; ' + seen if seen else ''}")
+        seen = f"; first seen in the metrics {first_alert_at:.0f} s (wall) after the start" if first_alert_at else ""
+        print(f"alerts: {len(alerts)}{seen}")
         for alert in alerts[:12]:
             meta = alert["netgpt"]
             print(f"  {meta['detector']:<18} {alert.get('dest_ip', ''):<16} flows {meta.get('flows')}, "

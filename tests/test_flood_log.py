@@ -80,7 +80,8 @@ def test_a_flood_past_its_budget_is_summarised_and_the_counts_add_up(tmp_path: P
     assert len([f for f in flows if f["src_ip"] == CLIENT]) == 20  # answered sessions: every one written
     summarised = sum(s["flood_summary"]["flows"] for s in summaries)
     assert len(spoofed) + summarised == 10_000  # every spoofed flow written or counted, none twice
-    assert summarised == host.flood_log.summarised == _of(events, "stats")[-1]["netgpt"]["stats"]["flood_log"]["summarised"]
+    stats = _of(events, "stats")[-1]["netgpt"]["stats"]
+    assert summarised == host.flood_log.summarised == stats["flood_log"]["summarised"]
     assert 3 <= len(summaries) <= 4 and all(s["dest_ip"] == VICTIM for s in summaries)
     for summary in summaries:
         body = summary["flood_summary"]
