@@ -104,6 +104,24 @@ def test_below_the_budget_every_flow_is_written(tmp_path: Path) -> None:
     assert host.flood_log.summarised == 0
 
 
+def test_floods_past_max_floods_drop_the_oldest_with_its_summary(tmp_path: Path) -> None:
+    """Two SYN floods on two victims, the second from 5 s on, with room to follow one: the first goes,
+    summarised, when the second's alert comes, and its later flows are written again; every flow is still
+    accounted for."""
+    capture, other = tmp_path / "two.pcap", "10.99.0.20"
+    floods = (spoofed_flood(3_000, 400, START_NS, VICTIM), spoofed_flood(1_000, 400, START_NS + 5 * NS, other, seed=2))
+    with open(capture, "wb") as stream:
+        write_pcap(stream, heapq.merge(*floods, key=lambda r: r.ts_ns), LINKTYPE_ETHERNET)
+    events, host = replay_to_eve(tmp_path, capture, FloodLogSettings(flows_per_window=10, max_floods=1))
+    alerts, summaries = _of(events, "alert"), _of(events, "flood_summary")
+    assert [a["dest_ip"] for a in alerts] == [VICTIM, other]
+    dropped = [s for s in summaries if s.get("dest_ip") == VICTIM]
+    assert len(dropped) == 1 and events.index(dropped[0]) == events.index(alerts[1]) + 1  # when the second came
+    after = [e for e in events[events.index(alerts[1]) :] if e["event_type"] == "flow" and e["dest_ip"] == VICTIM]
+    assert after, "the first flood's later flows are written again"
+    assert len(_of(events, "flow")) + sum(s["flood_summary"]["flows"] for s in summaries) == 4_000
+
+
 def test_switched_off_every_flow_is_written(tmp_path: Path) -> None:
     capture = tmp_path / "flood.pcap"
     flood_capture(capture, 2_000, 400)
