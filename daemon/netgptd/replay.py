@@ -106,9 +106,10 @@ def replay(
                 sink(flow_event(flow))
             return
         pending.extend(flows)
-        while len(pending) >= BATCH or (now and pending):
-            batch_sink([flow_event(flow) for flow in pending[:BATCH]])
-            del pending[:BATCH]
+        ready = len(pending) if now else len(pending) - len(pending) % BATCH
+        for start in range(0, ready, BATCH):
+            batch_sink([flow_event(flow) for flow in pending[start : min(start + BATCH, ready)]])
+        del pending[:ready]
 
     with bar:
         done = 0  # bytes of the files finished so far
