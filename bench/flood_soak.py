@@ -10,8 +10,10 @@ Then runs the real daemon on it (``python -m netgptd run``, replayed at
 ``--replay-speed``, default plugins rules and prometheus plus EVE to a temp
 file) and samples its VmRSS and VmHWM (/proc) and its Prometheus counters
 every ``--interval`` seconds. It prints RSS over time, flows, flows/s, flows
-classified, alerts, the rules' tracked and evicted windows, each alert's
-delay after the flood started (capture time), and a verdict: ``flat`` when
+classified, alerts, the rules' tracked and evicted windows, the flood flows
+summarised instead of written (netgptd.flood_log), each alert's
+delay after the flood started (capture time) and when the first was seen
+in the metrics (wall time, to the sample), and a verdict: ``flat`` when
 the mean RSS of the last third of the samples after ``--warmup`` is within
 ``--tolerance`` of the first third's, ``growing`` otherwise.
 
@@ -26,7 +28,6 @@ import argparse
 import heapq
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -40,9 +41,8 @@ from typing import Iterator
 from netgptd.capture.file_source import CaptureFileError, PcapFileSource
 from netgptd.capture.records import PacketRecord
 from netgptd.decode.decoder import LINKTYPE_ETHERNET
-from netgptd.decode.packet import PROTO_TCP, PROTO_UDP
 from netgptd.eve import event_seconds
-from netgptd.synth.frames import addr, ethernet, ip, tcp, udp
+from netgptd.synth.flood import spoofed_flood
 from netgptd.synth.pcap_writer import write_pcap
 
 from machine import cpu_model
@@ -86,18 +86,7 @@ def looped(records: list[PacketRecord], span: int, duration_ns: int) -> Iterator
 
 def flood(rate: int, duration_ns: int, seed: int = 1) -> Iterator[PacketRecord]:
     """One packet per flow, each from a new random address: SYNs to SYN_VICTIM:80 and UDP to UDP_VICTIM:53 in turn."""
-    rng = random.Random(seed)
-    step = NS // rate
-    syn_victim, udp_victim = addr(SYN_VICTIM), addr(UDP_VICTIM)  # packed: the builders skip parsing text
-    for n in range(duration_ns // step):
-        src = bytes((rng.randrange(1, 224),)) + rng.randbytes(3)
-        sport = rng.randrange(1024, 65536)
-        if n % 2:
-            packet = ip(src, syn_victim, PROTO_TCP, tcp(src, syn_victim, sport, 80, "S"))
-        else:
-            packet = ip(src, udp_victim, PROTO_UDP, udp(src, udp_victim, sport, 53, b"\0" * 32))
-        frame = ethernet(packet, pad=True)
-        yield PacketRecord(START_NS + n * step, LINKTYPE_ETHERNET, frame, len(frame))
+    return spoofed_flood(duration_ns * rate // NS, rate, START_NS, SYN_VICTIM, UDP_VICTIM, seed)
 
 
 def build_capture(path: Path, duration_s: float, rate: int, capture_s: float, step_s: float) -> tuple[int, int]:
@@ -208,13 +197,14 @@ def main() -> None:
         daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(tmpdir / "log", "w"))
         columns = {"packets": "netgpt_packets_total", "classified": "netgpt_flows_classified_total",
                    "alerts": "netgpt_alerts_total", "rules windows": "netgpt_rules_windows",
-                   "evicted": "netgpt_rules_evicted_total"}  # fmt: skip
+                   "evicted": "netgpt_rules_evicted_total", "summarised": "netgpt_flows_summarised_total"}  # fmt: skip
         print(f"\n{'t s':>6}{'VmRSS MiB':>11}{'VmHWM MiB':>11}{'flows':>10}{'flows/s':>9}"
               + "".join(f"{name:>{len(name) + 3}}" for name in columns))
         samples: list[tuple[float, float]] = []
         begin, previous = time.monotonic(), (0.0, 0.0)
         limit = args.duration / max(args.replay_speed, 1e-9) + 120 if args.replay_speed else float("inf")
         metrics: dict[str, float] = {}
+        first_alert_at: float | None = None  # the first sample (wall time) whose metrics show an alert
         while daemon.poll() is None and time.monotonic() - begin < limit:
             time.sleep(args.interval)
             try:
@@ -227,6 +217,8 @@ def main() -> None:
             rate = (flows - previous[1]) / (t - previous[0])
             previous = (t, flows)
             samples.append((t, rss))
+            if first_alert_at is None and metrics.get("netgpt_alerts_total", 0) > 0:
+                first_alert_at = t
             print(f"{t:>6.0f}{rss:>11.0f}{hwm:>11.0f}{flows:>10,.0f}{rate:>9,.0f}"
                   + "".join(f"{metrics.get(metric, 0):>{len(name) + 3},.0f}" for name, metric in columns.items()),
                   flush=True)
@@ -239,10 +231,11 @@ def main() -> None:
         start = START_NS / NS
         print(f"\nran {elapsed:.0f} s (daemon exit {daemon.returncode}); "
               f"{metrics.get('netgpt_flows_ended_total', 0) / elapsed:,.0f} flows/s on average")
-        print(f"alerts: {len(alerts)}")
+        seen = f"; first seen in the metrics {first_alert_at:.0f} s (wall) after the start" if first_alert_at else ""
+        print(f"alerts: {len(alerts)}{seen}")
         for alert in alerts[:12]:
-            meta = alert["alert"]
-            print(f"  {meta['source']:<18} {alert.get('dest_ip', ''):<16} flows {meta.get('flows')}, "
+            meta = alert["netgpt"]
+            print(f"  {meta['detector']:<18} {alert.get('dest_ip', ''):<16} flows {meta.get('flows')}, "
                   f"{event_seconds(alert['timestamp']) - start:+.1f} s after the flood started")
         print(f"verdict after {args.warmup:.0f} s warm-up: {verdict(kept, args.tolerance) if kept else 'no samples'}")
 

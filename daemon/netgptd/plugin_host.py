@@ -7,6 +7,13 @@ wrong key or type is named) and returns an object with ``@hookimpl``
 methods. Every hook implementation is called on its own: one that raises is
 logged and counted, and the others still run.
 
+Events go out in batches (``emit_batch``): a plugin that implements
+``netgpt_events`` gets a batch in one call, the others an event per call.
+A plugin whose class sets ``LOGS_EACH_FLOW = True`` (it writes every flow
+out: EVE, MQTT) gets the flows of a flood bounded by the flood log
+(:mod:`netgptd.flood_log`): past the budget, a summary instead; the
+others (detectors, counters) get every flow.
+
 Hooks run in the pipeline's asyncio loop thread. ``netgpt_start`` and
 ``netgpt_close`` may return an awaitable (a plugin with network I/O starts
 its tasks there and flushes in close); the host awaits it, close with a
@@ -23,13 +30,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, NamedTuple
 
 import pluggy
 import structlog
 
-from netgptd.config import fits, type_name
-from netgptd.eve import with_host
+from netgptd.config import FloodLogSettings, fits, type_name
+from netgptd.eve import stats_of, with_host
+from netgptd.flood_log import FloodLog
 
 PROJECT = "netgptd"
 ENTRY_POINT_GROUP = "netgptd.plugins"
@@ -67,6 +75,11 @@ class HookSpecs:
         A detector returns the events it raises (alerts); they go to every
         plugin in turn, but what they raise in answer is not passed on again.
         """
+
+    @hookspec
+    def netgpt_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """A batch of EVE events, in order: as ``netgpt_event`` for each (a plugin that implements this gets
+        every event through it, and ``netgpt_event`` is not called)."""
 
     @hookspec
     def netgpt_batch(self, size: int, seconds: float) -> None:
@@ -151,11 +164,22 @@ def load_plugin(name: str, settings: Mapping[str, Any]) -> object:
         raise PluginError(f"[plugins.{name}] {exc}") from None
 
 
+class _Receiver(NamedTuple):
+    """A plugin that takes events: its hook, whether that takes batches, whether it writes each flow out."""
+
+    name: str
+    function: Callable[..., Any]
+    batched: bool
+    logs_each_flow: bool
+
+
 class PluginHost:
     """Loads the enabled plugins and fans hook calls out to them."""
 
-    def __init__(self, enabled: Mapping[str, Mapping[str, Any]], host: str = "") -> None:
+    def __init__(self, enabled: Mapping[str, Mapping[str, Any]], host: str = "",
+                 flood_log: FloodLogSettings | None = None) -> None:  # fmt: skip
         self.host = host  # the sensor's name: every event handed out carries it (EVE's ``host``)
+        self.flood_log = FloodLog(flood_log)
         self.manager = pluggy.PluginManager(PROJECT)
         self.manager.add_hookspecs(HookSpecs)
         self.errors: Counter[str] = Counter()
@@ -199,11 +223,105 @@ class PluginHost:
         await self._await_all("netgpt_start", self._call("netgpt_start", names, sensor=sensor), timeout)
 
     def emit(self, event: dict[str, Any]) -> None:
-        self.emitted[event.get("event_type", "")] += 1
-        for _, raised in self._call("netgpt_event", event=with_host(event, self.host)):
-            for new_event in raised:
-                self.emitted[new_event.get("event_type", "")] += 1
-                self._call("netgpt_event", event=with_host(new_event, self.host))
+        self.emit_batch([event])
+
+    def emit_batch(self, events: list[dict[str, Any]]) -> None:
+        """Hand events to every plugin, in order; what detectors raise (alerts) goes to every plugin in turn,
+        but what they raise in answer is not passed on again.
+
+        The plugins that write each flow (``LOGS_EACH_FLOW``) get the events with each raised alert right after
+        the flow that raised it, and a flood's flows bounded by the flood log (its summaries in their stead)."""
+        if not events:
+            return
+        for event in events:
+            kind = event.get("event_type", "")
+            self.emitted[kind] += 1
+            with_host(event, self.host)
+            if kind == "stats" and (stats := stats_of(event)) is not None:
+                stats["flood_log"] = self.flood_log.status()
+        receivers = self._receivers()
+        raised: list[dict[str, Any]] = []
+        for receiver in receivers:
+            if not receiver.logs_each_flow:
+                raised += self._deliver(receiver, events)
+        summaries: list[dict[str, Any]] = []
+        logged = self._bounded(events, raised, summaries)
+        for event in (*raised, *summaries):
+            self.emitted[event.get("event_type", "")] += 1
+            with_host(event, self.host)
+        late: list[dict[str, Any]] = []  # what plugins that log each flow raise: passed to the others at the end
+        for receiver in receivers:
+            if receiver.logs_each_flow:
+                late += self._deliver(receiver, logged)
+        for event in late:
+            self.emitted[event.get("event_type", "")] += 1
+            with_host(event, self.host)
+        for receiver in receivers:
+            if not receiver.logs_each_flow:
+                self._deliver(receiver, [*raised, *summaries, *late])
+            elif late:
+                self._deliver(receiver, late)
+
+    def flush_flood_log(self) -> None:
+        """Emit the summaries of every flood's open window (the capture ended, the daemon stops)."""
+        self.emit_batch(self.flood_log.expire(flush=True))
+
+    def _bounded(self, events: list[dict[str, Any]], raised: list[dict[str, Any]],
+                 summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+        """What the plugins that log each flow get: the events the flood log admits, each raised alert after
+        the flow that raised it (the others at the end), and the summaries of the windows that closed (also
+        added to ``summaries``)."""
+        flood_log = self.flood_log
+        by_flow: dict[Any, list[dict[str, Any]]] = {}
+        for alert in raised:
+            by_flow.setdefault(alert.get("flow_id"), []).append(alert)
+        out: list[dict[str, Any]] = []
+
+        def alerted(alerts: list[dict[str, Any]]) -> None:
+            for alert in alerts:
+                out.append(alert)
+                dropped = flood_log.note_alert(alert)  # a flood dropped for room: its summary
+                out.extend(dropped)
+                summaries.extend(dropped)
+
+        for event in events:
+            if event.get("event_type") != "flow":
+                out.append(event)
+                continue
+            if flood_log.admit(event):
+                out.append(event)
+            if by_flow:
+                alerted(by_flow.pop(event.get("flow_id"), []))
+        for alerts in by_flow.values():
+            alerted(alerts)
+        closed = flood_log.expire()
+        summaries += closed
+        return out + closed
+
+    def _receivers(self) -> list[_Receiver]:
+        """Each plugin that takes events, through ``netgpt_events`` where it implements it."""
+        receivers: dict[str, _Receiver] = {}
+        for hook, batched in (("netgpt_event", False), ("netgpt_events", True)):
+            for impl in getattr(self.manager.hook, hook).get_hookimpls():
+                logs = bool(getattr(impl.plugin, "LOGS_EACH_FLOW", False))
+                receivers[impl.plugin_name] = _Receiver(impl.plugin_name, impl.function, batched, logs)
+        return list(receivers.values())
+
+    def _deliver(self, receiver: _Receiver, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Give one plugin events (in one call, or one per call); what it raised. A failure is logged and
+        counted; a plugin that takes batches misses the rest of that batch."""
+        name, function, batched, _ = receiver
+        raised: list[dict[str, Any]] = []
+        for batch in ([events] if batched else events) if events else ():
+            try:
+                result = function(events=batch) if batched else function(event=batch)
+            except Exception:  # a plugin's failure must not stop the pipeline
+                self.errors[name] += 1
+                log.exception("plugin_failed", plugin=name, hook="netgpt_events" if batched else "netgpt_event")
+                continue
+            if result:
+                raised += result
+        return raised
 
     def batch(self, size: int, seconds: float) -> None:
         self._call("netgpt_batch", size=size, seconds=seconds)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Hashable
 
@@ -67,10 +67,12 @@ class WindowShape:
 
     span: float
     exact_cap: int
+    slice_width: float = field(init=False)  # computed once: every flow reads it
+    idle_after: float = field(init=False)  # a window with nothing added for this long has expired whole
 
-    @property
-    def slice_width(self) -> float:
-        return self.span / SLICES
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slice_width", self.span / SLICES)
+        object.__setattr__(self, "idle_after", self.span + self.span / SLICES)
 
 
 class _Slice:
@@ -148,7 +150,7 @@ class DistinctWindow:
 
     def idle_at(self, when: float) -> bool:
         """Nothing added within a span (and a slice) before ``when``: every slice has expired."""
-        return self.last < when - self.shape.span - self.shape.slice_width
+        return self.last < when - self.shape.idle_after
 
     @property
     def size(self) -> int:

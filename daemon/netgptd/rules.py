@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from netgptd.eve import alert_object, event_seconds, timestamp
+from netgptd.eve import alert_object, flow_start_seconds, timestamp
 from netgptd.rule_windows import Cooldowns, WindowShape, WindowTable
 from netgptd.signatures import RULE_SIGNATURES
 
@@ -54,24 +54,27 @@ class RuleSettings:
 RULES = RULE_SIGNATURES  # name: its signature (id, category, severity), in netgptd.signatures
 
 
-def _half_open(event: dict[str, Any]) -> bool:
+def _flags(event: dict[str, Any]) -> tuple[int, int]:
+    """A TCP flow event's flags: the client's, the server's."""
     tcp = event.get("tcp", {})
-    server_flags = int(tcp.get("tcp_flags_tc", "0"), 16)
-    client_flags = int(tcp.get("tcp_flags_ts", "0"), 16)
+    return int(tcp.get("tcp_flags_ts", "0"), 16), int(tcp.get("tcp_flags_tc", "0"), 16)
+
+
+def _half_open(client_flags: int, server_flags: int) -> bool:
     answered = server_flags & 0x12 == 0x12  # SYN-ACK from the server
     return bool(client_flags & 0x02) and (not answered or bool(server_flags & 0x04))
 
 
-def _reflected_synack(event: dict[str, Any]) -> bool:
-    tcp = event.get("tcp", {})
-    return int(tcp.get("tcp_flags_ts", "0"), 16) == 0 and int(tcp.get("tcp_flags_tc", "0"), 16) & 0x12 == 0x12
+def _reflected_synack(client_flags: int, server_flags: int) -> bool:
+    return client_flags == 0 and server_flags & 0x12 == 0x12
 
 
-def _unanswered(event: dict[str, Any]) -> bool:
-    flow = event["flow"]
+def one_sided(event: dict[str, Any]) -> bool:
+    """A flow event that got no answer: a half-open TCP flow, a lone SYN-ACK (a reflection's), unanswered UDP."""
     if event["proto"] == "TCP":
-        return _half_open(event)
-    return flow["pkts_toclient"] == 0
+        client_flags, server_flags = _flags(event)
+        return _half_open(client_flags, server_flags) or _reflected_synack(client_flags, server_flags)
+    return event["flow"]["pkts_toclient"] == 0
 
 
 class FlowRateRules:
@@ -88,18 +91,24 @@ class FlowRateRules:
     def observe(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         if event.get("event_type") != "flow" or event.get("proto") not in ("TCP", "UDP"):
             return []
-        when = event_seconds(event["flow"]["start"])
+        when = flow_start_seconds(event)
         src, dst, port = event["src_ip"], event["dest_ip"], event["dest_port"]
         alerts = []
         s = self.settings
         tcp = event["proto"] == "TCP"
-        if tcp and _half_open(event):
-            alerts += self._count("syn_flood", (dst,), when, [(src, event["src_port"])], s.syn_flood_flows, event)
-        if tcp and _reflected_synack(event):  # the victim is the "client" the SYN-ACKs go to
-            alerts += self._count("synack_reflection", (src,), when, [(dst, port)], s.syn_flood_flows, event)
-        if not tcp and event["flow"]["pkts_toclient"] == 0:
-            alerts += self._count("udp_flood", (dst,), when, [(src, event["src_port"])], s.udp_flood_sources, event)
-        if _unanswered(event):
+        if tcp:
+            client_flags, server_flags = _flags(event)
+            no_answer = _half_open(client_flags, server_flags)
+            if no_answer:
+                alerts += self._count("syn_flood", (dst,), when, [(src, event["src_port"])], s.syn_flood_flows, event)
+            if _reflected_synack(client_flags, server_flags):  # the victim is the "client" the SYN-ACKs go to
+                alerts += self._count("synack_reflection", (src,), when, [(dst, port)], s.syn_flood_flows, event)
+        else:
+            no_answer = event["flow"]["pkts_toclient"] == 0
+            if no_answer:
+                alerts += self._count("udp_flood", (dst,), when, [(src, event["src_port"])], s.udp_flood_sources,
+                                      event)  # fmt: skip
+        if no_answer:
             alerts += self._count("port_sweep", (src, dst, event["proto"]), when, [port], s.port_sweep_ports, event)
             alerts += self._count("host_sweep", (src, port, event["proto"]), when, [dst], s.host_sweep_hosts, event)
         logins = (event.get("netgpt") or {}).get("logins")

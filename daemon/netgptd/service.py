@@ -206,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_machine(settings)
         state_dir(settings)
         model = load_model(settings)
-        plugins = PluginHost(settings.plugins, host=settings.sensor.sensor)
+        plugins = PluginHost(settings.plugins, host=settings.sensor.sensor, flood_log=settings.flood_log)
     except (ConfigError, PluginError, BundleError) as exc:
         return _error(str(exc))
     try:

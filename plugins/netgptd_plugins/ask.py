@@ -515,7 +515,7 @@ class AskPlugin:
         self._emit(event)  # to every plugin: EVE, the mqtt plugin's outbox
         if self.publish_answers:
             topic = self.intents_topic if event.get("event_type") == "intent" else self.answers_topic
-            self._outgoing.append((topic, dumps(event).encode()))
+            self._outgoing.append((topic, dumps(event)))
             self._wakeup.set()
         return event
 

@@ -41,6 +41,8 @@ MAX_FLUSH_DELAY = 1.0  # seconds: what kill -9 may lose, and how late a line may
 class EveFilePlugin:
     """Appends by default, as Suricata does with eve.json; ``append=False`` starts afresh."""
 
+    LOGS_EACH_FLOW = True  # a flood's flows come bounded, with summaries (netgptd.flood_log)
+
     def __init__(self, path: str = "-", append: bool = True, flush_delay: float = 0.5) -> None:
         if not 0 <= flush_delay <= MAX_FLUSH_DELAY:  # beyond it, a quiet sensor's alert would wait in a buffer
             raise ValueError(f"flush_delay: must be between 0 and {MAX_FLUSH_DELAY:g} s, got {flush_delay}")
@@ -64,7 +66,13 @@ class EveFilePlugin:
 
     @hookimpl
     def netgpt_event(self, event: dict[str, Any]) -> None:
-        self.out.add((dumps(event) + "\n").encode())
+        self.netgpt_events([event])
+
+    @hookimpl
+    def netgpt_events(self, events: list[dict[str, Any]]) -> None:
+        add = self.out.add
+        for event in events:
+            add(dumps(event) + b"\n")
         if self.out.buffered >= FLUSH_BYTES or not self.flush_delay:
             self.flush()
         elif self._timer is None and self._loop is not None:

@@ -2,14 +2,17 @@
 
 Topics, under ``topic_prefix`` (``{site}`` and ``{sensor}`` filled in):
 
-==========  =====  ========================================================
+==========  =====  ========================================================================
 ``alerts``  QoS 1  ``alert`` events, through the on-disk outbox
 ``intents`` QoS 1  ``intent`` events, through the outbox
 ``answers`` QoS 1  ``answer`` events, through the outbox
 ``trends``  QoS 0  ``trend`` events, only while connected
-``flows``   QoS 0  ``flow`` events, only while connected and ``publish_flows``
+``flows``   QoS 0  ``flow`` and ``flood_summary`` events, only while connected and ``publish_flows``
 ``status``  QoS 1  retained ``online``; ``offline`` on close, or as the will
-==========  =====  ========================================================
+==========  =====  ========================================================================
+
+A flood's flows come bounded (``LOGS_EACH_FLOW``, :mod:`netgptd.flood_log`):
+past the budget, one ``flood_summary`` per flood and window instead.
 
 One background task owns the connection. It delivers the outbox oldest
 first and removes a row only once its publish is acknowledged: aiomqtt's
@@ -67,7 +70,7 @@ log = structlog.get_logger(__name__)
 SCHEMES = {"mqtt": (False, 1883), "mqtts": (True, 8883)}
 QUEUED_TOPICS = {"alert": "alerts", "intent": "intents", "answer": "answers"}  # event_type -> topic, QoS 1
 LIVE_TOPICS = {"trend": "trends"}  # QoS 0, never queued
-FLOW_TOPICS = {"flow": "flows"}  # QoS 0, with publish_flows
+FLOW_TOPICS = {"flow": "flows", "flood_summary": "flows"}  # QoS 0, with publish_flows
 ONLINE, OFFLINE = b"online", b"offline"
 OUTBOX_NAME = "mqtt-outbox.sqlite3"
 INFLIGHT = 10  # publishes awaited at once (aiomqtt warns above 10 pending calls)
@@ -158,6 +161,8 @@ class MqttPlugin:
     ``stall_after`` seconds.
     """
 
+    LOGS_EACH_FLOW = True  # a flood's flows come bounded, with summaries (netgptd.flood_log)
+
     def __init__(
         self,
         url: str = "mqtt://127.0.0.1:1883",
@@ -229,9 +234,9 @@ class MqttPlugin:
         if not self._waiting():
             self._progress_at = time.monotonic()  # messages wait from now on
         if kind in QUEUED_TOPICS:
-            self._spool([Item(0, self.prefix + QUEUED_TOPICS[kind], _encode(event), 1)])
+            self._spool([Item(0, self.prefix + QUEUED_TOPICS[kind], dumps(event), 1)])
         elif kind in self.live_topics and self.connected:
-            self._live.append(Item(0, self.prefix + self.live_topics[kind], _encode(event), 0))
+            self._live.append(Item(0, self.prefix + self.live_topics[kind], dumps(event), 0))
         else:
             return
         self._wakeup.set()
@@ -443,10 +448,6 @@ async def _until_disconnected(client: aiomqtt.Client) -> None:
     """Raise MqttError once the connection drops (nothing is subscribed, so no message comes)."""
     async for _ in client.messages:
         pass
-
-
-def _encode(event: dict[str, Any]) -> bytes:
-    return dumps(event).encode()
 
 
 def _describe(exc: BaseException) -> str:

@@ -87,6 +87,11 @@ STATS_METRICS = (
     _Stat(("queue_limits",), "netgpt_queue_capacity", "Capacity of each pipeline queue.", counter=False, label="queue"),
     _Stat(("watchdog", "pings"), "netgpt_watchdog_pings_total", "Watchdog pings sent."),
     _Stat(("watchdog", "stalls"), "netgpt_watchdog_stalls_total", "Pipeline stalls the watchdog saw."),
+    _Stat(("flood_log", "summarised"), "netgpt_flows_summarised_total",
+          "Flows of a flood past its budget, counted into a flood summary instead of written."),  # fmt: skip
+    _Stat(("flood_log", "summaries"), "netgpt_flood_summaries_total", "Flood summary events written."),
+    _Stat(("flood_log", "floods"), "netgpt_floods_followed", "Floods whose flows the flood log bounds now.",
+          counter=False),  # fmt: skip
     _Stat(("plugin_errors",), "netgpt_plugin_errors_total", "Plugin hook failures, by plugin.", label="plugin"),
     _Stat(("plugins", "mqtt", "connected"), "netgpt_mqtt_connected", "1 while connected to the broker.", counter=False),
     _Stat(("plugins", "mqtt", "outbox_depth"), "netgpt_mqtt_outbox_depth", "Events waiting to be published.",

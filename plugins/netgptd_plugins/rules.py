@@ -22,6 +22,11 @@ class RulesPlugin:
         return self.rules.observe(event)
 
     @hookimpl
+    def netgpt_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        observe = self.rules.observe
+        return [alert for event in events for alert in observe(event)]
+
+    @hookimpl
     def netgpt_status(self) -> dict[str, Any]:
         """Windows tracked, evicted and sketched by rule, and the cool-downs (the bounds a flood presses on)."""
         return self.rules.status()

@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from netgptd.eve import event_seconds
+from netgptd.eve import FlowEvent, event_seconds
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +38,8 @@ TRAFFIC_METRICS = ("flows", "bytes", "packets")
 
 def event_time(event: dict[str, Any]) -> float | None:
     """When an event counts: a flow at its end, anything else at its timestamp; None if unreadable."""
+    if isinstance(event, FlowEvent):
+        return event.end_s
     flow = event.get("flow") if event.get("event_type") == "flow" else None
     text = (flow or {}).get("end") or event.get("timestamp")
     try:
