@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import string
 import subprocess
 import time
@@ -89,10 +90,12 @@ def collector(central: Mosquitto, pki: Pki, client_id: str = "fleet-collector") 
 
 
 def sensor(folder: Path, site: str, name: str, broker: Mosquitto, capture: Path, speed: float,
-           *extra: str) -> Daemon:  # fmt: skip
-    """``netgptd run`` replaying ``capture`` at ``speed``, publishing to ``broker`` as ``site``/``name``."""
+           *extra: str, metrics: str = "") -> Daemon:  # fmt: skip
+    """``netgptd run`` replaying ``capture`` at ``speed``, publishing to ``broker`` as ``site``/``name``, its
+    metrics on ``metrics`` (default: a free port on loopback)."""
     return Daemon(folder, "--source", f"pcap:{capture}", "--replay-speed", str(speed), "--mqtt", broker.url,
-                  "--site", site, "--sensor", name, "--metrics", f"127.0.0.1:{free_port()}", *extra)  # fmt: skip
+                  "--site", site, "--sensor", name, "--metrics", metrics or f"127.0.0.1:{free_port()}",
+                  *extra)  # fmt: skip
 
 
 def quiet_then(capture: Path, lead_s: float, out: Path) -> Path:
@@ -267,3 +270,57 @@ def outage_run(folder: Path, capture: Path, sites: dict[str, list[str]], speed: 
     deliveries = [tally(*k.split("/"), written[k], received) for k in names]
     return OutageRun(deliveries, during, outage_s, online, after, end, doomed_name, doomed.process.returncode,
                      bridges)  # fmt: skip
+
+
+# -- model rollout (tests/test_rollout.py, bench/fleet_netns.py) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RolloutKeys:
+    """An Ed25519 key pair that signs rollouts, and another that the sensors do not trust."""
+
+    private: Path
+    public: Path
+    stranger: Path  # a private key of nobody the sensors know
+
+
+def rollout_keys(folder: Path) -> RolloutKeys:
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = []
+    for name in ("rollout", "stranger"):
+        key = folder / f"{name}.key"
+        openssl("genpkey", "-algorithm", "ed25519", "-out", key)
+        keys.append(key)
+    public = folder / "rollout.pub"
+    openssl("pkey", "-in", keys[0], "-pubout", "-out", public)
+    return RolloutKeys(keys[0], public, keys[1])
+
+
+def bundle_version(folder: Path, version: str) -> Path:
+    """The shipped bundle as a new release ``version`` (its manifest's version changed; the same weights)."""
+    from netgptd.model.bundle import DEFAULT_BUNDLE, MANIFEST_FILE
+
+    target = folder / f"bundle-{version}"
+    shutil.copytree(DEFAULT_BUNDLE, target)
+    manifest = json.loads((target / MANIFEST_FILE).read_text(encoding="utf-8"))
+    (target / MANIFEST_FILE).write_text(json.dumps({**manifest, "version": version}, indent=2), encoding="utf-8")
+    return target
+
+
+def rollout_config(folder: Path, public_key: Path, broker: Mosquitto) -> Path:
+    """A configuration file that turns the rollout plugin on (the rest comes from ``sensor``'s flags)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "netgptd.toml"
+    config.write_text(f'[stats]\ninterval = 0.5\n[plugins.rollout]\npublic_key = "{public_key}"\n'
+                      f'url = "{broker.url}"\n', encoding="utf-8")  # fmt: skip
+    return config
+
+
+def served(messages: list[Received]) -> dict[str, dict[str, Any]]:
+    """The last rollout report (``<prefix>model``) of each ``site/sensor`` among ``messages``."""
+    last = {}
+    for m in messages:
+        parts = m.topic.split("/")
+        if len(parts) == 4 and parts[3] == "model":
+            last[f"{parts[1]}/{parts[2]}"] = json.loads(m.payload)
+    return last

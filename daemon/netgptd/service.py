@@ -18,7 +18,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable, Mapping
 
 import structlog
 
@@ -111,9 +111,11 @@ def state_dir(settings: Settings) -> Path:
     return path
 
 
-def sensor_context(settings: Settings, model: Model | None, plugins: PluginHost) -> SensorContext:
+def sensor_context(settings: Settings, model: Model | None, plugins: PluginHost,
+                   serve_model: Callable[[Path], Awaitable[Mapping[str, str]]]) -> SensorContext:  # fmt: skip
     return SensorContext(site=settings.sensor.site, sensor=settings.sensor.sensor, state_dir=state_dir(settings),
-                         location=settings.sensor.location, role=settings.sensor.role, version=__version__, model=dict(model.info) if model else {}, emit=plugins.emit)  # fmt: skip
+                         location=settings.sensor.location, role=settings.sensor.role, version=__version__, model=dict(model.info) if model else {}, emit=plugins.emit,
+                         serve_model=serve_model)  # fmt: skip
 
 
 class Service:
@@ -127,7 +129,8 @@ class Service:
         self.notifier = notifier
         self.pipeline = Pipeline(settings, source, plugins, model, notifier,
                                  flow_ids=FlowIdStore(Path(settings.sensor.state_dir)))  # fmt: skip
-        self.context = sensor_context(settings, model, plugins)
+        self.rolled_out: Path | None = None  # the bundle a rollout serves; reloads keep it over [model] path
+        self.context = sensor_context(settings, model, plugins, self.serve_model)
         self._reloading: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -155,6 +158,26 @@ class Service:
         self.notifier.stopping()
         self.pipeline.stop()
 
+    def _with_rollout(self, settings: Settings) -> Settings:
+        return override(settings, model__path=str(self.rolled_out)) if self.rolled_out else settings
+
+    async def serve_model(self, folder: Path) -> Mapping[str, str]:
+        """A rollout: serve the bundle in ``folder`` from the next batch on; tracked and waiting flows stay.
+
+        BundleError (the running model stays) when it cannot be loaded or the model is off here.
+        """
+        settings = override(self.settings, model__path=str(folder))
+        if not settings.model.enabled:
+            raise BundleError("[model] enabled = false on this sensor: a rolled-out model is not served")
+        model = await asyncio.get_running_loop().run_in_executor(None, load_model, settings)
+        assert model is not None  # enabled
+        old = self.pipeline.model.info if self.pipeline.model else None
+        self.pipeline.replace_model(model)
+        self.rolled_out, self.settings = folder, settings
+        log.info("model_rolled_out", model=model.info, previous=old, path=str(folder),
+                 flows_tracked=self.pipeline.ingest.flows.active)  # fmt: skip
+        return dict(model.info)
+
     def _reload(self) -> None:
         if self._reloading is not None and not self._reloading.done():
             log.warning("reload_ignored", reason="a reload is already running")
@@ -167,7 +190,7 @@ class Service:
         loop = asyncio.get_running_loop()
         old = self.settings
         try:
-            new = settings_from_args(self.args)
+            new = self._with_rollout(settings_from_args(self.args))
             check_plugins(new)
             model = await loop.run_in_executor(None, load_model, new)
             changed = {n for n in {*old.plugins, *new.plugins} if old.plugins.get(n) != new.plugins.get(n)}
@@ -186,7 +209,7 @@ class Service:
         self.pipeline.replace_model(model)
         self.pipeline.apply(new)
         self.settings = new
-        self.context = sensor_context(new, model, self.plugins)
+        self.context = sensor_context(new, model, self.plugins, self.serve_model)
         await self.plugins.start(self.context, names=set(fresh))
         log.info("reloaded", plugins_restarted=sorted(changed), model=model.info if model else None,
                  flows_tracked=self.pipeline.ingest.flows.active)  # fmt: skip
