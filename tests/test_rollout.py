@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -97,6 +98,19 @@ def test_an_archive_is_served_only_when_its_hash_and_its_bundle_check_out(tmp_pa
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [sha256], "nothing half-unpacked stays"
 
 
+@pytest.mark.corpus
+def test_run_names_a_rollout_key_that_cannot_be_used(corpus: Path, tmp_path: Path) -> None:
+    keys = rollout_keys(tmp_path)
+    for key, why in ((keys.private, "not an Ed25519 public key"), (tmp_path / "none.pub", "no such file")):
+        config = tmp_path / "netgptd.toml"
+        config.write_text(f'[plugins.rollout]\npublic_key = "{key}"\n', encoding="utf-8")
+        done = subprocess.run([sys.executable, "-m", "netgptd", "run", "--config", str(config), "--state-dir",
+                               str(tmp_path / "state"), "--source", f"pcap:{corpus / MINING}"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 2 and f"[plugins.rollout] {key}: {why}" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
 def model_versions(flows: list[dict]) -> list[str]:
     """The model version of each classified flow, in EVE order."""
     return [f["netgpt"]["model"].rsplit("@", 1)[1] for f in flows if f["netgpt"].get("model")]
@@ -148,6 +162,9 @@ def test_a_release_rolls_out_mid_run_without_losing_flows_and_bad_ones_are_refus
                 return all(metric_sum(metrics[n], "netgpt_rollout_refused_total") == 2 for n in names)
 
             wait_until(counted, 10, "the refusals in the metrics")
+            daemons["r1"].signal(signal.SIGHUP)  # a reload keeps the rolled-out model over [model] path
+            reloaded = daemons["r1"].wait_for_log("reloaded")
+            assert reloaded["model"]["version"] == "0.2.0", reloaded
             for daemon in daemons.values():
                 assert daemon.wait(60) == 0
         finally:
