@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import paho.mqtt.publish as paho_publish
 
@@ -76,12 +76,12 @@ def central_broker(folder: Path, pki: Pki) -> Mosquitto:
     return Mosquitto(folder, None, scheme="mqtts", config=config, port=port)
 
 
-def site_broker(folder: Path, site: str, central: Mosquitto, pki: Pki) -> Mosquitto:
-    """A site broker (anonymous sensors on loopback) with site-bridge.conf to ``central`` (not started)."""
+def site_broker(folder: Path, site: str, central: Mosquitto, pki: Pki, host: str = "127.0.0.1") -> Mosquitto:
+    """A site broker (anonymous sensors on ``host``) with site-bridge.conf to ``central`` (not started)."""
     cert, key = pki.clients[site]
     bridge = render(DEPLOY / "site-bridge.conf", SITE=site, CENTRAL_HOST=central.host, CENTRAL_PORT=central.port,
                     BRIDGE_CA=pki.ca, BRIDGE_CERT=cert, BRIDGE_KEY=key)  # fmt: skip
-    return Mosquitto(folder, "allow_anonymous true\n" + bridge)
+    return Mosquitto(folder, "allow_anonymous true\n" + bridge, host=host)
 
 
 def collector(central: Mosquitto, pki: Pki, client_id: str = "fleet-collector") -> Subscriber:
@@ -90,12 +90,12 @@ def collector(central: Mosquitto, pki: Pki, client_id: str = "fleet-collector") 
 
 
 def sensor(folder: Path, site: str, name: str, broker: Mosquitto, capture: Path, speed: float,
-           *extra: str, metrics: str = "") -> Daemon:  # fmt: skip
+           *extra: str, metrics: str = "", wrap: Sequence[str] = ()) -> Daemon:  # fmt: skip
     """``netgptd run`` replaying ``capture`` at ``speed``, publishing to ``broker`` as ``site``/``name``, its
-    metrics on ``metrics`` (default: a free port on loopback)."""
+    metrics on ``metrics`` (default: a free port on loopback), run by ``wrap`` (``ip netns exec NS``) if given."""
     return Daemon(folder, "--source", f"pcap:{capture}", "--replay-speed", str(speed), "--mqtt", broker.url,
                   "--site", site, "--sensor", name, "--metrics", metrics or f"127.0.0.1:{free_port()}",
-                  *extra)  # fmt: skip
+                  *extra, wrap=wrap)  # fmt: skip
 
 
 def quiet_then(capture: Path, lead_s: float, out: Path) -> Path:
@@ -188,13 +188,15 @@ def eve_alerts(daemon: Daemon) -> int:
 
 
 @contextlib.contextmanager
-def brokers_of(folder: Path, sites: list[str], users: tuple[str, ...] = ()) -> Iterator[tuple[Pki, Mosquitto,
-                                                                                           dict[str, Mosquitto]]]:
-    """A started central broker and a started, bridged broker per site (and certificates for the sites, the
-    collector and ``users``); stopped on the way out. Yields once every bridge says it is connected."""
+def brokers_of(folder: Path, sites: list[str], users: tuple[str, ...] = (),
+               hosts: dict[str, str] | None = None) -> Iterator[tuple[Pki, Mosquitto, dict[str, Mosquitto]]]:
+    """A started central broker and a started, bridged broker per site (listening on ``hosts[site]``, default
+    loopback; and certificates for the sites, the collector and ``users``); stopped on the way out. Yields
+    once every bridge says it is connected."""
     pki = make_pki(folder / "pki", [*sites, COLLECTOR, *users])
     central = central_broker(folder / "central", pki)
-    brokers = {site: site_broker(folder / f"site-{site}", site, central, pki) for site in sites}
+    brokers = {site: site_broker(folder / f"site-{site}", site, central, pki, (hosts or {}).get(site, "127.0.0.1"))
+               for site in sites}  # fmt: skip
     central.start()
     try:
         for broker in brokers.values():
