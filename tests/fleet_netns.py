@@ -153,6 +153,7 @@ class NetnsRun:
     central_up: dict[str, float]  # site/sensor -> max of up{job="netgptd"} at the central Prometheus
     central_model: dict[str, str]  # site/sensor -> the model version netgpt_model_info last had there
     central_alerts: dict[str, float]  # site/sensor -> netgpt_alerts_total last scraped at the centre
+    eve_alerts_then: dict[str, int]  # site/sensor -> alerts in its EVE file at that moment
     exit_codes: dict[str, int]
 
 
@@ -243,6 +244,7 @@ def netns_run(folder: Path, capture: Path, packets: int, sites: dict[str, list[s
                                                                             daemons.items()}, 30,
                            "every sensor's alert count at the central Prometheus")  # fmt: skip
             up, model, central_alerts = _central_metrics(central_prometheus)
+            eve_then = {k: eve_alerts(d) for k, d in daemons.items()}  # flows ended at the stop may add some
             exit_codes = {k: d.terminate() for k, d in daemons.items()}
             written = {k: d.events("alert") for k, d in daemons.items()}
 
@@ -267,4 +269,4 @@ def netns_run(folder: Path, capture: Path, packets: int, sites: dict[str, list[s
         by_version[k] = counts
     return NetnsRun([tally(*k.split("/"), written[k], received) for k in daemons], during, outage_s, rollout_s,
                     served(received), {k: len(v) for k, v in flows.items()}, by_version, up, model, central_alerts,
-                    exit_codes)  # fmt: skip
+                    eve_then, exit_codes)  # fmt: skip
