@@ -39,11 +39,16 @@ import structlog
 from netgptd.eve import dumps
 from netgptd.model.announce import REFUSED, check_key, problem, verify
 from netgptd.model.archive import MAX_BYTES, ArchiveError, fetch, unpack
-from netgptd.model.bundle import BundleError
+from netgptd.model.bundle import Bundle, BundleError
 from netgptd.plugin_host import SensorContext, hookimpl
 from netgptd_plugins.mqtt import Link, _check_positive, _check_topic, _describe
 
 log = structlog.get_logger(__name__)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("rollout_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 class Refused(Exception):
@@ -106,11 +111,19 @@ class RolloutPlugin:
         self._serve = sensor.serve_model
         self._changed, self._stop = asyncio.Event(), asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="rollout")
+        self._task.add_done_callback(_log_crash)
+
+    @hookimpl
+    def netgpt_health(self) -> str | None:
+        """Dead when its task ended with an error (a broker away is not: it reconnects)."""
+        task = self._task
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            return f"the rollout task failed: {task.exception()}"
+        return None
 
     @hookimpl
     def netgpt_status(self) -> dict[str, Any]:
-        return {**self.counts, "connected": int(self.counts["connected"]), "refused": dict(self.refusals),
-                "serving": dict(self.serving)}  # fmt: skip
+        return {**self.counts, "refused": dict(self.refusals), "serving": dict(self.serving)}
 
     @hookimpl
     async def netgpt_close(self) -> None:
@@ -152,13 +165,15 @@ class RolloutPlugin:
             return self._refuse(announcement, exc.reason, exc.error)
         except (ArchiveError, BundleError) as exc:
             return self._refuse(announcement, getattr(exc, "reason", "bad_bundle"), str(exc))
+        except OSError as exc:  # the state folder (full, read-only): not the bundle's fault
+            return self._refuse(announcement, "install_failed", f"cannot unpack into {self.models}: {exc}")
         self.serving = {"name": info.get("name", ""), "version": info.get("version", ""),
                         "sha256": announcement["sha256"]}  # fmt: skip
         self.counts["applied"] += 1
         log.info("model_served", model=info, sha256=announcement["sha256"], url=announcement["url"])
         self._changed.set()
 
-    def _fetched(self, announcement: Mapping[str, Any]) -> Any:
+    def _fetched(self, announcement: Mapping[str, Any]) -> Bundle:
         """The announced archive, fetched, checked and unpacked (a worker thread: it blocks)."""
         data = fetch(announcement["url"], announcement["size"], self.fetch_timeout, self.max_bytes)
         return unpack(data, announcement["sha256"], self.models)

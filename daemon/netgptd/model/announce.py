@@ -30,7 +30,8 @@ from netgptd.cloud.signing import canonical
 FIELDS = {"name": str, "version": str, "url": str, "sha256": str, "size": int}
 SHA256 = re.compile(r"[0-9a-f]{64}")
 SIGNATURE = re.compile(r"[0-9a-f]{128}")  # 64 bytes
-REFUSED = ("malformed", "unsigned", "bad_signature", "fetch_failed", "bad_hash", "bad_bundle")  # a fixed set
+REFUSED = ("malformed", "unsigned", "bad_signature", "fetch_failed", "bad_hash", "bad_bundle",
+           "install_failed")  # why a sensor refuses an announcement: a fixed set (a metric's label)
 
 
 class SigningKeyError(ValueError):
