@@ -29,8 +29,10 @@ from netgptd.capture.pyshark_source import PysharkSource
 from netgptd.capture.records import CaptureSource
 from netgptd.config import DEFAULT_PATH, ConfigError, Settings, load_file, override, with_plugin
 from netgptd.files import make_dirs
-from netgptd.model.bundle import DEFAULT_BUNDLE, BundleError, load_bundle
+from netgptd.model.bundle import DEFAULT_BUNDLE, Bundle, BundleError, load_bundle
+from netgptd.model.central import CentralClassifier
 from netgptd.model.session import Classifier, ModelSession
+from netgptd.model.triton_serve import triton_name
 from netgptd.flow_id_store import FlowIdStore
 from netgptd.pipeline import Model, Pipeline
 from netgptd.preflight import check_machine, check_mqtt_names, plugin_settings
@@ -81,10 +83,20 @@ def load_model(settings: Settings) -> Model | None:
         session = ModelSession(bundle, threads=settings.model.threads, memory_arena=settings.model.memory_arena)
     except ValueError as exc:
         raise BundleError(f"[model] {path}: {exc}") from None
-    classifier = Classifier(session, batch=settings.model.max_batch, cache_size=settings.model.verdict_cache,
-                            port_blind=settings.model.port_blind)
-    info = {"name": bundle.model_id, "version": str(bundle.manifest.get("version", "")), "provider": session.provider}
-    return Model(classifier, bundle.tokenizer.flow_config(), info)
+    m = settings.model
+    classifier = Classifier(session, batch=m.max_batch, cache_size=m.verdict_cache, port_blind=m.port_blind)
+    if m.central_url:
+        try:
+            central = CentralClassifier(classifier, m.central_url, m.central_model or triton_name(bundle),
+                                        m.central_below, m.central_timeout_ms / 1000, m.central_retry_s)  # fmt: skip
+        except ValueError as exc:
+            raise BundleError(f"[model] {exc}") from None
+        return Model(central, bundle.tokenizer.flow_config(), _info(bundle, session))
+    return Model(classifier, bundle.tokenizer.flow_config(), _info(bundle, session))
+
+
+def _info(bundle: Bundle, session: ModelSession) -> dict[str, str]:
+    return {"name": bundle.model_id, "version": str(bundle.manifest.get("version", "")), "provider": session.provider}
 
 
 def open_source(settings: Settings) -> CaptureSource:
