@@ -1,6 +1,6 @@
 """Central inference: unsure flows go to a real Triton (PyTriton, on the CPU); local verdicts stand without it.
 
-The service is ``python -m netgptd.model.triton_serve`` in ``.venv-triton``
+The service is ``netgptd serve-central`` with ``.venv-triton``'s Python
 (setup.sh makes it: PyTriton ships the Triton server) serving the shipped
 bundle, with a long batching window so that two sensors' requests meet.
 Two ``netgptd run`` sensors replay the mining capture at once with
@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -54,11 +55,10 @@ def triton(tmp_path: Path) -> Iterator[Triton]:
         pytest.skip(f"no {TRITON_PYTHON} (setup.sh test makes .venv-triton with PyTriton)")
     http, grpc, metrics = free_port(), free_port(), free_port()
     log = open(tmp_path / "triton.log", "wb")
-    process = subprocess.Popen([str(TRITON_PYTHON), "-m", "netgptd.model.triton_serve", "--model", str(DEFAULT_BUNDLE),
-                                "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-                                "--queue-delay-us", "100000", "--max-batch", "1024"],
-                               stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONPATH": str(REPO / "daemon")},
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "netgptd", "serve-central", "--python", str(TRITON_PYTHON),
+                                "--model", str(DEFAULT_BUNDLE), "--http-port", str(http), "--grpc-port", str(grpc),
+                                "--metrics-port", str(metrics), "--queue-delay-us", "100000", "--max-batch", "1024"],
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     server = Triton(process, http, metrics)
     try:
         deadline = time.monotonic() + 90

@@ -1,5 +1,6 @@
 """The central inference service: a model bundle behind Triton (KServe v2 protocol), with dynamic batching.
 
+    netgptd serve-central --model BUNDLE --python .venv-triton/bin/python [--http-port 8000] ...
     python -m netgptd.model.triton_serve --model BUNDLE [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
 
 Runs NVIDIA's Triton Inference Server through PyTriton (PyPI
@@ -24,6 +25,7 @@ package on ``PYTHONPATH``; the sensor side needs only ``tritonclient``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,8 +58,7 @@ def infer_function(model: bytes, threads: int) -> Any:
     return infer
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m netgptd.model.triton_serve", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, metavar="DIR", help="the model bundle to serve")
     parser.add_argument("--host", default="127.0.0.1", help="the address Triton listens on (default %(default)s)")
     parser.add_argument("--http-port", type=int, default=8000)
@@ -67,6 +68,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-delay-us", type=int, default=5000,
                         help="how long the dynamic batcher waits to fill a batch (default %(default)s µs)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default %(default)s)")
+
+
+def add_serve_central_parser(sub: Any) -> None:
+    """``netgptd serve-central``: runs this module with the Python that has PyTriton (``--python``)."""
+    p = sub.add_parser("serve-central", help="serve a model bundle to a fleet's sensors from Triton (KServe v2)",
+                       description=__doc__.split("\n\n")[2].replace("\n", " "))  # fmt: skip
+    add_arguments(p)
+    p.add_argument("--python", default=os.environ.get("NETGPTD_TRITON_PYTHON", "python3"), metavar="PYTHON",
+                   help="the Python with nvidia-pytriton and onnxruntime (default $NETGPTD_TRITON_PYTHON or "
+                        "%(default)s; setup.sh test makes .venv-triton/bin/python)")  # fmt: skip
+    p.set_defaults(func=cmd_serve_central)
+
+
+def cmd_serve_central(args: argparse.Namespace) -> int:
+    """Replace this process with the service, run by ``args.python`` with this netgptd on its path."""
+    package_root = str(Path(__file__).resolve().parent.parent.parent)
+    argv = [args.python, "-m", "netgptd.model.triton_serve", "--model", str(args.model), "--host", args.host,
+            "--http-port", str(args.http_port), "--grpc-port", str(args.grpc_port), "--metrics-port",
+            str(args.metrics_port), "--max-batch", str(args.max_batch), "--queue-delay-us", str(args.queue_delay_us),
+            "--threads", str(args.threads)]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    try:
+        os.execvpe(args.python, argv, env)
+    except OSError as exc:
+        print(f"netgptd serve-central: --python {args.python}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 0  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m netgptd.model.triton_serve", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         bundle = load_bundle(args.model)
