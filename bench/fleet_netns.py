@@ -13,7 +13,9 @@ wrote while the centre was down, how many arrived centrally (at least once)
 and the extra copies (QoS 1); what the central Prometheus holds for it
 (up, the model version, its alert count, and its EVE file's then; flows
 ended at the stop may add alerts after it); the model version it reports at
-the centre; its flows and how many of them each model version classified.
+the centre; its flows, how many of them the central inference service classified
+(``--triton-python``: where PyTriton is, default ``.venv-triton``) and how
+many each local model version did.
 Exit status 1 unless every check holds.
 
 Needs root (``ip netns``), the corpus, mosquitto, Prometheus, openssl and
@@ -39,6 +41,7 @@ from machine import cpu_model  # noqa: E402
 from test_daemon import MINING  # noqa: E402
 
 MINING_PACKETS = 7163
+TRITON_PYTHON = Path(__file__).resolve().parent.parent / ".venv-triton" / "bin" / "python"
 
 
 def main() -> int:
@@ -50,7 +53,11 @@ def main() -> int:
     parser.add_argument("--speed", type=float, default=0.25,
                         help="replay speed (the default stretches the capture's 18 s of traffic over the staggered "
                              "start-up, the rollout and the outage on two cores)")  # fmt: skip
+    parser.add_argument("--triton-python", type=Path, default=TRITON_PYTHON,
+                        help="the Python with PyTriton, for the central inference service (default %(default)s; "
+                             "none there: the run goes without it)")  # fmt: skip
     args = parser.parse_args()
+    triton = args.triton_python if args.triton_python.exists() else None
     reason = corpus_missing_reason()
     if reason:
         raise SystemExit(reason)
@@ -64,9 +71,10 @@ def main() -> int:
         lead = quiet_then(corpus_path() / MINING, args.lead, Path(tmp) / "lead.pcapng")
         capture = held_open(lead, MINING_PACKETS + 1, Path(tmp) / "mining.pcapng")
         run = netns_run(Path(tmp), capture, MINING_PACKETS + 1, sites, args.speed, args.outage,
-                        log=lambda line: print(f"  [{time.monotonic() - started:5.1f} s] {line}", flush=True))
+                        log=lambda line: print(f"  [{time.monotonic() - started:5.1f} s] {line}", flush=True),
+                        triton_python=triton)  # fmt: skip
     head = (f"{'sensor':<14}{'written':>8}{'outage':>8}{'centre':>8}{'dups':>6}{'prom up':>8}{'prom model':>11}"
-            f"{'prom alerts':>12}{'EVE then':>9}{'reports':>9}{'flows':>7}  by model")  # fmt: skip
+            f"{'prom alerts':>12}{'EVE then':>9}{'reports':>9}{'flows':>7}{'central':>8}  by model")  # fmt: skip
     print("\n" + head)
     for d in run.deliveries:
         k = f"{d.site}/{d.sensor}"
@@ -74,7 +82,7 @@ def main() -> int:
         versions = " ".join(f"{v}:{n}" for v, n in sorted(run.flows_by_version[k].items()))
         print(f"{k:<14}{d.written:>8}{run.written_during_outage[k]:>8}{d.delivered:>8}{d.duplicates:>6}"
               f"{run.central_up.get(k, 0):>8.0f}{run.central_model.get(k, '-'):>11}"
-              f"{run.central_alerts.get(k, -1):>12.0f}{run.eve_alerts_then[k]:>9}{report:>9}{run.flows[k]:>7}  {versions}")  # fmt: skip
+              f"{run.central_alerts.get(k, -1):>12.0f}{run.eve_alerts_then[k]:>9}{report:>9}{run.flows[k]:>7}{run.central_verdicts[k]:>8}  {versions}")  # fmt: skip
     written = sum(d.written for d in run.deliveries)
     delivered = sum(d.delivered for d in run.deliveries)
     print(f"{'all':<14}{written:>8}{sum(run.written_during_outage.values()):>8}{delivered:>8}"
@@ -98,6 +106,9 @@ def main() -> int:
             all(run.flows[k] == run.flows[control] for k in rolling),
         "every sensor stopped cleanly": all(code == 0 for code in run.exit_codes.values()),
     }  # fmt: skip
+    if triton:
+        checks["every sensor had verdicts from the central inference service"] = all(
+            run.central_verdicts[k] > 0 for k in keys)
     print(f"\nrollout: served everywhere {run.rollout_s:.1f} s after the announcement; central broker down "
           f"{run.outage_s:.1f} s (measured); run took {time.monotonic() - started:.0f} s")  # fmt: skip
     for what, ok in checks.items():

@@ -312,12 +312,13 @@ def bundle_version(folder: Path, version: str) -> Path:
     return target
 
 
-def rollout_config(folder: Path, public_key: Path, broker: Mosquitto) -> Path:
-    """A configuration file that turns the rollout plugin on (the rest comes from ``sensor``'s flags)."""
+def rollout_config(folder: Path, public_key: Path | None, broker: Mosquitto, more: str = "") -> Path:
+    """A configuration file that turns the rollout plugin on (none without ``public_key``), with ``more`` TOML
+    (the rest comes from ``sensor``'s flags)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "netgptd.toml"
-    config.write_text(f'[stats]\ninterval = 0.5\n[plugins.rollout]\npublic_key = "{public_key}"\n'
-                      f'url = "{broker.url}"\n', encoding="utf-8")  # fmt: skip
+    rollout = f'[plugins.rollout]\npublic_key = "{public_key}"\nurl = "{broker.url}"\n' if public_key else ""
+    config.write_text(f"[stats]\ninterval = 0.5\n{rollout}{more}", encoding="utf-8")
     return config
 
 

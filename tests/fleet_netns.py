@@ -4,7 +4,9 @@ Per site, a Linux bridge in the root namespace (``10.77.<k>.1/24``) where the
 site's mosquitto listens (bridged over TLS to the central mosquitto on
 loopback, from ``deploy/mosquitto``) and, beside it, the site's Prometheus
 (``deploy/prometheus/site.yml``) federated by a central one
-(``central.yml``). Each sensor is a ``netgptd run`` in its own namespace
+(``central.yml``); optionally the central inference service (``netgptd
+serve-central``, Triton) that every sensor sends the flows its model is
+unsure of. Each sensor is a ``netgptd run`` in its own namespace
 (``fleet2-<run>-<site>-<sensor>``: its own network stack, a veth into its
 site's bridge, ``10.77.<k>.<10+n>``, a default route through the bridge)
 with its own site and sensor name and its own replay of the capture; it
@@ -30,10 +32,12 @@ import contextlib
 import functools
 import http.server
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -41,6 +45,8 @@ from typing import Any, Callable, Iterator
 from broker import free_port, require
 from fleet import (Delivery, brokers_of, bundle_version, collector, eve_alerts, rollout_config,
                    rollout_keys, sensor, served, statuses, tally, wait_until)  # fmt: skip
+from netgptd.model.bundle import DEFAULT_BUNDLE, load_bundle
+from netgptd.model.triton_serve import triton_name
 from test_daemon import Daemon
 from test_fleet_metrics import central_config, site_config, start_prometheus
 from test_grafana import promql
@@ -150,6 +156,7 @@ class NetnsRun:
     reports: dict[str, dict[str, Any]]  # site/sensor -> its last rollout report at the centre
     flows: dict[str, int]  # site/sensor -> flow events in its EVE file
     flows_by_version: dict[str, dict[str, int]]  # site/sensor -> model version -> classified flows
+    central_verdicts: dict[str, int]  # site/sensor -> flows classified by the central inference service
     central_up: dict[str, float]  # site/sensor -> max of up{job="netgptd"} at the central Prometheus
     central_model: dict[str, str]  # site/sensor -> the model version netgpt_model_info last had there
     central_alerts: dict[str, float]  # site/sensor -> netgpt_alerts_total last scraped at the centre
@@ -186,10 +193,40 @@ def _replayed(base: str) -> dict[str, float]:
     return {f"{r['metric'].get('site')}/{r['metric'].get('sensor')}": float(r["value"][1]) for r in found}
 
 
+@contextlib.contextmanager
+def central_inference(folder: Path, python: Path, http_port: int) -> Iterator[None]:
+    """``netgptd serve-central`` (the shipped bundle) on every address of the root namespace, once ready."""
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "netgptd", "serve-central", "--python", str(python), "--model",
+               str(DEFAULT_BUNDLE), "--host", "0.0.0.0", "--http-port", str(http_port), "--grpc-port",
+               str(free_port()), "--metrics-port", str(free_port())]  # fmt: skip
+    with open(folder / "triton.log", "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def ready() -> bool:
+            assert process.poll() is None, (folder / "triton.log").read_text(errors="replace")[-2000:]
+            with contextlib.suppress(OSError):
+                return urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=2).status == 200
+            return False
+
+        wait_until(ready, 90, "the central inference service ready")
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def netns_run(folder: Path, capture: Path, packets: int, sites: dict[str, list[str]], speed: float, outage: float,
-              log: Callable[[str], None] = lambda _: None) -> NetnsRun:  # fmt: skip
+              log: Callable[[str], None] = lambda _: None, triton_python: Path | None = None) -> NetnsRun:  # fmt: skip
     """See the module docstring; ``capture`` is replayed by every sensor (see ``fleet.quiet_then`` and
-    ``held_open``); its traffic is over once a sensor has counted ``packets`` (the held-open one comes later)."""
+    ``held_open``); its traffic is over once a sensor has counted ``packets`` (the held-open one comes later).
+    With ``triton_python`` (the Python with PyTriton) the central inference service runs too, and every sensor
+    sends it the flows its model is unsure of."""
     sites = {site: ([CONTROL] if i == 0 else []) + names for i, (site, names) in enumerate(sites.items())}
     run = f"{os.getpid() % 1000:03d}"
     keys = rollout_keys(folder / "keys")
@@ -205,14 +242,22 @@ def netns_run(folder: Path, capture: Path, packets: int, sites: dict[str, list[s
             site, {n.name: f"{n.address}:{METRICS_PORT}" for n in nodes if n.site == site})) for site in sites]
         central_prometheus = start_prometheus(stack, folder / "prometheus-central", central_config(
             [b.removeprefix("http://") for b in site_prometheus]))  # fmt: skip
-        log(f"{len(nodes)} namespaces on {len(sites)} bridges, brokers and Prometheus up; starting the sensors")
+        central_port = free_port() if triton_python else 0
+        if triton_python:
+            stack.enter_context(central_inference(folder / "triton", triton_python, central_port))
+        log(f"{len(nodes)} namespaces on {len(sites)} bridges, brokers, Prometheus"
+            f"{' and the central inference service' if triton_python else ''} up; starting the sensors")  # fmt: skip
         try:
             for node in nodes:
                 where = folder / "sensors" / node.site / node.name
-                extra = [] if node.name == CONTROL else ["--config", str(rollout_config(where, keys.public,
-                                                                                        brokers[node.site]))]
-                daemons[node.key] = sensor(where, node.site, node.name, brokers[node.site], capture, speed, *extra,
-                                           metrics=f"{node.address}:{METRICS_PORT}", wrap=node.wrap)  # fmt: skip
+                model = (f'[model]\ncentral_url = "http://{gateways[node.site]}:{central_port}"\n'
+                         f'central_model = "{triton_name(load_bundle(DEFAULT_BUNDLE))}"\ncentral_below = 0.9\n'
+                         "central_timeout_ms = 2000\n"
+                         if triton_python else "")  # fmt: skip
+                config = rollout_config(where, None if node.name == CONTROL else keys.public, brokers[node.site], model)
+                daemons[node.key] = sensor(where, node.site, node.name, brokers[node.site], capture, speed, "--config",
+                                           str(config), metrics=f"{node.address}:{METRICS_PORT}",
+                                           wrap=node.wrap)  # fmt: skip
             rolling = [n.key for n in nodes if n.name != CONTROL]
             wait_until(lambda: all(statuses(inbox.messages).get(k) == b"online" for k in daemons), 90,
                        "every sensor online at the centre")  # fmt: skip
@@ -260,13 +305,18 @@ def netns_run(folder: Path, capture: Path, packets: int, sites: dict[str, list[s
                 daemon.kill()
     flows = {k: d.events("flow") for k, d in daemons.items()}
     by_version: dict[str, dict[str, int]] = {}
+    central: dict[str, int] = {}
     for k, events in flows.items():
         counts: dict[str, int] = {}
+        central[k] = 0
         for event in events:
             if model_id := (event.get("netgpt") or {}).get("model"):
                 version = model_id.rsplit("@", 1)[1]
-                counts[version] = counts.get(version, 0) + 1
+                if version == "central":
+                    central[k] += 1
+                else:
+                    counts[version] = counts.get(version, 0) + 1
         by_version[k] = counts
     return NetnsRun([tally(*k.split("/"), written[k], received) for k in daemons], during, outage_s, rollout_s,
-                    served(received), {k: len(v) for k, v in flows.items()}, by_version, up, model, central_alerts,
+                    served(received), {k: len(v) for k, v in flows.items()}, by_version, central, up, model, central_alerts,
                     eve_then, exit_codes)  # fmt: skip

@@ -9,7 +9,8 @@ duplicates bounded by what QoS 1 may resend (mosquitto's 20 in flight on
 each link the outage cut); every sensor is at the central Prometheus, with
 its alert count and, for the rollout sensors, the new model version; the
 rollout sensors' flows (some classified by each version) number as many as
-the control's.
+the control's. Where ``.venv-triton`` is (setup.sh), the central inference
+service runs too and every sensor gets verdicts from it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 
 from fleet import quiet_then
 from fleet_netns import CONTROL, RELEASE, held_open, netns_run
+from test_central_inference import TRITON_PYTHON
 from test_daemon import MINING
 
 pytestmark = [pytest.mark.slow, pytest.mark.corpus, pytest.mark.timeout(300)]
@@ -41,7 +43,8 @@ def test_every_sensor_in_its_namespace_reaches_the_centre_and_serves_the_rollout
         pytest.skip("prometheus not installed (Debian package prometheus)")
     lead = quiet_then(corpus / MINING, LEAD_S, tmp_path / "lead.pcapng")
     capture = held_open(lead, MINING_PACKETS + 1, tmp_path / "mining.pcapng")
-    run = netns_run(tmp_path, capture, MINING_PACKETS + 1, SITES, SPEED, OUTAGE_S)
+    triton = TRITON_PYTHON if TRITON_PYTHON.exists() else None  # setup.sh test makes it
+    run = netns_run(tmp_path, capture, MINING_PACKETS + 1, SITES, SPEED, OUTAGE_S, triton_python=triton)
 
     keys = [f"{d.site}/{d.sensor}" for d in run.deliveries]
     control = f"north/{CONTROL}"
@@ -59,3 +62,5 @@ def test_every_sensor_in_its_namespace_reaches_the_centre_and_serves_the_rollout
         assert run.flows[k] == run.flows[control], (k, run.flows[k], run.flows[control])
         assert set(run.flows_by_version[k]) == {"0.1.0", RELEASE}, (k, run.flows_by_version[k])
     assert run.exit_codes == dict.fromkeys(keys, 0)
+    if triton:
+        assert all(run.central_verdicts[k] > 0 for k in keys), run.central_verdicts
