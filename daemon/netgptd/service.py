@@ -29,7 +29,7 @@ from netgptd.capture.pyshark_source import PysharkSource
 from netgptd.capture.records import CaptureSource
 from netgptd.config import DEFAULT_PATH, ConfigError, Settings, load_file, override, with_plugin
 from netgptd.files import make_dirs
-from netgptd.model.bundle import DEFAULT_BUNDLE, Bundle, BundleError, load_bundle
+from netgptd.model.bundle import DEFAULT_BUNDLE, BundleError, load_bundle
 from netgptd.model.central import CentralClassifier
 from netgptd.model.session import Classifier, ModelSession
 from netgptd.model.triton_serve import triton_name
@@ -84,19 +84,16 @@ def load_model(settings: Settings) -> Model | None:
     except ValueError as exc:
         raise BundleError(f"[model] {path}: {exc}") from None
     m = settings.model
-    classifier = Classifier(session, batch=m.max_batch, cache_size=m.verdict_cache, port_blind=m.port_blind)
-    if m.central_url:
+    classifier: Classifier | CentralClassifier = Classifier(session, batch=m.max_batch, cache_size=m.verdict_cache,
+                                                            port_blind=m.port_blind)  # fmt: skip
+    if m.central_url:  # the flows this model is unsure of go to the central service
         try:
-            central = CentralClassifier(classifier, m.central_url, m.central_model or triton_name(bundle),
-                                        m.central_below, m.central_timeout_ms / 1000, m.central_retry_s)  # fmt: skip
+            classifier = CentralClassifier(classifier, m.central_url, m.central_model or triton_name(bundle),  # type: ignore[arg-type]
+                                           m.central_below, m.central_timeout_ms / 1000, m.central_retry_s)  # fmt: skip
         except ValueError as exc:
             raise BundleError(f"[model] {exc}") from None
-        return Model(central, bundle.tokenizer.flow_config(), _info(bundle, session))
-    return Model(classifier, bundle.tokenizer.flow_config(), _info(bundle, session))
-
-
-def _info(bundle: Bundle, session: ModelSession) -> dict[str, str]:
-    return {"name": bundle.model_id, "version": str(bundle.manifest.get("version", "")), "provider": session.provider}
+    info = {"name": bundle.model_id, "version": str(bundle.manifest.get("version", "")), "provider": session.provider}
+    return Model(classifier, bundle.tokenizer.flow_config(), info)
 
 
 def open_source(settings: Settings) -> CaptureSource:
