@@ -84,11 +84,11 @@ def load_model(settings: Settings) -> Model | None:
     except ValueError as exc:
         raise BundleError(f"[model] {path}: {exc}") from None
     m = settings.model
-    classifier: Classifier | CentralClassifier = Classifier(session, batch=m.max_batch, cache_size=m.verdict_cache,
-                                                            port_blind=m.port_blind)  # fmt: skip
+    local = Classifier(session, batch=m.max_batch, cache_size=m.verdict_cache, port_blind=m.port_blind)
+    classifier: Classifier | CentralClassifier = local
     if m.central_url:  # the flows this model is unsure of go to the central service
         try:
-            classifier = CentralClassifier(classifier, m.central_url, m.central_model or triton_name(bundle),  # type: ignore[arg-type]
+            classifier = CentralClassifier(local, m.central_url, m.central_model or triton_name(bundle),
                                            m.central_below, m.central_timeout_ms / 1000, m.central_retry_s)  # fmt: skip
         except ValueError as exc:
             raise BundleError(f"[model] {exc}") from None
