@@ -82,7 +82,8 @@ def main() -> int:
         versions = " ".join(f"{v}:{n}" for v, n in sorted(run.flows_by_version[k].items()))
         print(f"{k:<14}{d.written:>8}{run.written_during_outage[k]:>8}{d.delivered:>8}{d.duplicates:>6}"
               f"{run.central_up.get(k, 0):>8.0f}{run.central_model.get(k, '-'):>11}"
-              f"{run.central_alerts.get(k, -1):>12.0f}{run.eve_alerts_then[k]:>9}{report:>9}{run.flows[k]:>7}{run.central_verdicts[k]:>8}  {versions}")  # fmt: skip
+              f"{run.central_alerts.get(k, -1):>12.0f}{run.eve_alerts_then[k]:>9}{report:>9}{run.flows[k]:>7}"
+              f"{run.central_verdicts[k]:>8}  {versions}")  # fmt: skip
     written = sum(d.written for d in run.deliveries)
     delivered = sum(d.delivered for d in run.deliveries)
     print(f"{'all':<14}{written:>8}{sum(run.written_during_outage.values()):>8}{delivered:>8}"

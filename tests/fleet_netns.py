@@ -318,5 +318,5 @@ def netns_run(folder: Path, capture: Path, packets: int, sites: dict[str, list[s
                     counts[version] = counts.get(version, 0) + 1
         by_version[k] = counts
     return NetnsRun([tally(*k.split("/"), written[k], received) for k in daemons], during, outage_s, rollout_s,
-                    served(received), {k: len(v) for k, v in flows.items()}, by_version, central, up, model, central_alerts,
-                    eve_then, exit_codes)  # fmt: skip
+                    served(received), {k: len(v) for k, v in flows.items()}, by_version, central, up, model,
+                    central_alerts, eve_then, exit_codes)  # fmt: skip

@@ -70,7 +70,8 @@ def problem(announcement: Any) -> str:
         return "'sha256' must be 64 lowercase hex digits"
     if announcement["size"] <= 0:
         return "'size' must be positive"
-    if "sig" in announcement and not (isinstance(announcement["sig"], str) and SIGNATURE.fullmatch(announcement["sig"])):
+    sig = announcement.get("sig")
+    if "sig" in announcement and not (isinstance(sig, str) and SIGNATURE.fullmatch(sig)):
         return "'sig' must be 128 lowercase hex digits (an Ed25519 signature)"
     return ""
 
@@ -83,7 +84,8 @@ def sign(announcement: Mapping[str, Any], private_key: Path) -> dict[str, Any]:
         data.flush()
         done = _openssl("pkeyutl", "-sign", "-rawin", "-inkey", str(private_key), "-in", data.name)
     if done.returncode != 0 or len(done.stdout) != 64:
-        raise SigningKeyError(f"{private_key}: openssl could not sign with it: {done.stderr.decode(errors='replace').strip()}")
+        why = done.stderr.decode(errors="replace").strip()
+        raise SigningKeyError(f"{private_key}: openssl could not sign with it: {why}")
     return {**body, "sig": done.stdout.hex()}
 
 

@@ -55,8 +55,7 @@ class CentralClassifier:
 
     def verdicts(self, flows: Sequence[ClassifiableFlow]) -> list[dict[str, object]]:
         results = self.local.verdicts(flows)
-        unsure = [i for i, v in enumerate(results)
-                  if min(float(v["app_confidence"]), float(v["attack_confidence"])) < self.below]  # type: ignore[arg-type]
+        unsure = [i for i, v in enumerate(results) if self._unsure(v)]
         if not unsure:
             return results
         if self.clock() < self._retry_at:
@@ -81,6 +80,10 @@ class CentralClassifier:
         for i, app_p, attack_p in zip(unsure, apps, attacks):
             results[i] = self.local.verdict(app_p, attack_p, model=f"{self.model}@central")
         return results
+
+    def _unsure(self, verdict: dict[str, object]) -> bool:
+        confidences = (verdict["app_confidence"], verdict["attack_confidence"])
+        return min(float(c) for c in confidences if isinstance(c, (int, float))) < self.below
 
     def _remote(self, flows: list[ClassifiableFlow]) -> tuple[np.ndarray, np.ndarray]:
         """Application and attack probabilities of ``flows`` from the central model."""
