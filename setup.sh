@@ -41,7 +41,7 @@ if [ "$mode" = test ]; then
   need /usr/sbin/logrotate logrotate     # the shipped logrotate snippet runs against a live daemon
   need curl curl                          # the brute-force test's busy web client
 fi
-extras=$([ "$mode" = test ] && echo "[dev,lab,train,llm]" || true)
+extras=$([ "$mode" = test ] && echo "[dev,lab,train,llm,central]" || true)
 
 uniq_words() { printf '%s\n' "$@" | awk 'NF && !seen[$0]++' | paste -sd' '; }
 if [ -n "${SETUP_PLAN:-}" ]; then
@@ -104,6 +104,17 @@ if ! installed "$mode" && ! { [ "$mode" = run ] && installed test; }; then
 fi
 
 if [ "$mode" = test ]; then
+  # The central inference tests run a real Triton through PyTriton, in a venv of its own: PyTriton pins numpy
+  # below 2, and its Python backend needs Debian's python3 (about 400 MB). Without it those tests skip.
+  [ -x .venv-triton/bin/python ] || /usr/bin/python3 -m venv .venv-triton
+  if [ "$(cat .venv-triton/.setup 2>/dev/null)" != "$stamp" ]; then
+    echo "setup: installing PyTriton (Triton Inference Server) and onnxruntime into .venv-triton" >&2
+    if .venv-triton/bin/python -m pip install -q "nvidia-pytriton==0.7.0" "onnxruntime>=1.17"; then
+      echo "$stamp" >.venv-triton/.setup
+    else
+      echo "setup: .venv-triton could not be made: the central inference tests will skip" >&2
+    fi
+  fi
   exec .venv/bin/python -m pytest -p no:cacheprovider "${@:2}"
 fi
 status=0

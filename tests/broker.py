@@ -63,11 +63,11 @@ class Mosquitto:
     (a shipped configuration file, filled in)."""
 
     def __init__(self, directory: Path, listener_options: str | None = "allow_anonymous true", scheme: str = "mqtt",
-                 config: str = "", port: int | None = None) -> None:  # fmt: skip
+                 config: str = "", port: int | None = None, host: str = "127.0.0.1") -> None:  # fmt: skip
         self.program = require(MOSQUITTO)
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.host, self.port, self.scheme = "127.0.0.1", port or free_port(), scheme
+        self.host, self.port, self.scheme = host, port or free_port(), scheme
         self.log = directory / "mosquitto.log"
         self.config = directory / "mosquitto.conf"
         # ``user``: as root, mosquitto would switch to its own user, which cannot write here.

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import string
 import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import paho.mqtt.publish as paho_publish
 
@@ -75,12 +76,12 @@ def central_broker(folder: Path, pki: Pki) -> Mosquitto:
     return Mosquitto(folder, None, scheme="mqtts", config=config, port=port)
 
 
-def site_broker(folder: Path, site: str, central: Mosquitto, pki: Pki) -> Mosquitto:
-    """A site broker (anonymous sensors on loopback) with site-bridge.conf to ``central`` (not started)."""
+def site_broker(folder: Path, site: str, central: Mosquitto, pki: Pki, host: str = "127.0.0.1") -> Mosquitto:
+    """A site broker (anonymous sensors on ``host``) with site-bridge.conf to ``central`` (not started)."""
     cert, key = pki.clients[site]
     bridge = render(DEPLOY / "site-bridge.conf", SITE=site, CENTRAL_HOST=central.host, CENTRAL_PORT=central.port,
                     BRIDGE_CA=pki.ca, BRIDGE_CERT=cert, BRIDGE_KEY=key)  # fmt: skip
-    return Mosquitto(folder, "allow_anonymous true\n" + bridge)
+    return Mosquitto(folder, "allow_anonymous true\n" + bridge, host=host)
 
 
 def collector(central: Mosquitto, pki: Pki, client_id: str = "fleet-collector") -> Subscriber:
@@ -89,10 +90,12 @@ def collector(central: Mosquitto, pki: Pki, client_id: str = "fleet-collector") 
 
 
 def sensor(folder: Path, site: str, name: str, broker: Mosquitto, capture: Path, speed: float,
-           *extra: str) -> Daemon:  # fmt: skip
-    """``netgptd run`` replaying ``capture`` at ``speed``, publishing to ``broker`` as ``site``/``name``."""
+           *extra: str, metrics: str = "", wrap: Sequence[str] = ()) -> Daemon:  # fmt: skip
+    """``netgptd run`` replaying ``capture`` at ``speed``, publishing to ``broker`` as ``site``/``name``, its
+    metrics on ``metrics`` (default: a free port on loopback), run by ``wrap`` (``ip netns exec NS``) if given."""
     return Daemon(folder, "--source", f"pcap:{capture}", "--replay-speed", str(speed), "--mqtt", broker.url,
-                  "--site", site, "--sensor", name, "--metrics", f"127.0.0.1:{free_port()}", *extra)  # fmt: skip
+                  "--site", site, "--sensor", name, "--metrics", metrics or f"127.0.0.1:{free_port()}",
+                  *extra, wrap=wrap)  # fmt: skip
 
 
 def quiet_then(capture: Path, lead_s: float, out: Path) -> Path:
@@ -181,17 +184,22 @@ def retained_statuses(central: Mosquitto, pki: Pki, expected: int) -> dict[str, 
 
 
 def eve_alerts(daemon: Daemon) -> int:
-    return len(daemon.events("alert")) if daemon.eve.exists() else 0
+    """The alerts in a running sensor's EVE file so far (a line being written is not one yet)."""
+    text = daemon.eve.read_text(encoding="utf-8") if daemon.eve.exists() else ""
+    complete = text[: text.rfind("\n") + 1]
+    return sum(json.loads(line)["event_type"] == "alert" for line in complete.splitlines())
 
 
 @contextlib.contextmanager
-def brokers_of(folder: Path, sites: list[str], users: tuple[str, ...] = ()) -> Iterator[tuple[Pki, Mosquitto,
-                                                                                           dict[str, Mosquitto]]]:
-    """A started central broker and a started, bridged broker per site (and certificates for the sites, the
-    collector and ``users``); stopped on the way out. Yields once every bridge says it is connected."""
+def brokers_of(folder: Path, sites: list[str], users: tuple[str, ...] = (),
+               hosts: dict[str, str] | None = None) -> Iterator[tuple[Pki, Mosquitto, dict[str, Mosquitto]]]:
+    """A started central broker and a started, bridged broker per site (listening on ``hosts[site]``, default
+    loopback; and certificates for the sites, the collector and ``users``); stopped on the way out. Yields
+    once every bridge says it is connected."""
     pki = make_pki(folder / "pki", [*sites, COLLECTOR, *users])
     central = central_broker(folder / "central", pki)
-    brokers = {site: site_broker(folder / f"site-{site}", site, central, pki) for site in sites}
+    brokers = {site: site_broker(folder / f"site-{site}", site, central, pki, (hosts or {}).get(site, "127.0.0.1"))
+               for site in sites}  # fmt: skip
     central.start()
     try:
         for broker in brokers.values():
@@ -267,3 +275,58 @@ def outage_run(folder: Path, capture: Path, sites: dict[str, list[str]], speed: 
     deliveries = [tally(*k.split("/"), written[k], received) for k in names]
     return OutageRun(deliveries, during, outage_s, online, after, end, doomed_name, doomed.process.returncode,
                      bridges)  # fmt: skip
+
+
+# -- model rollout (tests/test_rollout.py, bench/fleet_netns.py) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RolloutKeys:
+    """An Ed25519 key pair that signs rollouts, and another that the sensors do not trust."""
+
+    private: Path
+    public: Path
+    stranger: Path  # a private key of nobody the sensors know
+
+
+def rollout_keys(folder: Path) -> RolloutKeys:
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = []
+    for name in ("rollout", "stranger"):
+        key = folder / f"{name}.key"
+        openssl("genpkey", "-algorithm", "ed25519", "-out", key)
+        keys.append(key)
+    public = folder / "rollout.pub"
+    openssl("pkey", "-in", keys[0], "-pubout", "-out", public)
+    return RolloutKeys(keys[0], public, keys[1])
+
+
+def bundle_version(folder: Path, version: str) -> Path:
+    """The shipped bundle as a new release ``version`` (its manifest's version changed; the same weights)."""
+    from netgptd.model.bundle import DEFAULT_BUNDLE, MANIFEST_FILE
+
+    target = folder / f"bundle-{version}"
+    shutil.copytree(DEFAULT_BUNDLE, target)
+    manifest = json.loads((target / MANIFEST_FILE).read_text(encoding="utf-8"))
+    (target / MANIFEST_FILE).write_text(json.dumps({**manifest, "version": version}, indent=2), encoding="utf-8")
+    return target
+
+
+def rollout_config(folder: Path, public_key: Path | None, broker: Mosquitto, more: str = "") -> Path:
+    """A configuration file that turns the rollout plugin on (none without ``public_key``), with ``more`` TOML
+    (the rest comes from ``sensor``'s flags)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "netgptd.toml"
+    rollout = f'[plugins.rollout]\npublic_key = "{public_key}"\nurl = "{broker.url}"\n' if public_key else ""
+    config.write_text(f"[stats]\ninterval = 0.5\n{rollout}{more}", encoding="utf-8")
+    return config
+
+
+def served(messages: list[Received]) -> dict[str, dict[str, Any]]:
+    """The last rollout report (``<prefix>model``) of each ``site/sensor`` among ``messages``."""
+    last = {}
+    for m in messages:
+        parts = m.topic.split("/")
+        if len(parts) == 4 and parts[3] == "model":
+            last[f"{parts[1]}/{parts[2]}"] = json.loads(m.payload)
+    return last

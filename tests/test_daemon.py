@@ -18,7 +18,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pytest
 
@@ -35,12 +35,13 @@ MINING = "mining/cgminer.g0.pcapng"  # 18 s, 7,163 packets, 1,325 flows, model a
 class Daemon:
     """``python -m netgptd run ...`` in the background; its stdout is the JSON log."""
 
-    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None, wrap: Sequence[str] = ()) -> None:
+        """``wrap``: the command that runs it (``ip netns exec NS``), if any."""
         tmp.mkdir(parents=True, exist_ok=True)
         self.eve = tmp / "eve.json"
         self.log = tmp / "daemon.log"
         self.state = tmp / "state"
-        command = [sys.executable, "-m", "netgptd", "run", "--state-dir", str(self.state), *args]
+        command = [*wrap, sys.executable, "-m", "netgptd", "run", "--state-dir", str(self.state), *args]
         if "--eve" not in args:
             command += ["--eve", str(self.eve)]
         self._log = open(self.log, "w")

@@ -39,14 +39,15 @@ FAST = {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": 
 DEADLINE_S = 40.0  # after three federated scrapes of every sensor, for every query to have given data
 
 
-def site_config(site: str, targets: dict[str, int]) -> dict[str, Any]:
-    """site.yml for ``site``: its sensors (name -> metrics port on loopback) as targets, scraped every second."""
+def site_config(site: str, targets: dict[str, int] | dict[str, str]) -> dict[str, Any]:
+    """site.yml for ``site``: its sensors (name -> metrics port on loopback, or HOST:PORT) as targets, scraped
+    every second."""
     config = yaml.safe_load((DEPLOY / "site.yml").read_text(encoding="utf-8"))
     config["global"].update(FAST)
     config["global"]["external_labels"]["site"] = site
     (job,) = config["scrape_configs"]
-    job["static_configs"] = [{"targets": [f"127.0.0.1:{port}"], "labels": {"sensor": name}}
-                             for name, port in targets.items()]  # fmt: skip
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{port}" if isinstance(port, int) else port],
+                              "labels": {"sensor": name}} for name, port in targets.items()]  # fmt: skip
     return config
 
 

@@ -33,7 +33,7 @@ def test_run_installs_no_lab_tools() -> None:
 def test_test_installs_everything_the_tests_use() -> None:
     plan = _plan("test")
     assert TEST_TOOLS <= set(plan["debian"]), TEST_TOOLS - set(plan["debian"])
-    assert plan["pip"] == ["-e", ".[dev,lab,train,llm]"]
+    assert plan["pip"] == ["-e", ".[dev,lab,train,llm,central]"]
 
 
 def _section(title: str) -> str:

@@ -30,6 +30,8 @@ from netgptd import service
 from netgptd.argtypes import count, non_negative, positive
 from netgptd.trend.commands import add_trend_eval_parser, add_trend_train_parser, cmd_trend_eval
 from netgptd.cloud.ask_cli import add_ask_parser
+from netgptd.model.publish_cli import add_model_parser
+from netgptd.model.triton_serve import add_serve_central_parser
 from netgptd.cloud.serve import add_serve_llm_parser
 from netgptd.intent.cli import add_intent_parsers, cmd_intent
 from netgptd.replay import replay
@@ -300,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_llm_parser(sub)
     add_ask_parser(sub)
+    add_model_parser(sub)
+    add_serve_central_parser(sub)
     add_intent_parsers(sub)
 
     lab = sub.add_parser("lab", help="record labelled traffic from real tools on loopback",

@@ -90,6 +90,11 @@ class ModelSettings:
     alert_confidence: float = 0.9
     verdict_cache: int = 0
     port_blind: bool = False  # serve without the server port (no [PORT] tokens, no port prior)
+    central_url: str = ""  # a Triton (KServe v2 HTTP) service for the flows the model is unsure of; "" = none
+    central_model: str = ""  # the model asked for there; "" = this bundle's <name>-<version>
+    central_below: float = 0.6  # a verdict with a confidence below this goes to the central service
+    central_timeout_ms: float = 200.0  # per request; past it the local verdicts stand
+    central_retry_s: float = 10.0  # after a failure, the central service is not asked for this long
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,9 @@ CHECKS: dict[str, dict[str, Callable[[Any], str | None]]] = {
                 "buffer_mb": _between(1, 65536), "queue": _between(16, MAX_QUEUE)},
     "flows": {"max_flows": _between(16, MAX_FLOWS), "community_id_seed": _between(0, 65535)},
     "model": {"max_batch": _between(1, 65536), "max_wait_ms": _between(0, 60000), "queue": _between(1, MAX_QUEUE),
-              "threads": _between(1, 1024), "alert_confidence": _between(0, 1), "verdict_cache": _between(0, MAX_FLOWS)},
+              "threads": _between(1, 1024), "alert_confidence": _between(0, 1), "verdict_cache": _between(0, MAX_FLOWS),
+              "central_below": _between(0, 1), "central_timeout_ms": _between(1, 60000),
+              "central_retry_s": _between(0, 86400)},
     "stats": {"interval": _between(0.1, 86400), "stall_after": _between(1, 86400)},
     "flood_log": {"flows_per_window": _between(0, 10_000_000), "window_s": _between(1, 86400), "top": _between(1, 100),
                   "max_floods": _between(1, 100_000)},

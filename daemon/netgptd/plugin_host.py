@@ -47,6 +47,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 log = structlog.get_logger(__name__)
 
 
+async def _no_model_swap(folder: Path) -> Mapping[str, str]:
+    raise RuntimeError("this sensor context cannot change its model")
+
+
 @dataclass(frozen=True)
 class SensorContext:
     """What a plugin may know of the sensor it runs in (given to ``netgpt_start``)."""
@@ -61,6 +65,10 @@ class SensorContext:
     # Hands an event to every plugin, for what a plugin produces later (a forecast, an answer).
     # Call it in the loop thread (from another thread: loop.call_soon_threadsafe(emit, event)).
     emit: Callable[[dict[str, Any]], None] = field(default=lambda event: None, compare=False, repr=False)
+    # Serves the model bundle in a folder from the next batch on (a rollout) and returns its info; raises
+    # BundleError (the running model stays). Call it in the loop thread and await it.
+    serve_model: Callable[[Path], Awaitable[Mapping[str, str]]] = field(default=_no_model_swap, compare=False,
+                                                                         repr=False)  # fmt: skip
 
 
 class HookSpecs:

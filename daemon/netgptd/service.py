@@ -18,7 +18,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable, Mapping
 
 import structlog
 
@@ -30,7 +30,9 @@ from netgptd.capture.records import CaptureSource
 from netgptd.config import DEFAULT_PATH, ConfigError, Settings, load_file, override, with_plugin
 from netgptd.files import make_dirs
 from netgptd.model.bundle import DEFAULT_BUNDLE, BundleError, load_bundle
+from netgptd.model.central import CentralClassifier
 from netgptd.model.session import Classifier, ModelSession
+from netgptd.model.triton_serve import triton_name
 from netgptd.flow_id_store import FlowIdStore
 from netgptd.pipeline import Model, Pipeline
 from netgptd.preflight import check_machine, check_mqtt_names, plugin_settings
@@ -81,8 +83,15 @@ def load_model(settings: Settings) -> Model | None:
         session = ModelSession(bundle, threads=settings.model.threads, memory_arena=settings.model.memory_arena)
     except ValueError as exc:
         raise BundleError(f"[model] {path}: {exc}") from None
-    classifier = Classifier(session, batch=settings.model.max_batch, cache_size=settings.model.verdict_cache,
-                            port_blind=settings.model.port_blind)
+    m = settings.model
+    local = Classifier(session, batch=m.max_batch, cache_size=m.verdict_cache, port_blind=m.port_blind)
+    classifier: Classifier | CentralClassifier = local
+    if m.central_url:  # the flows this model is unsure of go to the central service
+        try:
+            classifier = CentralClassifier(local, m.central_url, m.central_model or triton_name(bundle),
+                                           m.central_below, m.central_timeout_ms / 1000, m.central_retry_s)  # fmt: skip
+        except ValueError as exc:
+            raise BundleError(f"[model] {exc}") from None
     info = {"name": bundle.model_id, "version": str(bundle.manifest.get("version", "")), "provider": session.provider}
     return Model(classifier, bundle.tokenizer.flow_config(), info)
 
@@ -111,9 +120,11 @@ def state_dir(settings: Settings) -> Path:
     return path
 
 
-def sensor_context(settings: Settings, model: Model | None, plugins: PluginHost) -> SensorContext:
+def sensor_context(settings: Settings, model: Model | None, plugins: PluginHost,
+                   serve_model: Callable[[Path], Awaitable[Mapping[str, str]]]) -> SensorContext:  # fmt: skip
     return SensorContext(site=settings.sensor.site, sensor=settings.sensor.sensor, state_dir=state_dir(settings),
-                         location=settings.sensor.location, role=settings.sensor.role, version=__version__, model=dict(model.info) if model else {}, emit=plugins.emit)  # fmt: skip
+                         location=settings.sensor.location, role=settings.sensor.role, version=__version__, model=dict(model.info) if model else {}, emit=plugins.emit,
+                         serve_model=serve_model)  # fmt: skip
 
 
 class Service:
@@ -127,7 +138,8 @@ class Service:
         self.notifier = notifier
         self.pipeline = Pipeline(settings, source, plugins, model, notifier,
                                  flow_ids=FlowIdStore(Path(settings.sensor.state_dir)))  # fmt: skip
-        self.context = sensor_context(settings, model, plugins)
+        self.rolled_out: Path | None = None  # the bundle a rollout serves; reloads keep it over [model] path
+        self.context = sensor_context(settings, model, plugins, self.serve_model)
         self._reloading: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -155,6 +167,26 @@ class Service:
         self.notifier.stopping()
         self.pipeline.stop()
 
+    def _with_rollout(self, settings: Settings) -> Settings:
+        return override(settings, model__path=str(self.rolled_out)) if self.rolled_out else settings
+
+    async def serve_model(self, folder: Path) -> Mapping[str, str]:
+        """A rollout: serve the bundle in ``folder`` from the next batch on; tracked and waiting flows stay.
+
+        BundleError (the running model stays) when it cannot be loaded or the model is off here.
+        """
+        settings = override(self.settings, model__path=str(folder))
+        if not settings.model.enabled:
+            raise BundleError("[model] enabled = false on this sensor: a rolled-out model is not served")
+        model = await asyncio.get_running_loop().run_in_executor(None, load_model, settings)
+        assert model is not None  # enabled
+        old = self.pipeline.model.info if self.pipeline.model else None
+        self.pipeline.replace_model(model)
+        self.rolled_out, self.settings = folder, settings
+        log.info("model_rolled_out", model=model.info, previous=old, path=str(folder),
+                 flows_tracked=self.pipeline.ingest.flows.active)  # fmt: skip
+        return dict(model.info)
+
     def _reload(self) -> None:
         if self._reloading is not None and not self._reloading.done():
             log.warning("reload_ignored", reason="a reload is already running")
@@ -167,7 +199,7 @@ class Service:
         loop = asyncio.get_running_loop()
         old = self.settings
         try:
-            new = settings_from_args(self.args)
+            new = self._with_rollout(settings_from_args(self.args))
             check_plugins(new)
             model = await loop.run_in_executor(None, load_model, new)
             changed = {n for n in {*old.plugins, *new.plugins} if old.plugins.get(n) != new.plugins.get(n)}
@@ -186,7 +218,7 @@ class Service:
         self.pipeline.replace_model(model)
         self.pipeline.apply(new)
         self.settings = new
-        self.context = sensor_context(new, model, self.plugins)
+        self.context = sensor_context(new, model, self.plugins, self.serve_model)
         await self.plugins.start(self.context, names=set(fresh))
         log.info("reloaded", plugins_restarted=sorted(changed), model=model.info if model else None,
                  flows_tracked=self.pipeline.ingest.flows.active)  # fmt: skip

@@ -99,6 +99,9 @@ STATS_METRICS = (
     _Stat(("plugins", "mqtt", "outbox_dropped"), "netgpt_mqtt_outbox_dropped_total", "Events dropped, outbox full."),
     _Stat(("plugins", "mqtt", "published"), "netgpt_mqtt_published_total", "Events published."),
     _Stat(("plugins", "mqtt", "reconnects"), "netgpt_mqtt_reconnects_total", "Reconnections to the broker."),
+    _Stat(("plugins", "rollout", "applied"), "netgpt_rollout_applied_total", "Announced model bundles served."),
+    _Stat(("plugins", "rollout", "refused"), "netgpt_rollout_refused_total",
+          "Announced model bundles refused (the running model stays), by reason.", label="reason"),
     _Stat(("plugins", "ask", "connected"), "netgpt_ask_connected", "1 while the ask plugin is connected to the broker.",
           counter=False),  # fmt: skip
     _Stat(("plugins", "ask", "received"), "netgpt_ask_received_total", "Messages read on the ask topic."),

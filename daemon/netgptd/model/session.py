@@ -150,22 +150,24 @@ class Classifier:
         for start in range(0, len(keys), self.batch):
             chunk = keys[start : start + self.batch]
             firsts = [flows[pending[k][0]] for k in chunk]
-            apps, attacks = self.session.classify([self._tokens(flow) for flow in firsts])
+            apps, attacks = self.session.classify([self.tokens(flow) for flow in firsts])
             if self.port_prior is not None:
                 apps = self.port_prior.apply(apps, [(flow.proto, flow.server_port) for flow in firsts])
             for key, app_p, attack_p in zip(chunk, apps, attacks):
-                verdict = self._verdict(app_p, attack_p)
+                verdict = self.verdict(app_p, attack_p)
                 for i in pending[key]:
                     results[i] = dict(verdict)
                 if self.cache_size:
                     self._remember(key, verdict)
         return results
 
-    def _tokens(self, flow: ClassifiableFlow) -> list[int]:
+    def tokens(self, flow: ClassifiableFlow) -> list[int]:
+        """What the model reads of ``flow`` (also what central inference sends)."""
         packets = [(toserver, data) for _, toserver, data in flow.first_packets or ()]
         return encode_flow(packets, flow.server_port, self.tokenizer)
 
-    def _verdict(self, app_p: np.ndarray, attack_p: np.ndarray) -> dict[str, object]:
+    def verdict(self, app_p: np.ndarray, attack_p: np.ndarray, model: str = "") -> dict[str, object]:
+        """The verdict of one flow's probabilities, naming ``model`` (default: this bundle)."""
         bundle = self.session.bundle
         app, attack = int(app_p.argmax()), int(attack_p.argmax())
         return {
@@ -173,7 +175,7 @@ class Classifier:
             "app_confidence": round(float(app_p[app]), 4),
             "attack": bundle.attacks[attack],
             "attack_confidence": round(float(attack_p[attack]), 4),
-            "model": bundle.model_id,
+            "model": model or bundle.model_id,
         }
 
     def _remember(self, key: Hashable, verdict: dict[str, object]) -> None:
