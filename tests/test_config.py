@@ -105,9 +105,11 @@ def test_plugin_settings_are_checked_without_starting(plugins: dict, message: st
 
 
 def test_shipped_example_passes_check_config(tmp_path: Path) -> None:
+    """The example as shipped; its EVE file goes to a temporary folder (/var/log/netgptd is made by systemd's
+    LogsDirectory=, which a test machine does not have)."""
     result = subprocess.run(
         [sys.executable, "-m", "netgptd", "check-config", "--config", str(REPO / "netgptd.example.toml"),
-         "--state-dir", str(tmp_path)],
+         "--state-dir", str(tmp_path), "--eve", str(tmp_path / "eve.json")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
