@@ -31,6 +31,7 @@ from netgptd.trend.commands import add_trend_eval_parser, add_trend_train_parser
 from netgptd.cloud.ask_cli import add_ask_parser
 from netgptd.cloud.serve import add_serve_llm_parser
 from netgptd.intent.cli import add_intent_parsers, cmd_intent
+from netgptd.hotpath import ENGINES, EngineError, engine
 from netgptd.replay import replay
 from netgptd.synth.demo import write_demo_capture
 from netgptd.summary import SummaryCollector
@@ -80,9 +81,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"netgptd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        engine(args.engine)
+    except EngineError as exc:
+        print(f"netgptd: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         result = replay(args.pcap, plugins.emit, flow_config=flow_config, progress=sys.stderr.isatty() and not args.quiet,
                         classifier=classifier, alert_confidence=args.alert_confidence,
-                        first_flow_id=first_flow_id(sensor, time.time()))  # fmt: skip
+                        first_flow_id=first_flow_id(sensor, time.time()), engine=args.engine)  # fmt: skip
     finally:
         plugins.close()
     for message in result.failed_files:
@@ -228,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port-blind", action="store_true",
                    help="classify without the server port (no [PORT] tokens, no port prior)")  # fmt: skip
     p.add_argument("--no-rules", dest="rules", action="store_false", help="skip the flood and sweep rule detectors")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="record parsing and decoding: compiled (Rust) or python; auto: compiled where built")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_replay)
 
@@ -237,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eve", metavar="PATH|-", help="write EVE JSON lines to PATH, or '-' for stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_demo, rules=True, no_model=False, model=None, alert_confidence=0.9, verdict_cache=0,
-                   port_blind=False)
+                   port_blind=False, engine="auto")
 
     p = sub.add_parser("train", help="pretrain and fine-tune NetGPT, evaluate it, write a model bundle",
                        description="Train NetGPT on labelled captures (split by capture file), evaluate it on the "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -25,6 +26,7 @@ from netgptd.ingest import Ingest
 log = structlog.get_logger(__name__)
 
 EventSink = Callable[[dict], None]
+BATCH = 512  # records decoded at once
 
 
 @dataclass
@@ -53,6 +55,11 @@ def _with_progress(records: Iterator[PacketRecord], bar: tqdm) -> Iterator[Packe
     bar.update(pending)
 
 
+def _batches(records: Iterator[PacketRecord], size: int = BATCH) -> Iterator[list[PacketRecord]]:
+    while batch := list(islice(records, size)):
+        yield batch
+
+
 def _count_drops(total: Counter[str], stats: CaptureStats) -> None:
     """Add the drops a capture recorded (pcapng statistics blocks) where it knows them."""
     if stats.dropped_kernel is not None:
@@ -69,16 +76,18 @@ def replay(
     classifier: VerdictSource | None = None,
     alert_confidence: float = 0.9,
     first_flow_id: int = 1,
+    engine: str = "auto",
 ) -> ReplayResult:
     """Replay capture files; every ended flow goes to ``sink`` as an EVE event.
 
     With a ``classifier``, flows carry the model's verdict and attacks above
     ``alert_confidence`` also give alert events. Flows are numbered from
-    ``first_flow_id`` (:mod:`netgptd.flow_ids`). An unreadable file or one
+    ``first_flow_id`` (:mod:`netgptd.flow_ids`); ``engine`` picks the record
+parser and decoder (:mod:`netgptd.hotpath`). An unreadable file or one
     that is not a capture is listed in ``failed_files``; the others are
     still processed.
     """
-    result = ReplayResult(Ingest(flow_config, first_flow_id))
+    result = ReplayResult(Ingest(flow_config, first_flow_id, engine))
     ingest = result.ingest
     stage = ClassificationStage(classifier, sink, alert_confidence=alert_confidence) if classifier else None
     if stage is not None:
@@ -100,13 +109,15 @@ def replay(
     with bar:
         done = 0  # bytes of the files finished so far
         for path, size in zip(paths, sizes):
-            source = PcapFileSource(path)
+            source = PcapFileSource(path, ingest.engine)
+            add = ingest.flows.add
             try:
                 records = source.packets()
-                for record in _with_progress(records, bar) if progress else records:
-                    ingest.feed(record)
-                    if ingest.flows.ended:
-                        emit(ingest.pop_ended())
+                for batch in _batches(_with_progress(records, bar) if progress else records):
+                    for packet in ingest.decoded(batch):
+                        add(packet)
+                        if ingest.flows.ended:
+                            emit(ingest.pop_ended())
             except CaptureFileError as exc:
                 result.failed_files.append(str(exc))  # the caller reports it, one line per file
             if source.truncated:

@@ -16,6 +16,15 @@ class CaptureFileError(Exception):
     """A file that cannot be read as a capture at all (message names it)."""
 
 
+def new_parser(engine: str) -> CaptureParser:
+    """The record parser of ``engine`` (``"compiled"``: the Rust one, same records and errors)."""
+    if engine == "compiled":
+        from netgptd.hotpath.parser import NativeCaptureParser
+
+        return NativeCaptureParser()  # type: ignore[return-value]
+    return CaptureParser()
+
+
 def read_stream(stream: BinaryIO, parser: CaptureParser, chunk: int = CHUNK) -> Iterator[PacketRecord]:
     """Feed a byte stream through ``parser`` and yield its records.
 
@@ -58,7 +67,8 @@ def capture_file_problem(path: Path) -> str | None:
 
 
 class PcapFileSource:
-    """Reads a pcap or pcapng file with the project's own parser.
+    """Reads a pcap or pcapng file with the project's own parser (``engine``: ``"python"`` or ``"compiled"``,
+    as :func:`netgptd.hotpath.engine` resolved it).
 
     After iteration, ``truncated`` tells whether the file ended inside a
     record or turned corrupt; ``damage`` says how, for the warning.
@@ -66,10 +76,10 @@ class PcapFileSource:
 
     live = False
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, engine: str = "python") -> None:
         self.path = Path(path)
         self.name = f"pcap:{self.path}"
-        self.parser = CaptureParser()
+        self.parser = new_parser(engine)
         self.packets_read = 0
         self.truncated = False
         self.damage = ""
