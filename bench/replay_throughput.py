@@ -5,7 +5,9 @@ corpus (nDPI, mining, DDoS collections; each capture shifted in time to
 follow the previous one by an hour, so flows never span captures) and
 replays that same file through:
 
-- netgptd's reader + decoder + flow table, in this process, one core;
+- netgptd's reader + decoder + flow table, in this process, one core, with each engine
+  (``python``: the pure-Python reference; ``compiled``: record parsing and decoding in Rust,
+  ``netgptd.hotpath``, the flow table still in Python);
 - ``pyshark.FileCapture`` (default settings), stopped after a time budget
   because it is three orders of magnitude slower;
 - ``ndpiReader -i FILE`` (Debian's libndpi-bin), which also does DPI.
@@ -13,7 +15,7 @@ replays that same file through:
 It prints packets/s for each and the ratios, and the memory per tracked
 flow with first-packet buffers off and on (tracemalloc, table growth only).
 
-    .venv/bin/python bench/replay_throughput.py [--pyshark-seconds 20]
+    .venv/bin/python bench/replay_throughput.py [--pyshark-seconds 20]   # 0: without pyshark
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import tempfile
 import time
 import tracemalloc
+from itertools import islice
 from pathlib import Path
 
 from netgptd.capture.file_source import PcapFileSource
@@ -34,7 +37,9 @@ from netgptd.decode.decoder import LINKTYPE_ETHERNET, decode
 from netgptd.decode.packet import DecodeError, NotIP
 from netgptd.flow.config import FlowConfig, Timeouts
 from netgptd.flow.table import FlowTable
+from netgptd.hotpath.native import load_problem
 from netgptd.ingest import Ingest
+from netgptd.replay import BATCH
 from netgptd.synth.pcap_writer import write_pcap
 
 CORPUS = Path(os.environ.get("NETGPT_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
@@ -69,18 +74,20 @@ def build_mix(out: Path) -> int:
     return len(records)
 
 
-def time_netgptd(path: Path, repeats: int = 3) -> tuple[float, int, int]:
-    """Best wall time of read + decode + flows over the file; packets, flows."""
+def time_netgptd(path: Path, engine: str, repeats: int = 3) -> tuple[float, int, int]:
+    """Best wall time of read + decode + flows over the file with ``engine``, as ``replay`` runs it; packets, flows."""
     best = float("inf")
     packets = flows = 0
     for _ in range(repeats):
-        ingest = Ingest(FlowConfig(first_packets=0))
+        ingest = Ingest(FlowConfig(first_packets=0), engine=engine)
         start = time.perf_counter()
-        feed = ingest.feed
-        for record in PcapFileSource(path).packets():
-            feed(record)
-            if ingest.flows.ended:
-                ingest.pop_ended()
+        add = ingest.flows.add
+        records = PcapFileSource(path, ingest.engine).packets()
+        while batch := list(islice(records, BATCH)):
+            for packet in ingest.decoded(batch):
+                add(packet)
+                if ingest.flows.ended:
+                    ingest.pop_ended()
         ingest.flush()
         best = min(best, time.perf_counter() - start)
         packets, flows = ingest.packets, ingest.flows.flows_created
@@ -138,7 +145,7 @@ def bytes_per_flow(path: Path, first_packets: int) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pyshark-seconds", type=float, default=20.0)
+    parser.add_argument("--pyshark-seconds", type=float, default=20.0, help="0 skips pyshark")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         mix = Path(tmp) / "mix.pcap"
@@ -146,21 +153,28 @@ def main() -> None:
         size_mb = mix.stat().st_size / 1e6
         print(f"capture mix: {n:,} packets, {size_mb:.1f} MB, from {', '.join(COLLECTIONS)}")
 
-        ours_s, packets, flows = time_netgptd(mix)
+        engines = ["python"] + (["compiled"] if load_problem() is None else [])
+        if len(engines) == 1:
+            print(f"compiled hot path not available ({load_problem()}): Python engine only")
+        timed = {engine: time_netgptd(mix, engine) for engine in engines}
+        best = engines[-1]
+        ours_s, packets, flows = timed[best]
         ours_pps = packets / ours_s
         ndpi_s = time_ndpi(mix)
-        py_s, py_n = time_pyshark(mix, args.pyshark_seconds)
-        py_pps = py_n / py_s
+        py_s, py_n = time_pyshark(mix, args.pyshark_seconds) if args.pyshark_seconds > 0 else (1.0, 0)
 
-        print(f"\n{'tool':<34}{'packets/s':>12}{'ratio netgptd/tool':>20}")
-        print(f"{'netgptd read+decode+flows':<34}{ours_pps:>12,.0f}{'1.00':>20}")
-        print(f"{'pyshark FileCapture (' + str(py_n) + ' pkts)':<34}{py_pps:>12,.0f}{ours_pps / py_pps:>20.1f}")
+        print(f"\n{'tool':<38}{'packets/s':>12}{'ratio netgptd ' + best + '/tool':>28}")
+        for engine in engines:
+            pps = timed[engine][1] / timed[engine][0]
+            print(f"{'netgptd read+decode+flows, ' + engine:<38}{pps:>12,.0f}{ours_pps / pps:>28.2f}")
+        if py_n:
+            print(f"{'pyshark FileCapture (' + str(py_n) + ' pkts)':<38}{py_n / py_s:>12,.0f}{ours_pps * py_s / py_n:>28.1f}")
         if ndpi_s is not None:
             ndpi_pps = n / ndpi_s
-            print(f"{'ndpiReader -i (wall, with DPI)':<34}{ndpi_pps:>12,.0f}{ours_pps / ndpi_pps:>20.2f}")
+            print(f"{'ndpiReader -i (wall, with DPI)':<38}{ndpi_pps:>12,.0f}{ours_pps / ndpi_pps:>28.2f}")
         else:
             print("ndpiReader not installed (apt-get install libndpi-bin): no comparison")
-        print(f"\nnetgptd: {packets:,} packets, {flows:,} flows in {ours_s:.2f} s on one core")
+        print(f"\nnetgptd ({best}): {packets:,} packets, {flows:,} flows in {ours_s:.2f} s on one core")
 
         for first_packets in (0, 8):
             per_flow, tracked = bytes_per_flow(mix, first_packets)
