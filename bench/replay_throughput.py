@@ -94,6 +94,32 @@ def time_netgptd(path: Path, engine: str, repeats: int = 3) -> tuple[float, int,
     return best, packets, flows
 
 
+def time_read_decode(path: Path, engine: str, repeats: int = 3) -> float:
+    """Best wall time of read + decode alone (the part the compiled engine moves to Rust)."""
+    best = float("inf")
+    for _ in range(repeats):
+        ingest = Ingest(FlowConfig(first_packets=0), engine=engine)
+        start = time.perf_counter()
+        records = PcapFileSource(path, ingest.engine).packets()
+        while batch := list(islice(records, BATCH)):
+            for _packet in ingest.decoded(batch):
+                pass
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def time_rust_alone(path: Path) -> float | None:
+    """Seconds the Rust parser + decoder take over the file with no Python in the loop (hotpath's example),
+    or None without cargo."""
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        return None
+    manifest = Path(__file__).resolve().parents[1] / "hotpath" / "Cargo.toml"
+    proc = subprocess.run([cargo, "run", "-q", "--release", "--example", "read_decode", "--manifest-path", str(manifest),
+                           str(path)], check=True, capture_output=True, text=True)  # fmt: skip
+    return float(proc.stdout.split()[2])
+
+
 def time_pyshark(path: Path, budget_s: float) -> tuple[float, int]:
     import pyshark
 
@@ -157,6 +183,7 @@ def main() -> None:
         if len(engines) == 1:
             print(f"compiled hot path not available ({load_problem()}): Python engine only")
         timed = {engine: time_netgptd(mix, engine) for engine in engines}
+        decode_only = {engine: n / time_read_decode(mix, engine) for engine in engines}
         best = engines[-1]
         ours_s, packets, flows = timed[best]
         ours_pps = packets / ours_s
@@ -167,6 +194,12 @@ def main() -> None:
         for engine in engines:
             pps = timed[engine][1] / timed[engine][0]
             print(f"{'netgptd read+decode+flows, ' + engine:<38}{pps:>12,.0f}{ours_pps / pps:>28.2f}")
+        for engine in engines:
+            pps = decode_only[engine]
+            print(f"{'  read+decode only, ' + engine:<38}{pps:>12,.0f}{decode_only[best] / pps:>28.2f}")
+        rust_s = time_rust_alone(mix)
+        if rust_s is not None:
+            print(f"{'  read+decode, Rust alone (no Python)':<38}{n / rust_s:>12,.0f}{decode_only[best] * rust_s / n:>28.2f}")
         if py_n:
             print(f"{'pyshark FileCapture (' + str(py_n) + ' pkts)':<38}{py_n / py_s:>12,.0f}{ours_pps * py_s / py_n:>28.1f}")
         if ndpi_s is not None:
