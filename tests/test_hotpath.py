@@ -19,12 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from netgptd.capture.file_source import CHUNK
+from netgptd.capture.file_source import CHUNK, PcapFileSource
 from netgptd.capture.pcap_format import CaptureFormatError, CaptureParser
 from netgptd.capture.records import PacketRecord
 from netgptd.decode.decoder import decode
 from netgptd.decode.packet import DecodeError, NotIP
+from netgptd.flow.config import FlowConfig, Timeouts
+from netgptd.flow.logins import login_evidence
+from netgptd.flow.table import Flow
 from netgptd.hotpath.native import LIBRARY_ENV, load_problem
+from netgptd.ingest import Ingest
 from netgptd.replay import replay
 from test_corpus_robustness import FUZZ_SEED, fuzz_inputs, mutate, record_layout
 
@@ -172,6 +176,60 @@ def test_mutant_replays_alike(corpus: Path, corpus_captures: list[Path], tmp_pat
             mutated, how = mutate(rng, data, layout)
             mutant.write_bytes(mutated)
             assert _replay(mutant, "compiled") == _replay(mutant, "python"), f"{path.name} mutant {i} ({how})"
+
+
+def _flows(paths: list[Path], engine: str, config: FlowConfig, batch: int,
+           verdicts: bool) -> tuple[list[tuple], list[int], dict]:  # fmt: skip
+    """Every ended flow's fields (buffers, logins, verdict and Community ID included), the flows the buffer hook
+    saw (with ``verdicts`` it gives every other one a verdict, as early classification does), and the counters,
+    for the captures one after another through one table."""
+    ingest = Ingest(config, first_flow_id=1000, engine=engine)
+    hooked: list[Flow] = []
+
+    def classify(flow: Flow) -> None:
+        hooked.append(flow)
+        if verdicts and flow.flow_id % 2:
+            flow.verdict = {"app": "early"}
+
+    ingest.flows.on_buffer_full = classify
+    ended: list[Flow] = []
+    for path in paths:
+        records = list(PcapFileSource(path).packets())
+        for start in range(0, len(records), batch):
+            ingest.feed_batch(records[start : start + batch], ended.extend)
+        if records:
+            ingest.flows.advance(records[-1].ts_ns + 7 * 10**9)  # a quiet spell: the clock loop's call
+            ended += ingest.pop_ended()
+    ended += ingest.flush()
+    by_id = {flow.flow_id: flow for flow in ended}
+    assert all(by_id.get(flow.flow_id) is flow for flow in hooked), "a hooked flow is not the record that ended"
+    fields = [(f.flow_id, f.proto, f.ip_version, f.client_ip, f.client_port, f.server_ip, f.server_port, f.start_ns,
+               f.last_ns, f.pkts_toserver, f.pkts_toclient, f.bytes_toserver, f.bytes_toclient, f.state,
+               f.tcp_flags_toserver, f.tcp_flags_toclient, f.first_packets, f.end_reason, f.community_id,
+               login_evidence(f), f.verdict) for f in ended]  # fmt: skip
+    stats = ingest.stats()
+    del stats["engine"], stats["hotpath_fallback"], stats["hotpath_panics"]
+    return fields, [flow.flow_id for flow in hooked], stats
+
+
+@pytest.mark.corpus
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("batch", "verdicts"), [(512, False), (1, True)])
+def test_a_crowded_table_behaves_alike(corpus: Path, corpus_captures: list[Path], batch: int, verdicts: bool) -> None:
+    """A small table (emergency eviction), short idle and active timeouts (continuations), few fragment trains
+    and payload-only buffers, over the largest captures back to back: the same records, buffers and hook calls.
+    With verdicts given in the hook (early classification), batches of one record: the hook runs after each
+    batch, so only then does a verdict reach a continuation as at once as in Python (README, *Hot path*)."""
+    fast = Timeouts(2, 20, 1, 1, 5, 0, active=15)
+    config = FlowConfig(timeouts={"default": fast, "tcp": Timeouts(3, 30, 2, 1, 6, 1, active=12)}, max_flows=64,
+                        first_packets=3, first_packet_bytes=40, buffer_payload_only=True, max_fragment_trains=4)  # fmt: skip
+    largest = sorted(corpus_captures, key=lambda p: p.stat().st_size)[-40:]
+    python = _flows(largest, "python", config, batch, verdicts)
+    compiled = _flows(largest, "compiled", config, batch, verdicts)
+    assert python[2]["evictions"]["emergency"] > 0 and python[2]["evictions"]["active_timeout"] > 0
+    assert compiled[2] == python[2]
+    assert compiled[1] == python[1]
+    assert compiled[0] == python[0]
 
 
 def _netgptd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

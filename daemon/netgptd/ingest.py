@@ -1,23 +1,26 @@
 """Packets in, flows out: decoding and flow tracking with their counters.
 
 Pure (no I/O): the replay command and the live pipeline both feed it
-records from a capture source and take the ended flows. ``feed_batch``
-decodes a batch at once, in Rust where the compiled hot path is built
-(:mod:`netgptd.hotpath`), else with the Python decoder; both give the same
-packets and counters (tests/test_hotpath.py).
+records from a capture source and take the ended flows. With the compiled
+engine (:mod:`netgptd.hotpath`), decoding and the flow table run in Rust, a
+batch of records per call; the Python decoder and flow table are the
+reference, and both give the same flows and counters (tests/test_hotpath.py).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from netgptd.capture.records import PacketRecord
 from netgptd.decode.decoder import decode
-from netgptd.decode.packet import DecodeError, NotIP, Packet
+from netgptd.decode.packet import DecodeError, NotIP
 from netgptd.flow.config import FlowConfig
 from netgptd.flow.table import Flow, FlowTable
 from netgptd.hotpath import engine as choose_engine
+
+if TYPE_CHECKING:
+    from netgptd.hotpath.flows import CompiledFlowTable
 
 
 class Ingest:
@@ -31,13 +34,16 @@ class Ingest:
         self.skipped: Counter[str] = Counter()
         self.engine = choose_engine(engine)
         self.engine_fallback = engine == "auto" and self.engine == "python"  # wanted compiled, not built
-        self._batch_decoder = None
+        self._compiled: CompiledFlowTable | None = None
         if self.engine == "compiled":
-            from netgptd.hotpath.decode import BatchDecoder
+            from netgptd.hotpath.flows import CompiledFlowTable
 
-            self._batch_decoder = BatchDecoder()
+            self.flows = self._compiled = CompiledFlowTable(flow_config, first_flow_id)  # type: ignore[assignment]
 
     def feed(self, record: PacketRecord) -> None:
+        if self._compiled is not None:
+            self.feed_batch([record])
+            return
         self.packets += 1
         self.bytes += record.orig_len
         try:
@@ -50,35 +56,21 @@ class Ingest:
             return
         self.flows.add(packet)
 
-    def decoded(self, records: Sequence[PacketRecord]) -> Iterator[Packet]:
-        """Count a batch of records and yield the packets to track, decoded in one call where the compiled
-        engine runs (the caller adds each to ``flows``: per packet, so flows end exactly as with ``feed``)."""
-        if self._batch_decoder is None:
-            for record in records:
-                self.packets += 1
-                self.bytes += record.orig_len
-                try:
-                    yield decode(record)
-                except DecodeError as exc:
-                    self.decode_errors[exc.reason] += 1
-                except NotIP as exc:
-                    self.skipped[exc.reason] += 1
+    def feed_batch(self, records: Sequence[PacketRecord], on_ended: Callable[[list[Flow]], None] | None = None) -> None:
+        """``feed`` each record of a batch; with ``on_ended``, hand it the flows ended so far after each
+        packet (Python engine) or after the batch (compiled engine, where the whole batch is one call)."""
+        if self._compiled is not None:
+            self.packets += len(records)
+            self.bytes += sum(record.orig_len for record in records)
+            self._compiled.feed(records)
+            if on_ended is not None and self._compiled.ended:
+                on_ended(self.pop_ended())
             return
-        self.packets += len(records)
-        self.bytes += sum(record.orig_len for record in records)
-        for item in self._batch_decoder.decode(records):
-            if item.__class__ is Packet:
-                yield item  # type: ignore[misc]
-            elif item.__class__ is DecodeError:
-                self.decode_errors[item.reason] += 1  # type: ignore[union-attr]
-            else:
-                self.skipped[item.reason] += 1  # type: ignore[union-attr]
-
-    def feed_batch(self, records: Sequence[PacketRecord]) -> None:
-        """``feed`` each record of a batch."""
-        add = self.flows.add
-        for packet in self.decoded(records):
-            add(packet)
+        table = self.flows
+        for record in records:
+            self.feed(record)
+            if on_ended is not None and table.ended:
+                on_ended(self.pop_ended())
 
     def pop_ended(self) -> list[Flow]:
         return self.flows.pop_ended()
@@ -89,11 +81,13 @@ class Ingest:
     def stats(self) -> dict[str, object]:
         """The ``stats`` object of the closing EVE stats event."""
         table = self.flows
+        errors, skipped = self._compiled.decode_counts() if self._compiled is not None else (self.decode_errors,
+                                                                                             self.skipped)  # fmt: skip
         return {
             "packets": self.packets,
             "bytes": self.bytes,
-            "decode_errors": dict(sorted(self.decode_errors.items())),
-            "skipped": dict(sorted(self.skipped.items())),
+            "decode_errors": dict(sorted(errors.items())),
+            "skipped": dict(sorted(skipped.items())),
             "flows": table.flows_created,
             "active_flows": table.active,
             "evictions": dict(table.evictions),
@@ -101,5 +95,5 @@ class Ingest:
             "fragments_unmatched": table.fragments_unmatched,
             "engine": self.engine,
             "hotpath_fallback": int(self.engine_fallback),
-            "hotpath_panics": self._batch_decoder.panics if self._batch_decoder is not None else 0,
+            "hotpath_panics": self._compiled.panics if self._compiled is not None else 0,
         }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -56,7 +55,19 @@ def _with_progress(records: Iterator[PacketRecord], bar: tqdm) -> Iterator[Packe
 
 
 def _batches(records: Iterator[PacketRecord], size: int = BATCH) -> Iterator[list[PacketRecord]]:
-    while batch := list(islice(records, size)):
+    """Batches of ``size`` records; a read error mid-file still hands on the records before it."""
+    batch: list[PacketRecord] = []
+    try:
+        for record in records:
+            batch.append(record)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    except CaptureFileError:
+        if batch:
+            yield batch
+        raise
+    if batch:
         yield batch
 
 
@@ -110,14 +121,10 @@ parser and decoder (:mod:`netgptd.hotpath`). An unreadable file or one
         done = 0  # bytes of the files finished so far
         for path, size in zip(paths, sizes):
             source = PcapFileSource(path, ingest.engine)
-            add = ingest.flows.add
             try:
                 records = source.packets()
                 for batch in _batches(_with_progress(records, bar) if progress else records):
-                    for packet in ingest.decoded(batch):
-                        add(packet)
-                        if ingest.flows.ended:
-                            emit(ingest.pop_ended())
+                    ingest.feed_batch(batch, emit)
             except CaptureFileError as exc:
                 result.failed_files.append(str(exc))  # the caller reports it, one line per file
             if source.truncated:

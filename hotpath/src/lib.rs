@@ -6,6 +6,7 @@
 //! parsing is safe Rust over those slices.
 
 pub mod decode;
+pub mod flow;
 pub mod pcap;
 
 use decode::Fail;
@@ -210,4 +211,193 @@ pub unsafe extern "C" fn ngp_parser_drops(handle: *const ParserHandle, out: *mut
                                 d.dropped_interface.unwrap_or(0), d.dropped_os.unwrap_or(0)]);
     }
     drops.len()
+}
+
+/// Decoder + flow table: frames in, flow records out (`flow.rs`), with the decode counters by reason.
+pub struct EngineHandle {
+    table: flow::Table,
+    decode_errors: [u64; 26],
+    not_ip: [u64; 8],
+    linktypes: Vec<(u32, u64)>,
+    panics: u64,
+    taken: Vec<u8>,
+}
+
+/// A decoder and flow table. `timeouts`: 4 x 7 values (default, tcp, udp, icmp; each new, established,
+/// closed, emergency new, established, closed, active), as `FlowConfig.timeouts_for` resolves them.
+///
+/// # Safety
+/// `timeouts` valid for 28 values.
+#[no_mangle]
+pub unsafe extern "C" fn ngp_engine_new(timeouts: *const f64, max_flows: u64, emergency_recovery: f64,
+                                        emergency_evict: f64, buffer_packets: u64, buffer_bytes: u64,
+                                        payload_only: i32, max_fragment_trains: u64, first_flow_id: u64)
+                                        -> *mut EngineHandle {
+    let t = slice(timeouts, 28);
+    let mut resolved = [flow::Timeouts { idle: [0.0; 3], emergency: [0.0; 3], active: 0.0 }; 4];
+    for (i, slot) in resolved.iter_mut().enumerate() {
+        let v = &t[7 * i..7 * i + 7];
+        *slot = flow::Timeouts { idle: [v[0], v[1], v[2]], emergency: [v[3], v[4], v[5]], active: v[6] };
+    }
+    let config = flow::Config {
+        timeouts: resolved, max_flows: max_flows as usize, emergency_recovery, emergency_evict,
+        buffer_packets: buffer_packets as usize, buffer_bytes: buffer_bytes as usize, payload_only: payload_only != 0,
+        max_fragment_trains: max_fragment_trains as usize,
+    };
+    Box::into_raw(Box::new(EngineHandle {
+        table: flow::Table::new(config, first_flow_id), decode_errors: [0; 26], not_ip: [0; 8],
+        linktypes: Vec::new(), panics: 0, taken: Vec::new(),
+    }))
+}
+
+/// # Safety
+/// `handle` from `ngp_engine_new`, not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn ngp_engine_free(handle: *mut EngineHandle) {
+    if !handle.is_null() {
+        drop(Box::from_raw(handle));
+    }
+}
+
+fn timestamp(lo: &[u64], hi: &[i64], i: usize) -> i128 {
+    match hi.get(i) {
+        Some(&h) => ((h as i128) << 64) | lo[i] as i128,
+        None => lo[i] as i64 as i128,
+    }
+}
+
+/// Decode `n` frames (laid end to end in `frames`, `lens[i]` bytes each) and track their flows. `ts_lo`
+/// holds each timestamp (signed) where `ts_hi` is null, else their low 64 bits (`ts_hi` the high ones).
+/// Returns 0, or -1 when the lengths overrun `frames`. Events wait in the engine (`ngp_engine_events`).
+///
+/// # Safety
+/// Each pointer valid for its number of elements (`ts_hi` may be null).
+#[no_mangle]
+pub unsafe extern "C" fn ngp_engine_feed(handle: *mut EngineHandle, frames: *const u8, frames_len: usize,
+                                         lens: *const i64, linktypes: *const i64, ts_lo: *const u64,
+                                         ts_hi: *const i64, wire_lens: *const i64, n: usize) -> i32 {
+    let h = &mut *handle;
+    let frames = slice(frames, frames_len);
+    let (lens, linktypes, wire_lens) = (slice(lens, n), slice(linktypes, n), slice(wire_lens, n));
+    let ts_lo = slice(ts_lo, n);
+    let ts_hi = if ts_hi.is_null() { &[][..] } else { slice(ts_hi, n) };
+    let mut at = 0usize;
+    for i in 0..n {
+        let len = lens[i];
+        if len < 0 || at + len as usize > frames.len() {
+            return -1;
+        }
+        let frame = &frames[at..at + len as usize];
+        at += len as usize;
+        let linktype = u32::try_from(linktypes[i]).unwrap_or(u32::MAX);
+        let ts = timestamp(ts_lo, ts_hi, i);
+        let wire = wire_lens[i].max(0) as u64;
+        let table = &mut h.table;
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let result = decode::decode(linktype, frame);
+            if let Ok(packet) = &result {
+                table.add(ts, wire, packet, frame);
+            }
+            result
+        }));
+        match outcome {
+            Ok(Ok(_)) => {}
+            Ok(Err(Fail::Error(code))) => h.decode_errors[code as usize] += 1,
+            Ok(Err(Fail::NotIp(code))) => h.not_ip[code as usize] += 1,
+            Ok(Err(Fail::Linktype(lt))) => match h.linktypes.iter_mut().find(|(k, _)| *k == lt) {
+                Some(entry) => entry.1 += 1,
+                None => h.linktypes.push((lt, 1)),
+            },
+            Err(_) => h.panics += 1,
+        }
+    }
+    0
+}
+
+/// Move the flow table's clock to `ts` (low and high 64 bits): due flows end.
+///
+/// # Safety
+/// `handle` from `ngp_engine_new`.
+#[no_mangle]
+pub unsafe extern "C" fn ngp_engine_advance(handle: *mut EngineHandle, ts_lo: u64, ts_hi: i64) {
+    let h = &mut *handle;
+    h.table.advance(((ts_hi as i128) << 64) | ts_lo as i128);
+}
+
+/// End every tracked flow (reason shutdown).
+///
+/// # Safety
+/// `handle` from `ngp_engine_new`.
+#[no_mangle]
+pub unsafe extern "C" fn ngp_engine_flush(handle: *mut EngineHandle) {
+    (*handle).table.flush();
+}
+
+/// What new flows buffer (after a reload).
+///
+/// # Safety
+/// `handle` from `ngp_engine_new`.
+#[no_mangle]
+pub unsafe extern "C" fn ngp_engine_set_buffers(handle: *mut EngineHandle, packets: u64, bytes: u64, payload_only: i32) {
+    let c = &mut (*handle).table.config;
+    c.buffer_packets = packets as usize;
+    c.buffer_bytes = bytes as usize;
+    c.payload_only = payload_only != 0;
+}
+
+/// The live flow `id` in `slot` got its verdict (ignored if that flow has ended).
+///
+/// # Safety
+/// `handle` from `ngp_engine_new`.
+#[no_mangle]
+pub unsafe extern "C" fn ngp_engine_verdict(handle: *mut EngineHandle, slot: u64, id: u64) {
+    (*handle).table.set_verdict(slot as usize, id);
+}
+
+/// The events since the last call (`flow.rs`'s EV_* records), valid until the next call into the engine;
+/// `*len` is their length in bytes.
+///
+/// # Safety
+/// `handle` from `ngp_engine_new`; `len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn ngp_engine_events(handle: *mut EngineHandle, len: *mut usize) -> *const u8 {
+    let h = &mut *handle;
+    h.taken.clear();
+    std::mem::swap(&mut h.taken, &mut h.table.out);
+    *len = h.taken.len();
+    h.taken.as_ptr()
+}
+
+/// Counters into `out` (48 values): flows created, active, emergency entered, fragments unmatched, the 5
+/// evictions by reason, emergency (0/1), clock low and high 64 bits, panics, 26 decode errors, 8 not-IP
+/// reasons, then how many unknown link types there are (`ngp_engine_linktypes`).
+///
+/// # Safety
+/// `handle` from `ngp_engine_new`; `out` writable for 48 values.
+#[no_mangle]
+pub unsafe extern "C" fn ngp_engine_stats(handle: *const EngineHandle, out: *mut u64) {
+    let h = &*handle;
+    let t = &h.table;
+    let out = slice_mut(out, 48);
+    let mut values = vec![t.flows_created, t.active as u64, t.emergency_entered, t.fragments_unmatched];
+    values.extend_from_slice(&t.evictions);
+    values.extend_from_slice(&[t.emergency as u64, t.now_ns as u64, (t.now_ns >> 64) as u64, h.panics]);
+    values.extend_from_slice(&h.decode_errors);
+    values.extend_from_slice(&h.not_ip);
+    values.push(h.linktypes.len() as u64);
+    out.copy_from_slice(&values);
+}
+
+/// Frames of link types without a decoder: up to `cap` (link type, count) pairs into `out`.
+///
+/// # Safety
+/// `handle` from `ngp_engine_new`; `out` writable for `2 * cap` values.
+#[no_mangle]
+pub unsafe extern "C" fn ngp_engine_linktypes(handle: *const EngineHandle, out: *mut u64, cap: usize) -> usize {
+    let h = &*handle;
+    let out = slice_mut(out, 2 * cap);
+    for (chunk, (lt, count)) in out.chunks_mut(2).zip(&h.linktypes) {
+        chunk.copy_from_slice(&[*lt as u64, *count]);
+    }
+    h.linktypes.len()
 }

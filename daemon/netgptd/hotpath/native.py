@@ -56,6 +56,28 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.ngp_parser_linktypes.restype = ctypes.c_size_t
     lib.ngp_parser_drops.argtypes = [ctypes.c_void_p, _u64p, ctypes.c_size_t]
     lib.ngp_parser_drops.restype = ctypes.c_size_t
+    lib.ngp_engine_new.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_double, ctypes.c_double, ctypes.c_uint64,
+                                   ctypes.c_uint64, ctypes.c_int32, ctypes.c_uint64, ctypes.c_uint64]  # fmt: skip
+    lib.ngp_engine_new.restype = ctypes.c_void_p
+    lib.ngp_engine_free.argtypes = [ctypes.c_void_p]
+    lib.ngp_engine_free.restype = None
+    lib.ngp_engine_feed.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p,
+                                    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]  # fmt: skip
+    lib.ngp_engine_feed.restype = ctypes.c_int32
+    lib.ngp_engine_advance.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64]
+    lib.ngp_engine_advance.restype = None
+    lib.ngp_engine_flush.argtypes = [ctypes.c_void_p]
+    lib.ngp_engine_flush.restype = None
+    lib.ngp_engine_set_buffers.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int32]
+    lib.ngp_engine_set_buffers.restype = None
+    lib.ngp_engine_verdict.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64]
+    lib.ngp_engine_verdict.restype = None
+    lib.ngp_engine_events.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
+    lib.ngp_engine_events.restype = ctypes.c_void_p
+    lib.ngp_engine_stats.argtypes = [ctypes.c_void_p, _u64p]
+    lib.ngp_engine_stats.restype = None
+    lib.ngp_engine_linktypes.argtypes = [ctypes.c_void_p, _u64p, ctypes.c_size_t]
+    lib.ngp_engine_linktypes.restype = ctypes.c_size_t
     return lib, None
 
 
