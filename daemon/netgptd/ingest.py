@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from netgptd.capture.pcap_format import CaptureFormatError
 from netgptd.capture.records import PacketRecord
 from netgptd.decode.decoder import decode
 from netgptd.decode.packet import DecodeError, NotIP
@@ -21,6 +22,7 @@ from netgptd.hotpath import engine as choose_engine
 
 if TYPE_CHECKING:
     from netgptd.hotpath.flows import CompiledFlowTable
+    from netgptd.hotpath.parser import NativeCaptureParser
 
 
 class Ingest:
@@ -71,6 +73,20 @@ class Ingest:
             self.feed(record)
             if on_ended is not None and table.ended:
                 on_ended(self.pop_ended())
+
+    def feed_capture(self, parser: NativeCaptureParser, data: bytes,
+                     on_ended: Callable[[list[Flow]], None] | None = None) -> None:  # fmt: skip
+        """Compiled engine: capture bytes straight into the flow table (no record becomes a Python object)."""
+        assert self._compiled is not None
+        try:
+            n, wire = parser.feed_table(data, self._compiled)
+        except CaptureFormatError as exc:
+            n, wire = exc.fed  # type: ignore[attr-defined]
+            self.packets, self.bytes = self.packets + n, self.bytes + wire
+            raise
+        self.packets, self.bytes = self.packets + n, self.bytes + wire
+        if on_ended is not None and self._compiled.ended:
+            on_ended(self.pop_ended())
 
     def pop_ended(self) -> list[Flow]:
         return self.flows.pop_ended()

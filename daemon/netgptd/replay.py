@@ -54,6 +54,32 @@ def _with_progress(records: Iterator[PacketRecord], bar: tqdm) -> Iterator[Packe
     bar.update(pending)
 
 
+def read_file(ingest: Ingest, source: PcapFileSource, emit: Callable[[list[Flow]], None],
+              bar: tqdm | None = None) -> None:  # fmt: skip
+    """Every record of ``source`` through ``ingest``, ended flows to ``emit`` as they end; ``bar`` follows the
+    bytes read. The compiled engine takes the file's bytes straight into Rust: no record becomes an object."""
+    if ingest.engine == "compiled":
+        source.feed(_fed(ingest, source, emit, bar))
+        return
+    records = source.packets()
+    for batch in _batches(_with_progress(records, bar) if bar is not None else records):
+        ingest.feed_batch(batch, emit)
+
+
+def _fed(ingest: Ingest, source: PcapFileSource, emit: Callable[[list[Flow]], None],
+         bar: tqdm | None) -> Callable[[bytes], tuple[int, int]]:  # fmt: skip
+    """The compiled engine's consumer of a file's chunks (``PcapFileSource.feed``)."""
+
+    def consume(data: bytes) -> tuple[int, int]:
+        packets, wire = ingest.packets, ingest.bytes
+        ingest.feed_capture(source.parser, data, emit)  # type: ignore[arg-type]
+        if bar is not None:
+            bar.update(len(data))
+        return ingest.packets - packets, ingest.bytes - wire
+
+    return consume
+
+
 def _batches(records: Iterator[PacketRecord], size: int = BATCH) -> Iterator[list[PacketRecord]]:
     """Batches of ``size`` records; a read error mid-file still hands on the records before it."""
     batch: list[PacketRecord] = []
@@ -122,9 +148,7 @@ parser and decoder (:mod:`netgptd.hotpath`). An unreadable file or one
         for path, size in zip(paths, sizes):
             source = PcapFileSource(path, ingest.engine)
             try:
-                records = source.packets()
-                for batch in _batches(_with_progress(records, bar) if progress else records):
-                    ingest.feed_batch(batch, emit)
+                read_file(ingest, source, emit, bar if progress else None)
             except CaptureFileError as exc:
                 result.failed_files.append(str(exc))  # the caller reports it, one line per file
             if source.truncated:

@@ -497,7 +497,7 @@ impl Table {
 
     /// A flow's record: u8 kind, u32 slot, u64 id, u8 proto, ip_version, state, tcp flags to server and to
     /// client, end reason, login kind (0 none, 1 shared, 2 cleartext), shared service; u16 client port, server
-    /// port; 16 bytes client and server address; i128 start and last; u64 packets and bytes to server and to
+    /// port; 16 bytes client and server address; start and last (u64 low, i64 high bits each); u64 packets and bytes to server and to
     /// client; u32 buffered packets (u32::MAX: no buffer), each i128 ts, u8 toserver, u32 length, bytes.
     fn write_flow(&mut self, kind: u8, slot: usize) {
         let f = self.slots[slot].as_ref().expect("live slot");
@@ -516,8 +516,10 @@ impl Table {
         out.extend_from_slice(&f.server_port.to_le_bytes());
         out.extend_from_slice(&f.client_ip);
         out.extend_from_slice(&f.server_ip);
-        out.extend_from_slice(&f.start_ns.to_le_bytes());
-        out.extend_from_slice(&f.last_ns.to_le_bytes());
+        for ts in [f.start_ns, f.last_ns] {
+            out.extend_from_slice(&(ts as u64).to_le_bytes()); // low 64 bits, then the high ones (signed)
+            out.extend_from_slice(&((ts >> 64) as i64).to_le_bytes());
+        }
         for v in [f.pkts_toserver, f.pkts_toclient, f.bytes_toserver, f.bytes_toclient] {
             out.extend_from_slice(&v.to_le_bytes());
         }

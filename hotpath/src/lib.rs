@@ -93,6 +93,22 @@ pub struct ParserHandle {
     error: Option<ParseError>,
 }
 
+impl ParserHandle {
+    /// Parse `buf` into `records`, keeping the error; the bytes consumed.
+    fn parse(&mut self, buf: &[u8]) -> usize {
+        self.records.clear();
+        let (parser, records) = (&mut self.parser, &mut self.records);
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| parser.feed(buf, records)));
+        let (taken, error) = match result {
+            Ok(Ok(taken)) => (taken, None),
+            Ok(Err(e)) => (0, Some(e)),
+            Err(_) => (0, Some(ParseError { code: pcap::E_INTERNAL, at: 0, a: 0, b: 0 })),
+        };
+        self.error = error;
+        taken
+    }
+}
+
 #[no_mangle]
 pub extern "C" fn ngp_parser_new() -> *mut ParserHandle {
     Box::into_raw(Box::new(ParserHandle { parser: Parser::new(), records: Vec::new(), flat: Vec::new(), error: None }))
@@ -120,17 +136,8 @@ pub unsafe extern "C" fn ngp_parser_feed(handle: *mut ParserHandle, buf: *const 
                                          consumed: *mut usize) -> i64 {
     let h = &mut *handle;
     let buf = slice(buf, len);
-    h.records.clear();
     h.flat.clear();
-    let (parser, records) = (&mut h.parser, &mut h.records);
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| parser.feed(buf, records)));
-    let (taken, error) = match result {
-        Ok(Ok(taken)) => (taken, None),
-        Ok(Err(e)) => (0, Some(e)),
-        Err(_) => (0, Some(ParseError { code: pcap::E_INTERNAL, at: 0, a: 0, b: 0 })),
-    };
-    h.error = error;
-    *consumed = taken;
+    *consumed = h.parse(buf);
     for r in &h.records {
         let ts = r.ts_ns;
         h.flat.extend_from_slice(&[ts as u64 as i64, (ts >> 64) as i64, r.linktype as i64, r.start as i64,
@@ -290,9 +297,15 @@ pub unsafe extern "C" fn ngp_engine_feed(handle: *mut EngineHandle, frames: *con
         let frame = &frames[at..at + len as usize];
         at += len as usize;
         let linktype = u32::try_from(linktypes[i]).unwrap_or(u32::MAX);
-        let ts = timestamp(ts_lo, ts_hi, i);
-        let wire = wire_lens[i].max(0) as u64;
-        let table = &mut h.table;
+        h.track(timestamp(ts_lo, ts_hi, i), linktype, frame, wire_lens[i].max(0) as u64);
+    }
+    0
+}
+
+impl EngineHandle {
+    /// Decode one frame and track its flow; count it by reason where it does not decode.
+    fn track(&mut self, ts: i128, linktype: u32, frame: &[u8], wire: u64) {
+        let table = &mut self.table;
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let result = decode::decode(linktype, frame);
             if let Ok(packet) = &result {
@@ -302,16 +315,38 @@ pub unsafe extern "C" fn ngp_engine_feed(handle: *mut EngineHandle, frames: *con
         }));
         match outcome {
             Ok(Ok(_)) => {}
-            Ok(Err(Fail::Error(code))) => h.decode_errors[code as usize] += 1,
-            Ok(Err(Fail::NotIp(code))) => h.not_ip[code as usize] += 1,
-            Ok(Err(Fail::Linktype(lt))) => match h.linktypes.iter_mut().find(|(k, _)| *k == lt) {
+            Ok(Err(Fail::Error(code))) => self.decode_errors[code as usize] += 1,
+            Ok(Err(Fail::NotIp(code))) => self.not_ip[code as usize] += 1,
+            Ok(Err(Fail::Linktype(lt))) => match self.linktypes.iter_mut().find(|(k, _)| *k == lt) {
                 Some(entry) => entry.1 += 1,
-                None => h.linktypes.push((lt, 1)),
+                None => self.linktypes.push((lt, 1)),
             },
-            Err(_) => h.panics += 1,
+            Err(_) => self.panics += 1,
         }
     }
-    0
+}
+
+/// Parse the whole records in `buf` with `parser` (as `ngp_parser_feed`) and track each straight away:
+/// no record crosses into Python. Returns the number of records, their original lengths' sum in `*wire`.
+///
+/// # Safety
+/// `handle` from `ngp_engine_new`, `parser` from `ngp_parser_new`; `buf` valid for `len` bytes; `consumed`
+/// and `wire` writable.
+#[no_mangle]
+pub unsafe extern "C" fn ngp_engine_feed_capture(handle: *mut EngineHandle, parser: *mut ParserHandle,
+                                                 buf: *const u8, len: usize, consumed: *mut usize,
+                                                 wire: *mut u64) -> i64 {
+    let (h, p) = (&mut *handle, &mut *parser);
+    let buf = slice(buf, len);
+    p.flat.clear();
+    *consumed = p.parse(buf);
+    let mut total = 0u64;
+    for r in &p.records {
+        total += r.orig_len as u64;
+        h.track(r.ts_ns, r.linktype, &buf[r.start..r.start + r.len], r.orig_len as u64);
+    }
+    *wire = total;
+    p.records.len() as i64
 }
 
 /// Move the flow table's clock to `ts` (low and high 64 bits): due flows end.

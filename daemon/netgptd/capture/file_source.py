@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 from netgptd.capture.pcap_format import CaptureFormatError, CaptureParser
 from netgptd.capture.records import CaptureStats, PacketRecord
 
 CHUNK = 4 << 20
-HEADER_BYTES = 64 << 10  # what capture_file_problem reads: the headers and the first records
+HEADER_BYTES = 64 << 10
+T = TypeVar("T")  # what capture_file_problem reads: the headers and the first records
 
 
 class CaptureFileError(Exception):
@@ -32,16 +33,24 @@ def read_stream(stream: BinaryIO, parser: CaptureParser, chunk: int = CHUNK) -> 
     that turns corrupt part-way raises CaptureFormatError after yielding
     every record before the damage.
     """
+    for records in feed_stream(stream, parser.feed, lambda exc: exc.records, chunk):
+        yield from records
+
+
+def feed_stream(stream: BinaryIO, feed: Callable[[bytes], T], before: Callable[[CaptureFormatError], T],
+                chunk: int = CHUNK) -> Iterator[T]:  # fmt: skip
+    """What ``feed`` makes of each chunk of the stream; on damage, what ``before`` makes of the error (the
+    records before it), then the error."""
     while True:
         data = stream.read(chunk)
         if not data:
             return
         try:
-            records = parser.feed(data)
+            out = feed(data)
         except CaptureFormatError as exc:
-            yield from exc.records  # every record before the damage, then the error
+            yield before(exc)
             raise
-        yield from records
+        yield out
 
 
 def capture_file_problem(path: Path) -> str | None:
@@ -86,14 +95,24 @@ class PcapFileSource:
         self._stream: BinaryIO | None = None
 
     def packets(self) -> Iterator[PacketRecord]:
+        for records in self._read(self.parser.feed, lambda exc: exc.records):
+            for record in records:
+                self.packets_read += 1
+                yield record
+
+    def feed(self, consume: Callable[[bytes], tuple[int, int]]) -> None:
+        """Read the file into ``consume`` (the compiled parser and flow table: bytes in, (records, bytes) out,
+        CaptureFormatError.fed on damage) instead of yielding records; the same errors and ``truncated``."""
+        for count, _ in self._read(consume, lambda exc: exc.fed):  # type: ignore[attr-defined]
+            self.packets_read += count
+
+    def _read(self, feed: Callable[[bytes], T], before: Callable[[CaptureFormatError], T]) -> Iterator[T]:
         try:
             self._stream = open(self.path, "rb")
         except OSError as exc:
             raise CaptureFileError(f"{self.path}: cannot open: {exc.strerror or exc}") from None
         try:
-            for record in read_stream(self._stream, self.parser):
-                self.packets_read += 1
-                yield record
+            yield from feed_stream(self._stream, feed, before)
         except CaptureFormatError as exc:
             if self.parser.format is None:
                 raise CaptureFileError(f"{self.path}: {exc}") from None

@@ -20,7 +20,7 @@ from collections import Counter
 from typing import Callable, Iterator, Sequence
 
 from netgptd.capture.records import PacketRecord
-from netgptd.flow.config import FlowConfig
+from netgptd.flow.config import FlowConfig, Timeouts
 from netgptd.flow.logins import LoginScanner, shared_scanner
 from netgptd.flow.table import REASONS, Flow
 from netgptd.hotpath.decode import DECODE_ERRORS, NOT_IP
@@ -29,7 +29,7 @@ from netgptd.hotpath.native import library
 EV_BUFFER_FULL, EV_ENDED, EV_LOGIN_NEW, EV_LOGIN_SEGMENT, EV_CONTINUED = 1, 2, 3, 4, 5
 SHARED = ("", "ssh", "rdp", "imaps", "pop3s", "smtps", "ftps")  # flow.rs SHARED
 CLEARTEXT = ("telnet", "http", "smtp", "ftp", "ftp/smtp", "pop3", "imap")  # flow.rs CLEARTEXT
-_flow_head = struct.Struct("<IQ8BHH16s16s16s16s4QI")
+_flow_head = struct.Struct("<IQ8BHH16s16sQqQq4QI")
 _buffered_head = struct.Struct("<16sBI")
 _u32 = struct.Struct("<I").unpack_from
 _segment_head = struct.Struct("<IBI").unpack_from
@@ -76,7 +76,7 @@ class CompiledFlowTable:
     def __init__(self, config: FlowConfig | None = None, first_flow_id: int = 1) -> None:
         self.config = config = config or FlowConfig()
         self._lib = library()
-        self._engine = self._lib.ngp_engine_new(
+        self.engine = self._lib.ngp_engine_new(
             _timeouts(config), config.max_flows, config.emergency_recovery, config.emergency_evict,
             config.first_packets, config.first_packet_bytes, int(config.buffer_payload_only),
             config.max_fragment_trains, first_flow_id)  # fmt: skip
@@ -84,12 +84,13 @@ class CompiledFlowTable:
         self._live: dict[int, Flow] = {}  # slot: a live flow handed to the hook
         self._scanners: dict[int, LoginScanner] = {}  # slot: a live flow's cleartext login scanner
         self._inherited: dict[int, tuple[dict | None, bool]] = {}  # slot: a continuation's verdict and alerted
+        self._timeouts: dict[int, Timeouts] = {}  # by protocol, as FlowConfig.timeouts_for says
         self._stats = (ctypes.c_uint64 * 48)()
         self._events_len = ctypes.c_size_t()
         self.ended: list[Flow] = []
 
     def __del__(self) -> None:
-        engine, self._engine = getattr(self, "_engine", None), None
+        engine, self.engine = getattr(self, "engine", None), None
         if engine:
             self._lib.ngp_engine_free(engine)
 
@@ -104,11 +105,11 @@ class CompiledFlowTable:
         self._hook = hook
 
     def set_buffers(self, first_packets: int, first_packet_bytes: int, payload_only: bool) -> None:
-        self._lib.ngp_engine_set_buffers(self._engine, first_packets, first_packet_bytes, int(payload_only))
+        self._lib.ngp_engine_set_buffers(self.engine, first_packets, first_packet_bytes, int(payload_only))
 
     def _verdict_given(self, flow: LiveFlow) -> None:
         if self._live.get(flow._slot) is flow:  # still live (an ended flow's verdict is its record's business)
-            self._lib.ngp_engine_verdict(self._engine, flow._slot, flow.flow_id)
+            self._lib.ngp_engine_verdict(self.engine, flow._slot, flow.flow_id)
 
     def feed(self, records: Sequence[PacketRecord]) -> None:
         """Decode and track a batch of records."""
@@ -124,25 +125,25 @@ class CompiledFlowTable:
         except OverflowError:  # a hostile capture's timestamps beyond 64 bits
             lo = array("Q", (t & _MASK64 for t in stamps))
             hi = array("q", (t >> 64 for t in stamps))
-        status = self._lib.ngp_engine_feed(self._engine, joined, len(joined), lens.buffer_info()[0],
+        status = self._lib.ngp_engine_feed(self.engine, joined, len(joined), lens.buffer_info()[0],
                                            kinds.buffer_info()[0], lo.buffer_info()[0],
                                            hi.buffer_info()[0] if hi is not None else None, wires.buffer_info()[0],
                                            len(records))  # fmt: skip
         if status:
             raise RuntimeError("compiled flow table: frame lengths overrun the batch")  # lens come from frames
-        self._take_events()
+        self.take_events()
 
     def advance(self, now_ns: int) -> None:
-        self._lib.ngp_engine_advance(self._engine, now_ns & _MASK64, now_ns >> 64)
-        self._take_events()
+        self._lib.ngp_engine_advance(self.engine, now_ns & _MASK64, now_ns >> 64)
+        self.take_events()
 
     def pop_ended(self) -> list[Flow]:
         ended, self.ended = self.ended, []
         return ended
 
     def flush(self) -> list[Flow]:
-        self._lib.ngp_engine_flush(self._engine)
-        self._take_events()
+        self._lib.ngp_engine_flush(self.engine)
+        self.take_events()
         self._live.clear()
         self._scanners.clear()
         self._inherited.clear()
@@ -158,7 +159,7 @@ class CompiledFlowTable:
     # -- counters -------------------------------------------------------------------------
 
     def _counters(self) -> ctypes.Array:
-        self._lib.ngp_engine_stats(self._engine, self._stats)
+        self._lib.ngp_engine_stats(self.engine, self._stats)
         return self._stats
 
     @property
@@ -203,15 +204,16 @@ class CompiledFlowTable:
         unknown = s[47]
         if unknown:
             pairs = (ctypes.c_uint64 * (2 * unknown))()
-            self._lib.ngp_engine_linktypes(self._engine, pairs, unknown)
+            self._lib.ngp_engine_linktypes(self.engine, pairs, unknown)
             for i in range(unknown):
                 skipped[f"linktype_{pairs[2 * i]}"] += pairs[2 * i + 1]
         return errors, skipped
 
     # -- events -----------------------------------------------------------------------------
 
-    def _take_events(self) -> None:
-        pointer = self._lib.ngp_engine_events(self._engine, ctypes.byref(self._events_len))
+    def take_events(self) -> None:
+        """Handle what the engine reported since the last call (records, hook calls, login segments)."""
+        pointer = self._lib.ngp_engine_events(self.engine, ctypes.byref(self._events_len))
         size = self._events_len.value
         if not size:
             return
@@ -247,7 +249,7 @@ class CompiledFlowTable:
 
     def _flow(self, buf: bytes, at: int, ended: bool, hooked: bool) -> tuple[Flow, int, int]:
         (slot, flow_id, proto, version, state, flags_ts, flags_tc, reason, login_kind, login_value, client_port,
-         server_port, client_ip, server_ip, start, last, pkts_ts, pkts_tc, bytes_ts, bytes_tc,
+         server_port, client_ip, server_ip, start, start_hi, last, last_hi, pkts_ts, pkts_tc, bytes_ts, bytes_tc,
          count) = _flow_head.unpack_from(buf, at)  # fmt: skip
         at += _flow_head.size
         buffered: list[tuple[int, bool, bytes]] | None = None
@@ -269,14 +271,14 @@ class CompiledFlowTable:
             _verdict_slot.__set__(flow, verdict)
             flow.keys = ()
             flow.timer_at = 0
-            flow.timeouts = self.config.timeouts_for(proto)
+            flow.timeouts = self._timeouts.get(proto) or self._timeouts.setdefault(proto, self.config.timeouts_for(proto))
             flow.seed = self.config.community_id_seed
         width = 4 if version == 4 else 16
         flow.flow_id, flow.proto, flow.ip_version = flow_id, proto, version
         flow.client_ip, flow.client_port = client_ip[:width], client_port
         flow.server_ip, flow.server_port = server_ip[:width], server_port
-        flow.start_ns = int.from_bytes(start, "little", signed=True)
-        flow.last_ns = int.from_bytes(last, "little", signed=True)
+        flow.start_ns = (start_hi << 64) + start if start_hi else start
+        flow.last_ns = (last_hi << 64) + last if last_hi else last
         flow.pkts_toserver, flow.pkts_toclient, flow.bytes_toserver, flow.bytes_toclient = pkts_ts, pkts_tc, bytes_ts, bytes_tc
         flow.state, flow.tcp_flags_toserver, flow.tcp_flags_toclient = state, flags_ts, flags_tc
         flow.first_packets = buffered

@@ -64,6 +64,9 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.ngp_engine_feed.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p,
                                     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]  # fmt: skip
     lib.ngp_engine_feed.restype = ctypes.c_int32
+    lib.ngp_engine_feed_capture.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
+                                            ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_uint64)]  # fmt: skip
+    lib.ngp_engine_feed_capture.restype = ctypes.c_int64
     lib.ngp_engine_advance.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64]
     lib.ngp_engine_advance.restype = None
     lib.ngp_engine_flush.argtypes = [ctypes.c_void_p]

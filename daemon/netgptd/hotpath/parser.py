@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import ctypes
 import struct
+from typing import TYPE_CHECKING
 
 from netgptd.capture.pcap_format import BLOCK_MIN, BLOCK_NAMES, CaptureFormatError, InterfaceDrops
 from netgptd.capture.records import PacketRecord
 from netgptd.hotpath.native import RECORD_FIELDS, library
+
+if TYPE_CHECKING:
+    from netgptd.hotpath.flows import CompiledFlowTable
 
 _FORMATS = {0: None, 1: "pcap", 2: "pcapng"}
 _new_record = tuple.__new__
@@ -84,6 +88,28 @@ class NativeCaptureParser:
                                               dropped_os if bits & 4 else None)  # fmt: skip
         return drops
 
+    def feed_table(self, data: bytes, table: CompiledFlowTable) -> tuple[int, int]:
+        """Parse ``data`` and track its records in ``table`` without making them Python objects: (records,
+        their original lengths' sum). A corrupt record raises CaptureFormatError, whose ``fed`` says the same
+        of the records before it, all tracked."""
+        buf = self._buf + data if self._buf else bytes(data)
+        wire = ctypes.c_uint64()
+        n = self._lib.ngp_engine_feed_capture(table.engine, self._handle, buf, len(buf), ctypes.byref(self._consumed),
+                                              ctypes.byref(wire))  # fmt: skip
+        table.take_events()
+        self._raise_error(fed=(n, wire.value))
+        self._buf = buf[self._consumed.value :]
+        return n, wire.value
+
+    def _raise_error(self, records: list[PacketRecord] | None = None, fed: tuple[int, int] = (0, 0)) -> None:
+        code = self._lib.ngp_parser_error(self._handle, self._error)
+        if code:
+            exc = CaptureFormatError(_message(*self._error))
+            if code != 1:  # as CaptureParser: records of a stream that never was a capture stay the default
+                exc.records = records if records is not None else []
+            exc.fed = fed  # type: ignore[attr-defined]
+            raise exc
+
     def feed(self, data: bytes) -> list[PacketRecord]:
         buf = self._buf + data if self._buf else bytes(data)
         n = self._lib.ngp_parser_feed(self._handle, buf, len(buf), ctypes.byref(self._consumed))
@@ -94,11 +120,6 @@ class NativeCaptureParser:
             for ts_lo, ts_hi, linktype, start, length, orig_len, interface in _records(flat):
                 append(_new_record(PacketRecord, (ts_lo if ts_hi == 0 else (ts_hi << 64) + ts_lo, linktype,
                                                   buf[start : start + length], orig_len, interface)))  # fmt: skip
-        code = self._lib.ngp_parser_error(self._handle, self._error)
-        if code:
-            exc = CaptureFormatError(_message(*self._error))
-            if code != 1:  # as CaptureParser: records of a stream that never was a capture stay the default
-                exc.records = out
-            raise exc
+        self._raise_error(out)
         self._buf = buf[self._consumed.value :]
         return out
