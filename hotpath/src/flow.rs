@@ -72,12 +72,13 @@ pub struct Config {
 }
 
 impl Config {
-    fn timeouts_for(&self, proto: u8) -> Timeouts {
+    /// Which of `timeouts` a protocol's flows follow.
+    fn timeouts_index(proto: u8) -> u8 {
         match proto {
-            PROTO_TCP => self.timeouts[1],
-            17 => self.timeouts[2],
-            PROTO_ICMP | PROTO_ICMPV6 => self.timeouts[3],
-            _ => self.timeouts[0],
+            PROTO_TCP => 1,
+            17 => 2,
+            PROTO_ICMP | PROTO_ICMPV6 => 3,
+            _ => 0,
         }
     }
 }
@@ -104,7 +105,6 @@ struct TrainKey {
 pub struct Flow {
     pub id: u64,
     pub gen: u32,
-    keys: [Key; 2],
     pub proto: u8,
     pub ip_version: u8,
     pub client_ip: [u8; 16],
@@ -122,7 +122,7 @@ pub struct Flow {
     pub flags_toclient: u8,
     pub first_packets: Option<Vec<(i128, bool, Vec<u8>)>>,
     timer_at: i128,
-    timeouts: Timeouts,
+    timeouts: u8,
     pub end_reason: u8,
     pub logins: Logins,
     /// Python set the flow's verdict: a continuation passes it on instead of the first packets.
@@ -131,18 +131,28 @@ pub struct Flow {
 }
 
 impl Flow {
-    fn idle_deadline(&self, emergency: bool) -> i128 {
-        self.last_ns + self.timeouts.idle_ns(self.state, emergency)
+    fn idle_deadline(&self, config: &Config, emergency: bool) -> i128 {
+        self.last_ns + config.timeouts[self.timeouts as usize].idle_ns(self.state, emergency)
     }
-    fn active_deadline(&self) -> Option<i128> {
-        if self.timeouts.active > 0.0 { Some(self.start_ns + (self.timeouts.active * 1e9) as i128) } else { None }
+    fn active_deadline(&self, config: &Config) -> Option<i128> {
+        let active = config.timeouts[self.timeouts as usize].active;
+        if active > 0.0 { Some(self.start_ns + (active * 1e9) as i128) } else { None }
     }
-    fn deadline(&self, emergency: bool) -> i128 {
-        let idle = self.idle_deadline(emergency);
-        match self.active_deadline() {
+    fn deadline(&self, config: &Config, emergency: bool) -> i128 {
+        let idle = self.idle_deadline(config, emergency);
+        match self.active_deadline(config) {
             Some(active) => idle.min(active),
             None => idle,
         }
+    }
+
+    /// Its two keys (both directions): the first packet's and the reverse, whichever was which.
+    fn keys(&self) -> [Key; 2] {
+        let v6 = self.ip_version == 6;
+        let icmp = self.proto == PROTO_ICMP || self.proto == PROTO_ICMPV6;
+        let (cport, sport) = if icmp { (0, 0) } else { (self.client_port, self.server_port) };
+        [Key { src: self.client_ip, dst: self.server_ip, sport: cport, dport: sport, proto: self.proto, v6 },
+         Key { src: self.server_ip, dst: self.client_ip, sport, dport: cport, proto: self.proto, v6 }]
     }
 }
 
@@ -377,13 +387,13 @@ impl Table {
         let order = self.next_order;
         self.next_order += 1;
         let flow = Flow {
-            id, gen: self.gens[slot], keys: [key, rkey], proto: p.proto, ip_version: p.ip_version, client_ip,
+            id, gen: self.gens[slot], proto: p.proto, ip_version: p.ip_version, client_ip,
             server_ip, client_port, server_port, start_ns: ts, last_ns: ts, pkts_toserver: 0, pkts_toclient: 0,
             bytes_toserver: 0, bytes_toclient: 0, state: STATE_NEW, flags_toserver: 0, flags_toclient: 0,
             first_packets: if self.config.buffer_packets > 0 { Some(Vec::new()) } else { None }, timer_at: 0,
-            timeouts: self.config.timeouts_for(p.proto), end_reason: 0, logins: Logins::None, verdict: false, order,
+            timeouts: Config::timeouts_index(p.proto), end_reason: 0, logins: Logins::None, verdict: false, order,
         };
-        let deadline = flow.deadline(self.emergency);
+        let deadline = flow.deadline(&self.config, self.emergency);
         self.slots[slot] = Some(flow);
         self.flows.insert(key, slot);
         self.flows.insert(rkey, slot);
@@ -461,7 +471,7 @@ impl Table {
 
     fn reschedule(&mut self, slot: usize) {
         let f = self.flow(slot);
-        let deadline = f.deadline(self.emergency);
+        let deadline = f.deadline(&self.config, self.emergency);
         if ceil_second(deadline) < f.timer_at {
             self.schedule(slot, deadline);
         }
@@ -479,13 +489,13 @@ impl Table {
                     continue;
                 }
                 let f = self.flow(slot);
-                let active = f.active_deadline();
-                if f.idle_deadline(self.emergency) <= self.now_ns {
+                let active = f.active_deadline(&self.config);
+                if f.idle_deadline(&self.config, self.emergency) <= self.now_ns {
                     self.end(slot, REASON_TIMEOUT);
                 } else if matches!(active, Some(a) if a <= self.now_ns) {
                     self.restart(slot);
                 } else {
-                    let deadline = f.deadline(self.emergency);
+                    let deadline = f.deadline(&self.config, self.emergency);
                     self.schedule(slot, deadline);
                 }
             }
@@ -567,7 +577,7 @@ impl Table {
                 entry.2 = gen;
             }
         }
-        let deadline = self.flow(slot).deadline(self.emergency);
+        let deadline = self.flow(slot).deadline(&self.config, self.emergency);
         self.schedule(slot, deadline);
     }
 
@@ -609,7 +619,7 @@ impl Table {
         let keys = {
             let f = self.flow_mut(slot);
             f.end_reason = reason;
-            f.keys
+            f.keys()
         };
         for key in keys.iter() {
             if self.flows.get(key) == Some(&slot) {
