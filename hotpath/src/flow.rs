@@ -93,6 +93,14 @@ struct Key {
     v6: bool,
 }
 
+impl Key {
+    /// One of the two directions' keys, the same for both (Python keeps both in its dict; one entry here).
+    fn canonical(self) -> Key {
+        let reverse = Key { src: self.dst, dst: self.src, sport: self.dport, dport: self.sport, ..self };
+        if (reverse.src, reverse.sport) < (self.src, self.sport) { reverse } else { self }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 struct TrainKey {
     src: [u8; 16],
@@ -120,7 +128,10 @@ pub struct Flow {
     pub state: u8,
     pub flags_toserver: u8,
     pub flags_toclient: u8,
-    pub first_packets: Option<Vec<(i128, bool, Vec<u8>)>>,
+    /// The first packets, packed as written out (each i128 ts, u8 toserver, u32 length, bytes): one
+    /// allocation per flow, not one per packet.
+    pub first_packets: Option<Vec<u8>>,
+    pub buffered: u32,
     timer_at: i128,
     timeouts: u8,
     pub end_reason: u8,
@@ -146,13 +157,12 @@ impl Flow {
         }
     }
 
-    /// Its two keys (both directions): the first packet's and the reverse, whichever was which.
-    fn keys(&self) -> [Key; 2] {
-        let v6 = self.ip_version == 6;
+    /// Its key: the same for both directions (the table's one entry per flow).
+    fn key(&self) -> Key {
         let icmp = self.proto == PROTO_ICMP || self.proto == PROTO_ICMPV6;
         let (cport, sport) = if icmp { (0, 0) } else { (self.client_port, self.server_port) };
-        [Key { src: self.client_ip, dst: self.server_ip, sport: cport, dport: sport, proto: self.proto, v6 },
-         Key { src: self.server_ip, dst: self.client_ip, sport, dport: cport, proto: self.proto, v6 }]
+        Key { src: self.client_ip, dst: self.server_ip, sport: cport, dport: sport, proto: self.proto,
+              v6: self.ip_version == 6 }.canonical()
     }
 }
 
@@ -244,7 +254,7 @@ impl Table {
         }
         let icmp = p.proto == PROTO_ICMP || p.proto == PROTO_ICMPV6;
         let (sport, dport) = if icmp { (0, 0) } else { (p.sport, p.dport) };
-        let key = Key { src: addr(src), dst: addr(dst), sport, dport, proto: p.proto, v6: width == 16 };
+        let key = Key { src: addr(src), dst: addr(dst), sport, dport, proto: p.proto, v6: width == 16 }.canonical();
         let slot = match self.flows.get(&key) {
             None => self.create(ts, p, src, dst, key),
             Some(&slot) => {
@@ -323,11 +333,16 @@ impl Table {
         let (cap, bytes, payload_only) = (self.config.buffer_packets, self.config.buffer_bytes, self.config.payload_only);
         let f = self.slots[slot].as_mut().expect("live slot");
         let mut full = false;
-        if let Some(buffered) = f.first_packets.as_mut() {
-            if buffered.len() < cap && (p.payload < end || buffered.is_empty() || !payload_only) {
+        if let Some(packed) = f.first_packets.as_mut() {
+            if (f.buffered as usize) < cap && (p.payload < end || f.buffered == 0 || !payload_only) {
                 let stop = p.end.min(p.l3 + bytes);
-                buffered.push((ts, toserver, data[p.l3..stop.max(p.l3)].to_vec()));
-                full = buffered.len() == cap;
+                let kept = &data[p.l3..stop.max(p.l3)];
+                packed.extend_from_slice(&ts.to_le_bytes());
+                packed.push(toserver as u8);
+                packed.extend_from_slice(&(kept.len() as u32).to_le_bytes());
+                packed.extend_from_slice(kept);
+                f.buffered += 1;
+                full = f.buffered as usize == cap;
             }
         }
         if full {
@@ -367,7 +382,6 @@ impl Table {
             self.make_room();
         }
         let client_is_src = !(p.proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK));
-        let rkey = Key { src: key.dst, dst: key.src, sport: key.dport, dport: key.sport, proto: key.proto, v6: key.v6 };
         let (client_ip, client_port, server_ip, server_port) = if client_is_src {
             (addr(src), p.sport, addr(dst), p.dport)
         } else {
@@ -390,13 +404,13 @@ impl Table {
             id, gen: self.gens[slot], proto: p.proto, ip_version: p.ip_version, client_ip,
             server_ip, client_port, server_port, start_ns: ts, last_ns: ts, pkts_toserver: 0, pkts_toclient: 0,
             bytes_toserver: 0, bytes_toclient: 0, state: STATE_NEW, flags_toserver: 0, flags_toclient: 0,
-            first_packets: if self.config.buffer_packets > 0 { Some(Vec::new()) } else { None }, timer_at: 0,
+            first_packets: if self.config.buffer_packets > 0 { Some(Vec::new()) } else { None }, buffered: 0,
+            timer_at: 0,
             timeouts: Config::timeouts_index(p.proto), end_reason: 0, logins: Logins::None, verdict: false, order,
         };
         let deadline = flow.deadline(&self.config, self.emergency);
         self.slots[slot] = Some(flow);
         self.flows.insert(key, slot);
-        self.flows.insert(rkey, slot);
         self.active += 1;
         self.flows_created += 1;
         self.schedule(slot, deadline);
@@ -535,14 +549,9 @@ impl Table {
         }
         match &f.first_packets {
             None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
-            Some(buffered) => {
-                out.extend_from_slice(&(buffered.len() as u32).to_le_bytes());
-                for (ts, toserver, bytes) in buffered {
-                    out.extend_from_slice(&ts.to_le_bytes());
-                    out.push(*toserver as u8);
-                    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-                    out.extend_from_slice(bytes);
-                }
+            Some(packed) => {
+                out.extend_from_slice(&f.buffered.to_le_bytes());
+                out.extend_from_slice(packed);
             }
         }
     }
@@ -562,6 +571,7 @@ impl Table {
         // A conversation with a verdict passes it on; one still waiting for it keeps its first packets.
         if f.verdict {
             f.first_packets = None;
+            f.buffered = 0;
         }
         f.id = id;
         f.gen = gen;
@@ -616,15 +626,13 @@ impl Table {
     // -- ending ------------------------------------------------------------------------------
 
     fn end(&mut self, slot: usize, reason: u8) {
-        let keys = {
+        let key = {
             let f = self.flow_mut(slot);
             f.end_reason = reason;
-            f.keys()
+            f.key()
         };
-        for key in keys.iter() {
-            if self.flows.get(key) == Some(&slot) {
-                self.flows.remove(key);
-            }
+        if self.flows.get(&key) == Some(&slot) {
+            self.flows.remove(&key);
         }
         self.active -= 1;
         self.evictions[(reason - 1) as usize] += 1;
