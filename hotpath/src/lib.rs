@@ -1,5 +1,5 @@
-//! netgptd's compiled hot path: capture-record parsing and frame decoding, behind a C ABI that
-//! `netgptd/hotpath/native.py` loads with ctypes. std only, no crate from outside.
+//! netgptd's compiled hot path: capture-record parsing, frame decoding and the flow table, behind a C ABI
+//! that `netgptd/hotpath/native.py` loads with ctypes. std only, no crate from outside.
 //!
 //! Work crosses the boundary in batches (a feed of capture bytes, a chunk of frames), never a call per
 //! packet. The `unsafe` here is confined to turning the caller's pointers and lengths into slices; all

@@ -1,10 +1,13 @@
-"""The compiled hot path (Rust, ``hotpath/`` at the repository root): capture-record parsing and frame decoding.
+"""The compiled hot path (Rust, ``hotpath/`` at the repository root): capture-record parsing, frame decoding
+and the flow table.
 
 Built by ``pip install`` (setuptools-rust, cargo) into ``_native*.so`` beside this file and loaded with
-ctypes (:mod:`netgptd.hotpath.native`). Where it was not built (no Rust toolchain at install), the pure
-Python parser and decoder do the same work: :func:`engine` logs that once, and the ingest stats say which
-engine runs (``engine``, ``engine_fallback``). The Python modules stay the reference: the differential
-test (tests/test_hotpath.py) requires both to give the same records, packets, counters and flows.
+ctypes (:mod:`netgptd.hotpath.native`): :mod:`.parser` (records), :mod:`.decode` (frames to packets in
+batches: the packet-level check of the decoder and the bench's), :mod:`.flows` (decoder and flow table,
+flow records out). Where it was not built (no Rust toolchain at install), the pure Python parser, decoder
+and flow table do the same work: :func:`engine` logs that once, and the ingest stats say which engine runs
+(``engine``, ``hotpath_fallback``). The Python modules stay the reference: the differential tests
+(tests/test_hotpath.py) require both to give the same records, packets, counters and flows.
 """
 
 from __future__ import annotations
