@@ -17,7 +17,7 @@ import ctypes
 import struct
 from array import array
 from collections import Counter
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 from netgptd.capture.records import PacketRecord
 from netgptd.flow.config import FlowConfig, Timeouts
@@ -148,10 +148,6 @@ class CompiledFlowTable:
         self._scanners.clear()
         self._inherited.clear()
         return self.pop_ended()
-
-    def flows(self) -> Iterator[Flow]:
-        """The live flows Python holds (those handed to the hook); the others live in Rust only."""
-        return iter(list(self._live.values()))
 
     def __len__(self) -> int:
         return self.active
