@@ -163,19 +163,30 @@ def test_every_capture_replays_alike(corpus: Path, corpus_captures: list[Path]) 
         assert _replay(path, "compiled") == _replay(path, "python"), f"{path.relative_to(corpus)}: replays differ"
 
 
+def _mutant_replays(corpus: Path, captures: list[Path], folder: Path, per_file: int) -> None:
+    rng = random.Random(FUZZ_SEED + 15)
+    mutant = folder / "mutant.pcap"
+    for path in fuzz_inputs(corpus, captures):
+        data = path.read_bytes()
+        layout = record_layout(data)
+        for i in range(per_file):
+            mutated, how = mutate(rng, data, layout)
+            mutant.write_bytes(mutated)
+            assert _replay(mutant, "compiled") == _replay(mutant, "python"), f"{path.name} mutant {i} ({how})"
+
+
 @pytest.mark.corpus
 @pytest.mark.timeout(300)
 def test_mutant_replays_alike(corpus: Path, corpus_captures: list[Path], tmp_path: Path) -> None:
     """Whole replays of mutants too, damaged captures included (their warning, the records before the damage)."""
-    rng = random.Random(FUZZ_SEED + 15)
-    mutant = tmp_path / "mutant.pcap"
-    for path in fuzz_inputs(corpus, corpus_captures):
-        data = path.read_bytes()
-        layout = record_layout(data)
-        for i in range(20):
-            mutated, how = mutate(rng, data, layout)
-            mutant.write_bytes(mutated)
-            assert _replay(mutant, "compiled") == _replay(mutant, "python"), f"{path.name} mutant {i} ({how})"
+    _mutant_replays(corpus, corpus_captures, tmp_path, 20)
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+@pytest.mark.timeout(1800)
+def test_many_more_mutant_replays_alike(corpus: Path, corpus_captures: list[Path], tmp_path: Path) -> None:
+    _mutant_replays(corpus, corpus_captures, tmp_path, 500)
 
 
 def _flows(paths: list[Path], engine: str, config: FlowConfig, batch: int,
