@@ -63,8 +63,8 @@ _new_flow = Flow.__new__
 
 def _timeouts(config: FlowConfig) -> ctypes.Array:
     values = []
-    for proto in (0, 6, 17, 1):  # default, tcp, udp, icmp
-        t = config.timeouts_for(proto) if proto else config.timeouts["default"]
+    for proto in (0, 6, 17, 1):  # default (any other protocol), tcp, udp, icmp: flow.rs Config::timeouts_index
+        t = config.timeouts_for(proto)
         values += [t.new, t.established, t.closed, t.emergency_new, t.emergency_established, t.emergency_closed,
                    t.active]  # fmt: skip
     return (ctypes.c_double * 28)(*values)
@@ -80,7 +80,8 @@ class CompiledFlowTable:
             _timeouts(config), config.max_flows, config.emergency_recovery, config.emergency_evict,
             config.first_packets, config.first_packet_bytes, int(config.buffer_payload_only),
             config.max_fragment_trains, first_flow_id)  # fmt: skip
-        self._hook: Callable[[Flow], None] | None = None
+        # Called when a flow's first-packet buffer fills (after its batch): where early classification hooks in.
+        self.on_buffer_full: Callable[[Flow], None] | None = None
         self._live: dict[int, Flow] = {}  # slot: a live flow handed to the hook
         self._scanners: dict[int, LoginScanner] = {}  # slot: a live flow's cleartext login scanner
         self._inherited: dict[int, tuple[dict | None, bool]] = {}  # slot: a continuation's verdict and alerted
@@ -95,14 +96,6 @@ class CompiledFlowTable:
             self._lib.ngp_engine_free(engine)
 
     # -- the FlowTable interface ---------------------------------------------------------
-
-    @property
-    def on_buffer_full(self) -> Callable[[Flow], None] | None:
-        return self._hook
-
-    @on_buffer_full.setter
-    def on_buffer_full(self, hook: Callable[[Flow], None] | None) -> None:
-        self._hook = hook
 
     def set_buffers(self, first_packets: int, first_packet_bytes: int, payload_only: bool) -> None:
         self._lib.ngp_engine_set_buffers(self.engine, first_packets, first_packet_bytes, int(payload_only))
@@ -219,13 +212,13 @@ class CompiledFlowTable:
         while at < size:
             kind = buf[at]
             if kind == EV_ENDED or kind == EV_BUFFER_FULL:
-                flow, slot, at = self._flow(buf, at + 1, kind == EV_ENDED, self._hook is not None)
+                flow, slot, at = self._flow(buf, at + 1, kind == EV_ENDED, self.on_buffer_full is not None)
                 if kind == EV_ENDED:
                     self.ended.append(flow)
                     last = flow
-                elif self._hook is not None:
+                elif self.on_buffer_full is not None:
                     self._live[slot] = flow
-                    self._hook(flow)
+                    self.on_buffer_full(flow)
             elif kind == EV_LOGIN_SEGMENT:
                 slot, toserver, length = _segment_head(buf, at + 1)
                 start = at + 10
