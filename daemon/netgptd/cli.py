@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classify without the server port (no [PORT] tokens, no port prior)")  # fmt: skip
     p.add_argument("--no-rules", dest="rules", action="store_false", help="skip the flood and sweep rule detectors")
     p.add_argument("--engine", choices=ENGINES, default="auto",
-                   help="record parsing and decoding: compiled (Rust) or python; auto: compiled where built")
+                   help="parsing, decoding and the flow table: compiled (Rust) or python; auto: compiled where built")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_replay)
 

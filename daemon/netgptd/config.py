@@ -80,7 +80,7 @@ class CaptureSettings:
     snaplen: int = 262144
     buffer_mb: int = 32
     queue: int = 65536  # packets buffered between the capture thread and the pipeline
-    engine: str = "auto"  # record parsing and decoding: compiled (Rust) where built, else python (netgptd.hotpath)
+    engine: str = "auto"  # parsing, decoding, flow table: compiled (Rust) where built, else python (netgptd.hotpath)
 
 
 @dataclass(frozen=True)

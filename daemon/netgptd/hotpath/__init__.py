@@ -43,5 +43,5 @@ def engine(setting: str = "auto") -> str:
     if not _warned:
         _warned = True
         log.warning("hotpath_fallback", detail=f"compiled hot path not available ({problem}): "
-                    "parsing and decoding run in Python, several times slower")  # fmt: skip
+                    "parsing, decoding and flow tracking run in Python, several times slower")  # fmt: skip
     return "python"
