@@ -21,8 +21,10 @@ need() {
   esac || missing+=("$2")
 }
 
-# The demo replays its capture with netgptd's own reader: Python's venv support is all it needs.
+# The demo replays its capture with netgptd's own reader: Python's venv support, and cargo (Rust) to build
+# its compiled hot path (without it, pip still installs netgptd, which then parses and decodes in Python).
 need py:venv,ensurepip python3-venv
+need cargo cargo
 if [ "$mode" = test ]; then
   need tshark tshark                      # pyshark, and dumpcap for the fast live path
   need dumpcap tshark
@@ -84,9 +86,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   for unit in $(units_of $packages); do systemctl disable --quiet "$unit" 2>/dev/null || true; done
 fi
 
-# pip runs again only when the packaging changed (setup.cfg, pyproject.toml) since the last install.
+# pip runs again only when the packaging or the compiled hot path's sources changed since the last install.
 [ -x .venv/bin/python ] || python3 -m venv .venv
-stamp=$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
+stamp=$(cat setup.cfg pyproject.toml hotpath/Cargo.toml hotpath/src/*.rs | sha256sum | cut -d' ' -f1)
 installed() { [ "$(cat ".venv/.setup-$1" 2>/dev/null)" = "$stamp" ]; }
 if ! installed "$mode" && ! { [ "$mode" = run ] && installed test; }; then
   .venv/bin/python -m pip install -q --upgrade pip

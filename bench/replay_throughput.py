@@ -5,7 +5,11 @@ corpus (nDPI, mining, DDoS collections; each capture shifted in time to
 follow the previous one by an hour, so flows never span captures) and
 replays that same file through:
 
-- netgptd's reader + decoder + flow table, in this process, one core;
+- netgptd's reader + decoder + flow table, in this process, one core, with each engine
+  (``python``: the pure-Python reference; ``compiled``: record parsing, decoding and the flow
+  table in Rust, ``netgptd.hotpath``, flow records handed to Python); read + decode alone with
+  each (the compiled one handing every packet to Python), and the Rust parser + decoder with no
+  Python at all;
 - ``pyshark.FileCapture`` (default settings), stopped after a time budget
   because it is three orders of magnitude slower;
 - ``ndpiReader -i FILE`` (Debian's libndpi-bin), which also does DPI.
@@ -20,7 +24,7 @@ ndpiReader's) on a spoofed-source SYN flood (``--flood-packets`` at 100k/s,
 every packet a new flow) and on the same corpus mix; packets/s, the ratio,
 each process's peak RSS, and the EVE lines and alerts written.
 
-    .venv/bin/python bench/replay_throughput.py [--pyshark-seconds 20] [--flood-packets 300000]
+    .venv/bin/python bench/replay_throughput.py [--pyshark-seconds 20 (0: without pyshark)] [--flood-packets 300000]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from itertools import islice
 from pathlib import Path
 
 from netgptd.capture.file_source import PcapFileSource
@@ -43,8 +48,11 @@ from netgptd.decode.decoder import LINKTYPE_ETHERNET, decode
 from netgptd.decode.packet import DecodeError, NotIP
 from netgptd.flow.config import FlowConfig, Timeouts
 from netgptd.flow.table import FlowTable
+from netgptd.hotpath.decode import BatchDecoder
+from netgptd.hotpath.native import load_problem
 from netgptd.ingest import Ingest
 from netgptd.synth.flood import spoofed_flood
+from netgptd.replay import RECORD_BATCH, read_file
 from netgptd.synth.pcap_writer import write_pcap
 
 CORPUS = Path(os.environ.get("NETGPT_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
@@ -136,22 +144,55 @@ def compare_full_path(captures: list[tuple[str, Path, int]], tmp: Path) -> None:
         print("ndpiReader not installed (apt-get install libndpi-bin): no comparison")
 
 
-def time_netgptd(path: Path, repeats: int = 3) -> tuple[float, int, int]:
-    """Best wall time of read + decode + flows over the file; packets, flows."""
+def time_netgptd(path: Path, engine: str, repeats: int = 3) -> tuple[float, int, int]:
+    """Best wall time of read + decode + flows over the file with ``engine``, as ``replay`` runs it; packets, flows."""
     best = float("inf")
     packets = flows = 0
     for _ in range(repeats):
-        ingest = Ingest(FlowConfig(first_packets=0))
+        ingest = Ingest(FlowConfig(first_packets=0), engine=engine)
         start = time.perf_counter()
-        feed = ingest.feed
-        for record in PcapFileSource(path).packets():
-            feed(record)
-            if ingest.flows.ended:
-                ingest.pop_ended()
+        read_file(ingest, PcapFileSource(path, ingest.engine), _drop)
         ingest.flush()
         best = min(best, time.perf_counter() - start)
         packets, flows = ingest.packets, ingest.flows.flows_created
     return best, packets, flows
+
+
+def _drop(flows: list) -> None:
+    """Where replay hands ended flows to EVE: this bench measures the flows' making, not their output."""
+
+
+def time_read_decode(path: Path, engine: str, repeats: int = 3) -> float:
+    """Best wall time of read + decode alone (the compiled engine's batch decoder: what crossing into Python
+    per packet costs, without the flow table)."""
+    best = float("inf")
+    for _ in range(repeats):
+        decode_batch = BatchDecoder().decode if engine == "compiled" else None
+        start = time.perf_counter()
+        records = PcapFileSource(path, engine).packets()
+        while batch := list(islice(records, RECORD_BATCH)):
+            if decode_batch is not None:
+                decode_batch(batch)
+                continue
+            for record in batch:
+                try:
+                    decode(record)
+                except (DecodeError, NotIP):
+                    pass
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def time_rust_alone(path: Path) -> float | None:
+    """Seconds the Rust parser + decoder take over the file with no Python in the loop (hotpath's example),
+    or None without cargo."""
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        return None
+    manifest = Path(__file__).resolve().parents[1] / "hotpath" / "Cargo.toml"
+    proc = subprocess.run([cargo, "run", "-q", "--release", "--example", "read_decode", "--manifest-path", str(manifest),
+                           str(path)], check=True, capture_output=True, text=True)  # fmt: skip
+    return float(proc.stdout.split()[2])
 
 
 def time_pyshark(path: Path, budget_s: float) -> tuple[float, int]:
@@ -203,13 +244,41 @@ def bytes_per_flow(path: Path, first_packets: int) -> tuple[float, int]:
     return grown / max(1, len(table)), len(table)
 
 
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def bytes_per_flow_compiled(path: Path, first_packets: int) -> tuple[float, int]:
+    """The compiled table's growth per tracked flow: resident memory (allocator included), nothing ending;
+    in a fresh process each time, as memory freed by an earlier table would be counted again."""
+    proc = subprocess.run([sys.executable, __file__, "--memory-compiled", str(path), str(first_packets)], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    per_flow, tracked = proc.stdout.split()
+    return float(per_flow), int(tracked)
+
+
+def _bytes_per_flow_compiled(path: Path, first_packets: int) -> tuple[float, int]:
+    forever = Timeouts(1e9, 1e9, 1e9, 1e9, 1e9, 1e9, active=0)
+    ingest = Ingest(FlowConfig(timeouts={"default": forever}, first_packets=first_packets), engine="compiled")
+    before = _resident_bytes()
+    read_file(ingest, PcapFileSource(path, ingest.engine), _drop)
+    grown = _resident_bytes() - before
+    return grown / max(1, len(ingest.flows)), len(ingest.flows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pyshark-seconds", type=float, default=20.0)
     parser.add_argument("--flood-packets", type=int, default=300_000, help="packets of the spoofed SYN flood")
     parser.add_argument("--full-path-only", action="store_true",
                         help="only the netgptd replay / ndpiReader comparison (no pyshark, no memory per flow)")
+    parser.add_argument("--memory-compiled", nargs=2, metavar=("PCAP", "FIRST_PACKETS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_compiled:  # the child process of bytes_per_flow_compiled
+        per_flow, tracked = _bytes_per_flow_compiled(Path(args.memory_compiled[0]), int(args.memory_compiled[1]))
+        print(per_flow, tracked)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         mix = Path(tmp) / "mix.pcap"
         n = build_mix(mix)
@@ -222,25 +291,44 @@ def main() -> None:
         if args.full_path_only:
             return
 
-        ours_s, packets, flows = time_netgptd(mix)
+        engines = ["python"] + (["compiled"] if load_problem() is None else [])
+        if len(engines) == 1:
+            print(f"compiled hot path not available ({load_problem()}): Python engine only")
+        timed = {engine: time_netgptd(mix, engine) for engine in engines}
+        decode_only = {engine: n / time_read_decode(mix, engine) for engine in engines}
+        best = engines[-1]
+        ours_s, packets, flows = timed[best]
         ours_pps = packets / ours_s
         ndpi_s = time_ndpi(mix)
-        py_s, py_n = time_pyshark(mix, args.pyshark_seconds)
-        py_pps = py_n / py_s
+        py_s, py_n = time_pyshark(mix, args.pyshark_seconds) if args.pyshark_seconds > 0 else (1.0, 0)
 
-        print(f"\n{'tool':<34}{'packets/s':>12}{'ratio netgptd/tool':>20}")
-        print(f"{'netgptd read+decode+flows':<34}{ours_pps:>12,.0f}{'1.00':>20}")
-        print(f"{'pyshark FileCapture (' + str(py_n) + ' pkts)':<34}{py_pps:>12,.0f}{ours_pps / py_pps:>20.1f}")
+        print(f"\n{'tool':<38}{'packets/s':>12}{'ratio netgptd ' + best + '/tool':>28}")
+        for engine in engines:
+            pps = timed[engine][1] / timed[engine][0]
+            print(f"{'netgptd read+decode+flows, ' + engine:<38}{pps:>12,.0f}{ours_pps / pps:>28.2f}")
+        for engine in engines:
+            pps = decode_only[engine]
+            print(f"{'  read+decode only, ' + engine:<38}{pps:>12,.0f}{decode_only[best] / pps:>28.2f}")
+        rust_s = time_rust_alone(mix)
+        if rust_s is not None:
+            print(f"{'  read+decode, Rust alone (no Python)':<38}{n / rust_s:>12,.0f}{decode_only[best] * rust_s / n:>28.2f}")
+        if py_n:
+            print(f"{'pyshark FileCapture (' + str(py_n) + ' pkts)':<38}{py_n / py_s:>12,.0f}{ours_pps * py_s / py_n:>28.1f}")
         if ndpi_s is not None:
             ndpi_pps = n / ndpi_s
-            print(f"{'ndpiReader -i (wall, with DPI)':<34}{ndpi_pps:>12,.0f}{ours_pps / ndpi_pps:>20.2f}")
+            print(f"{'ndpiReader -i (wall, with DPI)':<38}{ndpi_pps:>12,.0f}{ours_pps / ndpi_pps:>28.2f}")
         else:
             print("ndpiReader not installed (apt-get install libndpi-bin): no comparison")
-        print(f"\nnetgptd: {packets:,} packets, {flows:,} flows in {ours_s:.2f} s on one core")
+        print(f"\nnetgptd ({best}): {packets:,} packets, {flows:,} flows in {ours_s:.2f} s on one core")
 
         for first_packets in (0, 8):
             per_flow, tracked = bytes_per_flow(mix, first_packets)
-            print(f"memory per tracked flow, first_packets={first_packets}: {per_flow:,.0f} bytes ({tracked:,} flows)")
+            print(f"memory per tracked flow, python, first_packets={first_packets}: {per_flow:,.0f} bytes "
+                  f"({tracked:,} flows, tracemalloc)")
+            if "compiled" in engines:
+                per_flow, tracked = bytes_per_flow_compiled(mix, first_packets)
+                print(f"memory per tracked flow, compiled, first_packets={first_packets}: {per_flow:,.0f} bytes "
+                      f"({tracked:,} flows, resident memory)")
 
 
 if __name__ == "__main__":

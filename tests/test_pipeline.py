@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import pytest
 
 from netgptd.capture.file_source import PcapFileSource
-from netgptd.config import ModelSettings, Settings
+from netgptd.config import CaptureSettings, ModelSettings, Settings
 from netgptd.flow.config import FlowConfig
 from netgptd.pipeline import Model, Pipeline
 from netgptd.plugin_host import PluginHost, hookimpl
@@ -115,9 +115,10 @@ def test_model_switched_off_while_flows_wait(corpus: Path) -> None:
 def test_a_failing_stage_ends_the_run_with_its_error(corpus: Path) -> None:
     """A stage that raises ends the pipeline with that error, instead of a normal stop after the packets
     read so far. The fault is the one seen: a manifest's tokenizer size given as a string (bundles
-    refuse that now, so it is put in the flow config here)."""
+    refuse that now, so it is put in the flow config here; the Python engine's flow table meets it inside the
+    run, where the compiled one would refuse it when the pipeline is built)."""
     stand_in = Model(Labeller(), FlowConfig(first_packets="3"), {"name": "stand-in"})  # type: ignore[arg-type]
-    settings = Settings(plugins={})
+    settings = Settings(capture=CaptureSettings(engine="python"), plugins={})
     pipeline = Pipeline(settings, PcapFileSource(corpus / CAPTURE), PluginHost({}), stand_in, Notifier.from_env({}))
     with pytest.raises(TypeError):
         asyncio.run(asyncio.wait_for(pipeline.run(), 60))

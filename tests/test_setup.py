@@ -24,9 +24,10 @@ def _plan(mode: str) -> dict[str, list[str]]:
 
 
 def test_run_installs_no_lab_tools() -> None:
-    """The demo needs Python's venv and nothing else: no scanners, no SSH server on a real host."""
+    """The demo needs Python's venv and cargo (the compiled hot path) and nothing else: no scanners, no SSH
+    server on a real host."""
     plan = _plan("run")
-    assert plan["debian"] == ["python3-venv"]
+    assert plan["debian"] == ["python3-venv", "cargo"]
     assert plan["pip"] == ["-e", "."]
 
 

@@ -34,6 +34,7 @@ from netgptd.model.publish_cli import add_model_parser
 from netgptd.model.triton_serve import add_serve_central_parser
 from netgptd.cloud.serve import add_serve_llm_parser
 from netgptd.intent.cli import add_intent_parsers, cmd_intent
+from netgptd.hotpath import ENGINES, EngineError, engine
 from netgptd.replay import replay
 from netgptd.synth.demo import write_demo_capture
 from netgptd.summary import SummaryCollector
@@ -88,10 +89,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"netgptd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        engine(args.engine)
+    except EngineError as exc:
+        print(f"netgptd: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         result = replay(args.pcap, plugins.emit, flow_config=flow_config, progress=sys.stderr.isatty() and not args.quiet,
                         classifier=classifier, alert_confidence=args.alert_confidence,
                         first_flow_id=first_flow_id(sensor, time.time()), batch_sink=plugins.emit_batch,
-                        finish=plugins.flush_flood_log)  # fmt: skip
+                        finish=plugins.flush_flood_log, engine=args.engine)  # fmt: skip
     finally:
         plugins.close()
     for message in result.failed_files:
@@ -239,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rules", dest="rules", action="store_false", help="skip the flood and sweep rule detectors")
     p.add_argument("--every-flow", action="store_true",
                    help="write every flow of a flood to EVE (default: past 100 per flood and 10 s, a flood_summary)")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="parsing, decoding and the flow table: compiled (Rust) or python; auto: compiled where built")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_replay)
 
@@ -248,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eve", metavar="PATH|-", help="write EVE JSON lines to PATH, or '-' for stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_demo, rules=True, no_model=False, model=None, alert_confidence=0.9, verdict_cache=0,
-                   port_blind=False, every_flow=False)
+                   port_blind=False, every_flow=False, engine="auto")
 
     p = sub.add_parser("train", help="pretrain and fine-tune NetGPT, evaluate it, write a model bundle",
                        description="Train NetGPT on labelled captures (split by capture file), evaluate it on the "

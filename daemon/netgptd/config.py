@@ -44,6 +44,16 @@ def _text(longest: int) -> Callable[[str], str | None]:
     return lambda v: None if len(v) <= longest else f"must be at most {longest} characters, not {len(v):,}"
 
 
+def _engine(value: str) -> str | None:
+    from netgptd.hotpath import ENGINES
+    from netgptd.hotpath.native import load_problem
+
+    if value not in ENGINES:
+        return f"must be one of {', '.join(ENGINES)}, not {value!r}"
+    problem = load_problem() if value == "compiled" else None
+    return f"the compiled hot path is not available: {problem}" if problem else None
+
+
 def _source(value: str) -> str | None:
     kind, sep, target = value.partition(":")
     if not sep or kind not in SOURCE_KINDS or not target:
@@ -70,6 +80,7 @@ class CaptureSettings:
     snaplen: int = 262144
     buffer_mb: int = 32
     queue: int = 65536  # packets buffered between the capture thread and the pipeline
+    engine: str = "auto"  # parsing, decoding, flow table: compiled (Rust) where built, else python (netgptd.hotpath)
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,8 @@ MAX_QUEUE = 1 << 20  # packets or flows waiting between two stages, at most
 CHECKS: dict[str, dict[str, Callable[[Any], str | None]]] = {
     "sensor": {"site": name_problem, "sensor": name_problem, "location": _text(256), "role": _text(256)},
     "capture": {"source": _source, "replay_speed": _between(0, 1_000_000), "snaplen": _between(64, 262144),
-                "buffer_mb": _between(1, 65536), "queue": _between(16, MAX_QUEUE)},
+                "buffer_mb": _between(1, 65536), "queue": _between(16, MAX_QUEUE),
+                "engine": _engine},
     "flows": {"max_flows": _between(16, MAX_FLOWS), "community_id_seed": _between(0, 65535)},
     "model": {"max_batch": _between(1, 65536), "max_wait_ms": _between(0, 60000), "queue": _between(1, MAX_QUEUE),
               "threads": _between(1, 1024), "alert_confidence": _between(0, 1), "verdict_cache": _between(0, MAX_FLOWS),

@@ -64,7 +64,7 @@ class Pipeline:
         # Unique across restarts and sensors: above the clock, and above what an earlier run reserved.
         self.flow_ids = flow_ids
         self.first_id = first_flow_id(settings.sensor.sensor, time.time(), flow_ids.load() if flow_ids else 0)
-        self.ingest = Ingest(_with_flow_settings(flow_config, settings), self.first_id)
+        self.ingest = Ingest(_with_flow_settings(flow_config, settings), self.first_id, settings.capture.engine)
         self.batcher = _batcher(settings)
         self.ingest.flows.on_buffer_full = self._buffer_full
         self.waiting: dict[int, Flow] = {}  # ended flows whose verdict is on its way, in end order
@@ -172,8 +172,7 @@ class Pipeline:
         assert self.pump is not None
         ingest = self.ingest
         while (chunk := await self.pump.next_chunk(CHUNK)) is not None:
-            for record in chunk:
-                ingest.feed(record)
+            ingest.feed_batch(chunk)
             if ingest.flows.ended:
                 self._ended(ingest.pop_ended())
             self.progress_at = self.clock()

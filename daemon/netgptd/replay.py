@@ -27,6 +27,7 @@ log = structlog.get_logger(__name__)
 EventSink = Callable[[dict], None]
 BatchSink = Callable[[list[dict]], None]
 BATCH = 512  # ended flows handed on together (a plugin call per batch, not per flow)
+RECORD_BATCH = 512  # records decoded at once
 
 
 @dataclass
@@ -55,6 +56,49 @@ def _with_progress(records: Iterator[PacketRecord], bar: tqdm) -> Iterator[Packe
     bar.update(pending)
 
 
+def read_file(ingest: Ingest, source: PcapFileSource, emit: Callable[[list[Flow]], None],
+              bar: tqdm | None = None) -> None:  # fmt: skip
+    """Every record of ``source`` through ``ingest``, ended flows to ``emit`` as they end; ``bar`` follows the
+    bytes read. The compiled engine takes the file's bytes straight into Rust: no record becomes an object."""
+    if ingest.engine == "compiled":
+        source.feed(_fed(ingest, source, emit, bar))
+        return
+    records = source.packets()
+    for batch in _batches(_with_progress(records, bar) if bar is not None else records):
+        ingest.feed_batch(batch, emit)
+
+
+def _fed(ingest: Ingest, source: PcapFileSource, emit: Callable[[list[Flow]], None],
+         bar: tqdm | None) -> Callable[[bytes], tuple[int, int]]:  # fmt: skip
+    """The compiled engine's consumer of a file's chunks (``PcapFileSource.feed``)."""
+
+    def consume(data: bytes) -> tuple[int, int]:
+        packets, wire = ingest.packets, ingest.bytes
+        ingest.feed_capture(source.parser, data, emit)  # type: ignore[arg-type]
+        if bar is not None:
+            bar.update(len(data))
+        return ingest.packets - packets, ingest.bytes - wire
+
+    return consume
+
+
+def _batches(records: Iterator[PacketRecord], size: int = RECORD_BATCH) -> Iterator[list[PacketRecord]]:
+    """Batches of ``size`` records; a read error mid-file still hands on the records before it."""
+    batch: list[PacketRecord] = []
+    try:
+        for record in records:
+            batch.append(record)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    except CaptureFileError:
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
+
+
 def _count_drops(total: Counter[str], stats: CaptureStats) -> None:
     """Add the drops a capture recorded (pcapng statistics blocks) where it knows them."""
     if stats.dropped_kernel is not None:
@@ -73,17 +117,19 @@ def replay(
     first_flow_id: int = 1,
     batch_sink: BatchSink | None = None,
     finish: Callable[[], None] | None = None,
+    engine: str = "auto",
 ) -> ReplayResult:
     """Replay capture files; every ended flow goes to ``sink`` as an EVE event.
 
     With a ``classifier``, flows carry the model's verdict and attacks above
     ``alert_confidence`` also give alert events. Flows are numbered from
-    ``first_flow_id`` (:mod:`netgptd.flow_ids`). An unreadable file or one
+    ``first_flow_id`` (:mod:`netgptd.flow_ids`); ``engine`` picks the record
+    parser, decoder and flow table (:mod:`netgptd.hotpath`). An unreadable file or one
     that is not a capture is listed in ``failed_files``; the others are
     still processed. With a ``batch_sink``, flow events go to it a batch at a time, in order, rather than
     one by one to ``sink``; ``finish`` is called once every flow went out, before the closing stats event.
     """
-    result = ReplayResult(Ingest(flow_config, first_flow_id))
+    result = ReplayResult(Ingest(flow_config, first_flow_id, engine))
     ingest = result.ingest
     stage = ClassificationStage(classifier, sink, alert_confidence=alert_confidence) if classifier else None
     if stage is not None:
@@ -114,13 +160,9 @@ def replay(
     with bar:
         done = 0  # bytes of the files finished so far
         for path, size in zip(paths, sizes):
-            source = PcapFileSource(path)
+            source = PcapFileSource(path, ingest.engine)
             try:
-                records = source.packets()
-                for record in _with_progress(records, bar) if progress else records:
-                    ingest.feed(record)
-                    if ingest.flows.ended:
-                        emit(ingest.pop_ended())
+                read_file(ingest, source, emit, bar if progress else None)
             except CaptureFileError as exc:
                 result.failed_files.append(str(exc))  # the caller reports it, one line per file
             if source.truncated:

@@ -25,6 +25,7 @@ import structlog
 from netgptd import __version__, logs
 from netgptd.capture.dumpcap_source import CaptureStartError, DumpcapSource
 from netgptd.capture.file_source import CaptureFileError, PcapFileSource
+from netgptd.hotpath import engine
 from netgptd.capture.pyshark_source import PysharkSource
 from netgptd.capture.records import CaptureSource
 from netgptd.config import DEFAULT_PATH, ConfigError, Settings, load_file, override, with_plugin
@@ -100,7 +101,7 @@ def open_source(settings: Settings) -> CaptureSource:
     """The capture source, started (a live one is capturing when this returns)."""
     kind, target, c = settings.source_kind, settings.source_target, settings.capture
     if kind == "pcap":
-        return PcapFileSource(Path(target))  # checked by preflight.check_source
+        return PcapFileSource(Path(target), engine(c.engine))  # checked by preflight.check_source
     source: DumpcapSource | PysharkSource
     if kind == "live":
         source = DumpcapSource(target, bpf=c.bpf or None, snaplen=c.snaplen, buffer_mb=c.buffer_mb)

@@ -76,6 +76,8 @@ STATS_METRICS = (
     _Stat(("capture_drops",), "netgpt_capture_drops_total", "Packets the capture dropped, by where.", label="where"),
     _Stat(("decode_errors",), "netgpt_decode_errors_total", "Packets that did not decode, by reason.", label="reason"),
     _Stat(("skipped",), "netgpt_skipped_packets_total", "Packets skipped (not IP), by kind.", label="kind"),
+    _Stat(("hotpath_fallback",), "netgpt_hotpath_fallback", "1 while packets are parsed, decoded and tracked in Python "
+          "because the compiled hot path was not built.", counter=False),  # fmt: skip
     _Stat(("flows",), "netgpt_flows_total", "Flows created."),
     _Stat(("active_flows",), "netgpt_flows_active", "Flows in the flow table.", counter=False),
     _Stat(("evictions",), "netgpt_flow_evictions_total", "Flows ended, by reason.", label="reason"),

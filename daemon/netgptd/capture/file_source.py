@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 from netgptd.capture.pcap_format import CaptureFormatError, CaptureParser
 from netgptd.capture.records import CaptureStats, PacketRecord
 
 CHUNK = 4 << 20
-HEADER_BYTES = 64 << 10  # what capture_file_problem reads: the headers and the first records
+HEADER_BYTES = 64 << 10
+T = TypeVar("T")  # what capture_file_problem reads: the headers and the first records
 
 
 class CaptureFileError(Exception):
     """A file that cannot be read as a capture at all (message names it)."""
+
+
+def new_parser(engine: str) -> CaptureParser:
+    """The record parser of ``engine`` (``"compiled"``: the Rust one, same records and errors)."""
+    if engine == "compiled":
+        from netgptd.hotpath.parser import NativeCaptureParser
+
+        return NativeCaptureParser()  # type: ignore[return-value]
+    return CaptureParser()
 
 
 def read_stream(stream: BinaryIO, parser: CaptureParser, chunk: int = CHUNK) -> Iterator[PacketRecord]:
@@ -23,16 +33,24 @@ def read_stream(stream: BinaryIO, parser: CaptureParser, chunk: int = CHUNK) -> 
     that turns corrupt part-way raises CaptureFormatError after yielding
     every record before the damage.
     """
+    for records in feed_stream(stream, parser.feed, lambda exc: exc.records, chunk):
+        yield from records
+
+
+def feed_stream(stream: BinaryIO, feed: Callable[[bytes], T], before: Callable[[CaptureFormatError], T],
+                chunk: int = CHUNK) -> Iterator[T]:  # fmt: skip
+    """What ``feed`` makes of each chunk of the stream; on damage, what ``before`` makes of the error (the
+    records before it), then the error."""
     while True:
         data = stream.read(chunk)
         if not data:
             return
         try:
-            records = parser.feed(data)
+            out = feed(data)
         except CaptureFormatError as exc:
-            yield from exc.records  # every record before the damage, then the error
+            yield before(exc)
             raise
-        yield from records
+        yield out
 
 
 def capture_file_problem(path: Path) -> str | None:
@@ -58,7 +76,8 @@ def capture_file_problem(path: Path) -> str | None:
 
 
 class PcapFileSource:
-    """Reads a pcap or pcapng file with the project's own parser.
+    """Reads a pcap or pcapng file with the project's own parser (``engine``: ``"python"`` or ``"compiled"``,
+    as :func:`netgptd.hotpath.engine` resolved it).
 
     After iteration, ``truncated`` tells whether the file ended inside a
     record or turned corrupt; ``damage`` says how, for the warning.
@@ -66,24 +85,34 @@ class PcapFileSource:
 
     live = False
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, engine: str = "python") -> None:
         self.path = Path(path)
         self.name = f"pcap:{self.path}"
-        self.parser = CaptureParser()
+        self.parser = new_parser(engine)
         self.packets_read = 0
         self.truncated = False
         self.damage = ""
         self._stream: BinaryIO | None = None
 
     def packets(self) -> Iterator[PacketRecord]:
+        for records in self._read(self.parser.feed, lambda exc: exc.records):
+            for record in records:
+                self.packets_read += 1
+                yield record
+
+    def feed(self, consume: Callable[[bytes], tuple[int, int]]) -> None:
+        """Read the file into ``consume`` (the compiled parser and flow table: bytes in, (records, bytes) out,
+        CaptureFormatError.fed on damage) instead of yielding records; the same errors and ``truncated``."""
+        for count, _ in self._read(consume, lambda exc: exc.fed):  # type: ignore[attr-defined]
+            self.packets_read += count
+
+    def _read(self, feed: Callable[[bytes], T], before: Callable[[CaptureFormatError], T]) -> Iterator[T]:
         try:
             self._stream = open(self.path, "rb")
         except OSError as exc:
             raise CaptureFileError(f"{self.path}: cannot open: {exc.strerror or exc}") from None
         try:
-            for record in read_stream(self._stream, self.parser):
-                self.packets_read += 1
-                yield record
+            yield from feed_stream(self._stream, feed, before)
         except CaptureFormatError as exc:
             if self.parser.format is None:
                 raise CaptureFileError(f"{self.path}: {exc}") from None

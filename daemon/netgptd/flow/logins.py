@@ -185,6 +185,11 @@ _SHARED = {name: LoginScanner(name, budget=0) for name in (*ENCRYPTED, "")}
 NOT_A_LOGIN = _SHARED[""]
 
 
+def shared_scanner(service: str) -> LoginScanner:
+    """The read-only scanner of an encrypted login service (``""``: :data:`NOT_A_LOGIN`)."""
+    return _SHARED[service]
+
+
 def _rdp_connection_request(payload: bytes) -> bool:
     """RDP's first client segment: a TPKT (version 3) carrying an X.224 connection request whose data is RDP's
     (a ``Cookie:``, an RDP negotiation request, or nothing), not ISO-TSAP parameters (S7comm, MMS on port 102)."""
