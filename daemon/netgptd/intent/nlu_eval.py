@@ -4,8 +4,8 @@ An evaluation file (JSON Lines) holds per sentence ``text``, ``profile`` (a
 :class:`SiteProfile` as a dict, or null for none), ``intents`` (gold: action,
 ``apps`` as product names, ``categories``, ``hosts``, ``subnets``, ``window``
 label; empty: the sentence must be abstained on) and ``note`` (for an
-abstention: ``abstain:REASON - ...`` with REASON offtopic, info, negated,
-unresolved or outside). Shipped: ``eval/test.jsonl`` (the test, never used
+abstention: its reason first, one of off-topic, information question,
+negated/undo, unresolved, an action outside the seven; :func:`abstain_reason`). Shipped: ``eval/test.jsonl`` (the test, never used
 to fit anything) and ``eval/validation.jsonl`` (calibration and threshold).
 
 Gold and predicted intents are paired greedily (same action first, then the
@@ -116,8 +116,7 @@ def score(lines: list[dict[str, Any]], run: Callable[[str, SiteProfile | None], 
         abstain["ours"] += not pred
         abstain["both"] += not gold and not pred
         if not gold:
-            reason = ex.get("note", "").partition(":")[2].split(" ")[0].strip() or "unknown"
-            by_reason.setdefault(reason, []).append(not pred)
+            by_reason.setdefault(abstain_reason(ex.get("note", "")), []).append(not pred)
         if not ok_sentence and len(failures) < 400:
             failures.append({"id": ex.get("id"), "text": ex["text"], "gold": gold, "got": pred, "not_understood": result.not_understood})
     n = len(lines)
@@ -137,6 +136,16 @@ def score(lines: list[dict[str, Any]], run: Callable[[str, SiteProfile | None], 
         "latency_ms": {"p50": round(1000 * times[n // 2], 1), "p95": round(1000 * times[int(n * 0.95)], 1)} if n else {},
         "failures": failures,
     }  # fmt: skip
+
+
+REASONS = {"offtopic": ("offtopic", "off-topic"), "info": ("info", "information", "question"),
+           "negated": ("negated", "undo"), "unresolved": ("unresolved", "unresolvable"), "outside": ("outside", "action")}
+
+
+def abstain_reason(note: str) -> str:
+    """The reason class of an abstention note (``abstain:offtopic - ...`` or ``off-topic: ...``, as the writers put it)."""
+    head = note.lower().removeprefix("abstain:").lstrip()
+    return next((r for r, words in REASONS.items() if head.startswith(words)), "unknown")
 
 
 def _parts(intent: dict[str, Any]) -> set[str]:

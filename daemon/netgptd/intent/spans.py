@@ -156,7 +156,14 @@ PLACE_NOUNS = {"network", "subnet", "vlan", "wifi", "wi-fi", "lan", "segment", "
                "labs", "dorm", "dorms", "room", "wing", "department", "branch", "ward", "clinic", "warehouse", "library",
                "campus", "site", "zone", "dmz", "classroom", "classrooms", "kitchen", "lobby", "reception", "annex"}  # fmt: skip
 HOST_NOUNS = {"laptop", "pc", "computer", "machine", "box", "server", "phone", "printer", "camera", "device", "host",
-              "workstation", "desktop", "tablet", "router", "switch", "nas", "kiosk", "tv", "console", "vm"}  # fmt: skip
+              "workstation", "desktop", "tablet", "router", "switch", "nas", "kiosk", "tv", "console", "vm", "plc",
+              "controller", "sensor", "nvr", "dvr", "ipad", "iphone", "projector", "scanner", "appliance"}  # fmt: skip
+PLACE_PREPOSITIONS = {"in", "at", "inside", "within", "across"}
+NOT_A_PLACE = {"board", "flows", "traffic", "data", "graphs", "graph", "numbers", "packets", "capture", "pcap",
+               "screen", "top", "bottom", "back", "front", "line", "time", "latest", "most", "least", "meantime", "moment", "end", "logs", "log", "report", "dashboard", "queue", "edge", "firewall", "cloud",
+               "background", "future", "past", "world", "same", "whole", "entire", "rest", "middle", "morning",
+               "evening", "afternoon", "night", "day", "week", "weekend", "office", "list", "wild", "field",
+               "beginning", "start", "interim", "process", "system", "sensor", "meanwhile", "long", "short"} | TIME_WORDS
 SITE_WORDS = [["whole", "network"], ["entire", "network"], ["everyone"], ["everybody"], ["site", "wide"],
               ["site-wide"], ["network", "wide"], ["network-wide"], ["all", "users"], ["whole", "site"],
               ["everywhere"], ["whole", "company"]]  # fmt: skip
@@ -243,8 +250,10 @@ def _lexicon_match(lex: Lexicon, words: list[str], i: int) -> tuple[int, str] | 
     for n in range(min(lex.longest(), len(words) - i), 0, -1):
         key = tuple(words[i : i + n])
         ref = lex.phrases.get(key)
-        if ref is None and n == 1 and key[0].endswith("s"):
-            ref = lex.phrases.get((key[0][:-1],))
+        if ref is None and key[-1].endswith("s"):
+            ref = lex.phrases.get((*key[:-1], key[-1][:-1]))
+        if ref is None and n > 1:  # "crypto miner": the alias says "crypto miners"
+            ref = lex.phrases.get((*key[:-1], key[-1] + "s"))
         if ref is None and len(key[-1]) >= 6 and key[-1] not in COMMON:  # a typo in a product's name, never a category's
             ref = next((r for last, r in _typo_index().get(key[:-1], ()) if close(key[-1], last)), None)
         if ref is not None:
@@ -349,7 +358,13 @@ def _unresolved(pieces: list[Piece], words: list[str], spans: list[Span], site_w
         if i in covered or pieces[i].kind != "word" or i == 0:
             continue
         prev = words[i - 1]
-        if w in PLACE_NOUNS | HOST_NOUNS and (i - 1) not in covered and pieces[i - 1].kind == "word":
+        noun = w[:-1] if w.endswith("s") and w[:-1] in PLACE_NOUNS | HOST_NOUNS else w  # "the controllers"
+        if prev == "the" and i > 1 and words[i - 2] in PLACE_PREPOSITIONS and noun not in PLACE_NOUNS | HOST_NOUNS \
+                and w not in NOT_A_PLACE and (i - 2) not in covered and not (i + 1 < len(words) and (i + 1) in covered):
+            out.append(Span(i - 1, i + 1, "unresolved", "place", " ".join(words[i - 1 : i + 1])))  # "in the gym"
+            continue
+        if noun in PLACE_NOUNS | HOST_NOUNS and (i - 1) not in covered and pieces[i - 1].kind == "word":
+            w = noun
             if w in WHOLE_NETWORK and (prev in DETERMINERS | GENERIC or prev in site_words):
                 continue  # "the network", "the clinic network": the whole site
             if (w in GENERIC or w in site_words) and words[i + 1 : i + 2] and words[i + 1] in WHOLE_NETWORK:
@@ -363,12 +378,12 @@ def _unresolved(pieces: list[Piece], words: list[str], spans: list[Span], site_w
                 start -= words[i - 2] in DETERMINERS
             if not _next_to_address(pieces, words, start, i + 1):
                 out.append(Span(start, i + 1, "unresolved", "place" if w in PLACE_NOUNS else "host", " ".join(words[start : i + 1])))
-        elif w in TIME_WORDS and (prev in ("during", "until", "till", "this", "next", "every", "for", "over", "an", "a",
+        elif w in TIME_WORDS and (prev in ("during", "this", "next", "every", "for", "over", "an", "a",
                                            "one", "two", "few", "the") or w in ("tomorrow", "today")):  # fmt: skip
-            start = i - 1 if prev in ("during", "until", "till", "next", "this", "every", "for") else i
+            start = i - 1 if prev in ("during", "next", "this", "every", "for") else i
             out.append(Span(start, i + 1, "unresolved", "time", " ".join(words[start : i + 1])))
-        elif prev in ("during", "until", "till") and w not in DETERMINERS | NOT_A_TIME:
+        elif prev == "during" and w not in DETERMINERS | NOT_A_TIME:
             out.append(Span(i - 1, i + 1, "unresolved", "time", " ".join(words[i - 1 : i + 1])))
-        elif prev == "the" and i > 1 and words[i - 2] in ("during", "until", "till"):
+        elif prev == "the" and i > 1 and words[i - 2] == "during":
             out.append(Span(i - 2, i + 1, "unresolved", "time", " ".join(words[i - 2 : i + 1])))
     return out

@@ -43,11 +43,13 @@ LIST_GLUE = {",", "and", "or", "&", "the", "also", "plus", "as", "well"}
 EXCEPT = [["except"], ["except", "for"], ["but", "not"], ["other", "than"], ["apart", "from"], ["excluding"],
           ["besides"], ["save", "for"], ["not", "including"], ["minus"], ["with", "the", "exception", "of"],
           ["aside", "from"], ["leave", "out"], ["leaving", "out"], ["but", "leave"], ["excluding"], ["without"]]  # fmt: skip
-MASK = {"app": "appname", "host": "hostaddr", "net": "netaddr", "site": "everyone", "window": "", "unresolved": "something"}
+MASK = {"app": "appname", "host": "hostaddr", "net": "netaddr", "site": "everyone", "window": ""}
+MASK_UNRESOLVED = {"place": "netaddr", "host": "hostaddr", "time": ""}  # read as resolved ones are: what is asked
 MAX_CLAUSES = 12
 MAX_ADDRESSES = 16  # the schema's limit per intent
 ENFORCING = {"block", "rate_limit", "prioritize", "deprioritize", "isolate"}  # two of these on one target contradict
 PREPOSITIONS = {"to", "from", "in", "out", "into", "inbound", "outbound", "on", "off", "up", "down"}
+ALL_OF_THEM = {"both", "all", "them", "those", "these", "each", "every"}
 PRONOUNS = {"it", "there", "them", "those", "its", "that", "this", "him", "her", "thing"}
 
 
@@ -74,8 +76,9 @@ class Clause:
         while i < len(self.pieces):
             span = starts.get(i)
             if span:
-                if MASK[span.kind]:
-                    out.append(MASK[span.kind])
+                word = MASK_UNRESOLVED[span.value] if span.kind == "unresolved" else MASK[span.kind]
+                if word:
+                    out.append(word)
                 i = span.end
             else:
                 out.append(self.pieces[i].text)
@@ -291,15 +294,33 @@ def understand(text: str, classify: Callable[[list[str]], list[tuple[str, float]
     return Understanding(intents, notes, found)
 
 
+def _subject(donor: Clause) -> Span | None:
+    """The host or subnet a later "it" means: one said as the actor ("from 10.1.1.5", "someone at 10.1.1.5"),
+    else the first one named."""
+    scopes = [s for s in donor.spans if s.kind in ("host", "net") and s.value in donor.targets[s.kind]]
+    words = [p.text for p in donor.pieces]
+    actor = next((s for s in scopes if s.start > 0 and words[s.start - 1] in ("from", "at", "by")), None)
+    if actor or scopes:
+        return actor or scopes[0]
+    if donor.targets["host"] or donor.targets["net"]:  # the donor's own targets came from further back
+        kind = "host" if donor.targets["host"] else "net"
+        return Span(0, 0, kind, donor.targets[kind][0])
+    return None
+
+
 def _take(clause: Clause, donor: Clause, merge: bool) -> None:
     """``merge``: a fragment's targets join the clause. Else the clause refers back ("...; cut it off"): to the
     donor's subject, its first host or subnet, with its applications (isolating concerns the host alone)."""
     if merge:
         for kind in ("app", "host", "net", "except"):
             clause.targets[kind] = list(dict.fromkeys(clause.targets[kind] + donor.targets[kind]))
+    elif ALL_OF_THEM & {p.text for p in clause.pieces}:  # "block both addresses"
+        for kind in ("app", "host", "net", "except"):
+            clause.targets[kind] = list(donor.targets[kind])
     else:
-        clause.targets["host"] = donor.targets["host"][:1]
-        clause.targets["net"] = [] if clause.targets["host"] else donor.targets["net"][:1]
+        scope = _subject(donor)
+        clause.targets["host"] = [scope.value] if scope is not None and scope.kind == "host" else []
+        clause.targets["net"] = [scope.value] if scope is not None and scope.kind == "net" else []
         if clause.label != "isolate" or not (clause.targets["host"] or clause.targets["net"]):
             clause.targets["app"], clause.targets["except"] = list(donor.targets["app"]), list(donor.targets["except"])
     clause.site_wide = clause.site_wide or donor.site_wide
@@ -321,9 +342,14 @@ def _share_targets(found: list[Clause]) -> None:
                 near[0].window = {**clause.window, **(near[0].window or {})}
                 clause.label = "merged"
                 continue
+        nxt = found[k + 1] if k + 1 < len(found) else None
         if (clause.label == "context" and clause.has_targets() and fragment and prev is not None
                 and prev.label in actions() and prev.sentence == clause.sentence):  # fmt: skip
             _take(prev, clause, merge=True)
+            clause.label = "merged"
+        elif (clause.label == "context" and clause.has_targets() and fragment and nxt is not None
+              and nxt.label in actions() and nxt.sentence == clause.sentence):  # fmt: skip
+            _take(nxt, clause, merge=True)  # "cameras - alert on any rtsp going out"
             clause.label = "merged"
     for k, clause in enumerate(found):
         if clause.label in actions() and clause.targets["app"] and not (clause.targets["host"] or clause.targets["net"]) \
