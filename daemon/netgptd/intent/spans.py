@@ -67,6 +67,7 @@ def _address(chunk: str) -> Piece | None:
 def pieces_of(text: str) -> list[Piece]:
     """Words, sentence punctuation and addresses, lower-cased (NFKC), at most 4,000 characters read."""
     text = unicodedata.normalize("NFKC", str(text))[:4000].lower().replace("\u2019", "'")
+    text = DAY_RANGE.sub(r"\1 to \2", text)  # "mon-fri": the hyphen would otherwise vanish
     out: list[Piece] = []
     for line in text.splitlines():
         for chunk in line.split():
@@ -191,7 +192,9 @@ def _clock(words: list[str], i: int) -> tuple[int, str] | None:
 
 
 DAY_NAMES = {"monday": "mon", "tuesday": "tue", "wednesday": "wed", "thursday": "thu", "friday": "fri",
-             "saturday": "sat", "sunday": "sun", "weekdays": None}  # fmt: skip
+             "saturday": "sat", "sunday": "sun", "weekdays": None, "mon": "mon", "tue": "tue", "tues": "tue", "wed": "wed",
+             "weds": "wed", "thu": "thu", "thur": "thu", "thurs": "thu", "fri": "fri", "sat": "sat", "sun": "sun"}  # fmt: skip
+DAY_RANGE = re.compile(r"\b(mon|tue|wed|thu|fri|sat|sun)[a-z]*-(mon|tue|wed|thu|fri|sat|sun)[a-z]*\b")
 
 
 WEEK = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -337,7 +340,7 @@ NOT_A_TIME = {"it", "they", "we", "you", "i", "he", "she", "further", "then", "n
 NEAR_ADDRESS = {"at", "on", "with", "ip", "address", "of", "in", "(", "is", "="}
 WHOLE_NETWORK = {"network", "site", "lan", "internet", "wifi", "wireless", "uplink", "wan", "link", "bandwidth", "net"}
 GENERIC = {"whole", "entire", "corporate", "company", "internal", "local", "main", "wired", "campus", "clinic", "school",
-           "hospital", "plant", "factory"}  # "the clinic network": the site itself
+           "hospital", "plant", "factory", "uni", "university", "college", "corp", "enterprise"}  # "the clinic network": the site itself
 
 
 def _next_to_address(pieces: list[Piece], words: list[str], start: int, end: int) -> bool:

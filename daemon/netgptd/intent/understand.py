@@ -39,16 +39,20 @@ from .spans import Piece, Span, find_spans, pieces_of
 
 LABELS = [*actions(), "context", "negated", "question", "other"]
 CONJUNCTIONS = {"and", "but", "then", "also", "plus", "so", "while", "afterwards", "meanwhile", "additionally"}
-LIST_GLUE = {",", "and", "or", "&", "the", "also", "plus", "as", "well"}
+LIST_GLUE = {",", "and", "or", "&", "the", "also", "plus", "as", "well", "other", "any", "all", "similar", "such"}
 EXCEPT = [["except"], ["except", "for"], ["but", "not"], ["other", "than"], ["apart", "from"], ["excluding"],
           ["besides"], ["save", "for"], ["not", "including"], ["minus"], ["with", "the", "exception", "of"],
-          ["aside", "from"], ["leave", "out"], ["leaving", "out"], ["but", "leave"], ["excluding"], ["without"]]  # fmt: skip
+          ["aside", "from"], ["leave", "out"], ["leaving", "out"], ["but", "leave"], ["excluding"], ["without"],
+          ["vs"], ["versus"]]  # fmt: skip
+EXAMPLE = [["such", "as"], ["like"], ["including"], ["e.g"], ["e.g."], ["eg"], ["for", "example"], ["for", "instance"]]
 MASK = {"app": "appname", "host": "hostaddr", "net": "netaddr", "site": "everyone", "window": ""}
 MASK_UNRESOLVED = {"place": "netaddr", "host": "hostaddr", "time": ""}  # read as resolved ones are: what is asked
 MAX_CLAUSES = 12
 MAX_ADDRESSES = 16  # the schema's limit per intent
 ENFORCING = {"block", "rate_limit", "prioritize", "deprioritize", "isolate"}  # two of these on one target contradict
 PREPOSITIONS = {"to", "from", "in", "out", "into", "inbound", "outbound", "on", "off", "up", "down"}
+ADDRESS_WORDS = {"address", "ip", "host", "src", "source", "attacker", "sender"}
+SUBJECTS = {"it", "they", "he", "she", "we", "i", "you", "that", "this", "someone", "somebody", "nobody", "everyone"}
 ALL_OF_THEM = {"both", "all", "them", "those", "these", "each", "every"}
 PRONOUNS = {"it", "there", "them", "those", "its", "that", "this", "him", "her", "thing"}
 
@@ -110,8 +114,8 @@ def _split_points(pieces: list[Piece], spans: list[Span]) -> list[int]:
             continue
         if w not in CONJUNCTIONS and w != ",":
             continue
-        if any(words[i : i + len(e)] == e for e in EXCEPT):
-            continue  # "but not", "but leave": an exception, not a new clause
+        if any(words[i + (w == ",") : i + (w == ",") + len(e)] == e for e in EXCEPT):
+            continue  # "but not", ", except linkedin": an exception, not a new clause
         if w in ("and", "or") and words[i - 1] in PREPOSITIONS and words[i + 1 : i + 2] and words[i + 1] in PREPOSITIONS:
             continue  # "to and from", "in and out"
         left = i - 1
@@ -160,22 +164,46 @@ def _except_starts(clause: Clause) -> int | None:
 
 def _collect(clause: Clause) -> None:
     cut = _except_starts(clause)
+    words = [p.text for p in clause.pieces]
+    examples: set[str] = set()  # products named as examples of a category: "messaging apps such as whatsapp"
+    example_at = next((i + len(e) for i in range(len(words)) for e in EXAMPLE if words[i : i + len(e)] == e), None)
+    clock = any(s.kind == "window" and "clock" in s.value for s in clause.spans)
     for span in clause.spans:
+        after_cut = cut is not None and span.start > cut
         if span.kind == "app":
-            clause.targets["except" if cut is not None and span.start > cut else "app"].append(span.value)
-        elif span.kind in ("host", "net"):
+            clause.targets["except" if after_cut else "app"].append(span.value)
+            if example_at is not None and span.start >= example_at:
+                examples.add(span.value)
+        elif span.kind in ("host", "net") and not after_cut:
             clause.targets[span.kind].append(span.value)
         elif span.kind == "site":
             clause.site_wide = True
         elif span.kind == "window":
-            clause.window = {**(clause.window or {}), **span.value}
+            clause.window = _merge_windows(clause.window or {}, span.value)
+    if clock:  # "during evening hours, from 18:00 to 23:00": the clock says when
+        clause.spans = [s for s in clause.spans if not (s.kind == "unresolved" and s.value == "time")]
     lex = lexicon()
-    named = {r for r in clause.targets["app"] if not r.startswith("category:")}
-    # "gaming on steam": the category word describes the product named beside it
-    clause.targets["app"] = [r for r in clause.targets["app"] if not (r.startswith("category:") and named & set(lex.categories[r[9:]]))]
-    # "quarantine 10.40.3.17 in the labs": the subnet only says where the host is
+    named = {r for r in clause.targets["app"] if not r.startswith("category:") and r not in examples}
+    cats = [r for r in clause.targets["app"] if r.startswith("category:")]
+    clause.targets["app"] = [r for r in clause.targets["app"]
+                             if not (r.startswith("category:") and named & set(lex.categories[r[9:]]))  # "gaming on steam"
+                             and not (r in examples and any(r in lex.categories[c[9:]] for c in cats))]  # fmt: skip
+    # "quarantine 10.40.3.17 in the labs", "10.30.8.0/24 in the dorms": the wider one only says where
     hosts = [ipaddress.ip_address(a) for a, _ in clause.targets["host"]]
-    clause.targets["net"] = [(c, n) for c, n in clause.targets["net"] if not any(h in ipaddress.ip_network(c) for h in hosts)]
+    nets = [ipaddress.ip_network(c) for c, _ in clause.targets["net"]]
+    clause.targets["net"] = [(c, n) for c, n in clause.targets["net"]
+                             if not any(h in ipaddress.ip_network(c) for h in hosts)
+                             and not any(o != ipaddress.ip_network(c) and o.version == ipaddress.ip_network(c).version
+                                         and o.subnet_of(ipaddress.ip_network(c)) for o in nets)]  # fmt: skip
+
+
+def _merge_windows(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Window words of one clause together; days said apart ("mon, tue and wed") add up, in week order."""
+    out = {**a, **b}
+    if "days" in a and "days" in b:
+        week = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        out["days"] = [d for d in week if d in set(a["days"]) | set(b["days"])]
+    return out
 
 
 def _window(spec: dict[str, Any], profile: SiteProfile | None, today: _dt.date) -> tuple[dict[str, Any] | None, str]:
@@ -294,10 +322,12 @@ def understand(text: str, classify: Callable[[list[str]], list[tuple[str, float]
     return Understanding(intents, notes, found)
 
 
-def _subject(donor: Clause) -> Span | None:
+def _subject(donor: Clause, prefer_host: bool = False) -> Span | None:
     """The host or subnet a later "it" means: one said as the actor ("from 10.1.1.5", "someone at 10.1.1.5"),
-    else the first one named."""
+    else the first one named; a host first when the reference says so ("ban that address")."""
     scopes = [s for s in donor.spans if s.kind in ("host", "net") and s.value in donor.targets[s.kind]]
+    if prefer_host and any(s.kind == "host" for s in scopes):
+        scopes = [s for s in scopes if s.kind == "host"]
     words = [p.text for p in donor.pieces]
     actor = next((s for s in scopes if s.start > 0 and words[s.start - 1] in ("from", "at", "by")), None)
     if actor or scopes:
@@ -318,13 +348,14 @@ def _take(clause: Clause, donor: Clause, merge: bool) -> None:
         for kind in ("app", "host", "net", "except"):
             clause.targets[kind] = list(donor.targets[kind])
     else:
-        scope = _subject(donor)
+        scope = _subject(donor, prefer_host=bool(ADDRESS_WORDS & {p.text for p in clause.pieces}))
         clause.targets["host"] = [scope.value] if scope is not None and scope.kind == "host" else []
         clause.targets["net"] = [scope.value] if scope is not None and scope.kind == "net" else []
         if clause.label != "isolate" or not (clause.targets["host"] or clause.targets["net"]):
             clause.targets["app"], clause.targets["except"] = list(donor.targets["app"]), list(donor.targets["except"])
     clause.site_wide = clause.site_wide or donor.site_wide
-    clause.window = clause.window or donor.window
+    if merge:
+        clause.window = clause.window or donor.window
 
 
 def _share_targets(found: list[Clause]) -> None:
@@ -333,11 +364,14 @@ def _share_targets(found: list[Clause]) -> None:
     ("someone at 10.1.1.5 is scanning us; cut it off")."""
     for k, clause in enumerate(found):
         prev = found[k - 1] if k else None
-        fragment = sum(p.kind == "word" for p in clause.pieces) - sum(s.end - s.start for s in clause.spans) <= 3
+        words = {p.text for p in clause.pieces}
+        fragment = (sum(p.kind == "word" for p in clause.pieces) - sum(s.end - s.start for s in clause.spans) <= 4
+                    and not SUBJECTS & words)  # "and on the dorms too", not "it doesn't choke the gateway"
         if clause.window and not clause.has_targets() and fragment and clause.label not in actions():
-            # "..., monday to friday": a window said apart joins the action beside it in its sentence
-            near = [c for c in (prev, found[k + 1] if k + 1 < len(found) else None)
-                    if c is not None and c.label in actions() and c.sentence == clause.sentence]  # fmt: skip
+            # "..., monday to friday", "..., rather than blocked, during the night shift": a window said apart
+            # joins the nearest action in its sentence
+            near = sorted((c for c in found if c.label in actions() and c.sentence == clause.sentence),
+                          key=lambda c: abs(found.index(c) - k))  # fmt: skip
             if near:
                 near[0].window = {**clause.window, **(near[0].window or {})}
                 clause.label = "merged"
@@ -358,9 +392,15 @@ def _share_targets(found: list[Clause]) -> None:
             scoped = next((c for c in reversed(found[:k]) if c.targets["host"] or c.targets["net"]), None)
             if scoped is not None:
                 clause.targets["host"], clause.targets["net"] = list(scoped.targets["host"]), list(scoped.targets["net"])
+        elif clause.label in actions() and not clause.targets["app"] and (clause.targets["host"] or clause.targets["net"]) \
+                and clause.label != "isolate" and {"it", "them"} & {p.text for p in clause.pieces}:
+            # "netflix is being watched on the tablets ... block it on the ward": the application said before
+            named = next((c for c in reversed(found[:k]) if c.targets["app"]), None)
+            if named is not None:
+                clause.targets["app"], clause.targets["except"] = list(named.targets["app"]), list(named.targets["except"])
         if clause.label not in actions() or clause.has_targets():
             continue
-        donors = [c for c in reversed(found[:k]) if c.has_targets() and c.label in ("context", *actions())]
+        donors = [c for c in reversed(found[:k]) if c.has_targets() and c.label in ("context", "question", *actions())]
         donors += [c for c in found[k + 1 :] if c.has_targets() and c.label == "context"]
         if donors:
             _take(clause, donors[0], merge=False)
