@@ -26,9 +26,9 @@ from .profile import SiteProfile, SiteState
 
 MIN_PREFIX_V4, MIN_PREFIX_V6 = 8, 16  # a network broader than this is not one site's: never a target
 STRIP = ".,;:!?()[]{}\"'<>`*"
-PIECE = re.compile(r"\d{1,2}:\d{2}(?=-\d{1,2}:\d{2})|-(?=\d{1,2}:\d{2})|\d{1,2}:\d{2}|[a-z0-9]+(?:['+.&/][a-z0-9]+)*\+?|[,;.!?]")
+PIECE = re.compile(r"\d{1,2}:\d{2}(?=-\d{1,2}:\d{2})|-(?=\d{1,2}:\d{2})|\d{1,2}:\d{2}|[a-z0-9]+(?:['+.&/][a-z0-9]+)*\+?|[,;.!?:]")
 SENTENCE_END = {".", "!", "?", ";"}
-DASHES = {"-", "--", "\u2013", "\u2014"}
+DASHES = {"-", "--", "\u2013", "\u2014", "->", "=>", "\u2192"}
 POSSESSIVE = re.compile(r"'s\b|(?<=s)'(?=\W|$)")
 
 
@@ -83,6 +83,8 @@ def pieces_of(text: str) -> list[Piece]:
                 out += [Piece(p, "punct") for p in PIECE.findall(tail) if p in ",;.!?"][:1]
                 continue
             for p in PIECE.findall(chunk):
+                if p == ":":  # "labs: quarantine 10.40.3.17": a label, then what to do with it
+                    p = ","
                 out.append(Piece(p, "punct" if p in ",;.!?" else "word"))
         if out and out[-1].kind != "punct":
             out.append(Piece(".", "punct"))  # a line break ends a sentence
@@ -313,7 +315,8 @@ def find_spans(pieces: list[Piece], profile: SiteProfile | None, state: SiteStat
             spans.append(Span(i, i + 3, "window", {"days": days}, " ".join(words[i : i + 3])))
             i += 3
             continue
-        if words[i] in DAY_NAMES or (words[i].endswith("s") and words[i][:-1] in DAY_NAMES):
+        if (words[i] in DAY_NAMES or (words[i].endswith("s") and words[i][:-1] in DAY_NAMES)) and words[i - 1 : i] != ["until"] \
+                and words[i - 1 : i] not in (["till"], ["by"], ["since"], ["last"], ["next"]):  # "until monday" is no window
             day = DAY_NAMES.get(words[i], DAY_NAMES.get(words[i][:-1]))
             spans.append(Span(i, i + 1, "window", {"days": [day] if day else ["mon", "tue", "wed", "thu", "fri"]}, words[i]))
             i += 1
@@ -374,6 +377,8 @@ def _unresolved(pieces: list[Piece], words: list[str], spans: list[Span], site_w
                 continue  # "the clinic network", read at "clinic"
             if prev in ANAPHORA:
                 continue  # "that host", "this box": the one said before (a pronoun)
+            if w in GENERIC or w in site_words:
+                continue  # "anywhere at the clinic": the site itself
             if prev not in DETERMINERS and (i < 2 or words[i - 2] not in DETERMINERS):
                 continue  # "cut the lab off" has one; "network traffic", "home network" without one are not references
             start = i - 1

@@ -414,7 +414,7 @@ def _key_parts(intent: dict[str, Any]) -> set[str]:
 
 
 def _one_action_per_target(drafts: list[tuple[Clause, dict[str, Any]]], notes: list[str]) -> list[dict[str, Any]]:
-    """Equal requests merged; two different actions on one target: neither is kept (a contradiction)."""
+    """Equal requests merged; two different enforcing actions on one target: only the likelier is kept."""
     out: list[dict[str, Any]] = []
     keys: list[set[str]] = []
     dropped: set[int] = set()
@@ -426,11 +426,14 @@ def _one_action_per_target(drafts: list[tuple[Clause, dict[str, Any]]], notes: l
             out[same]["confidence"] = max(out[same]["confidence"], intent["confidence"])
             continue
         clash = [k for k, other in enumerate(out) if other["action"] != intent["action"] and keys[k] & parts
-                 and {other["action"], intent["action"]} <= ENFORCING]
-        if clash:
-            dropped.update(clash)
-            notes.append(f"'{clause.text[:80]}': contradicts an earlier request on the same target; neither is kept")
-            dropped.add(len(out))
+                 and {other["action"], intent["action"]} <= ENFORCING and k not in dropped]
+        if clash:  # one action per target: the likelier reading stays, the other is said and dropped
+            if all(out[k]["confidence"] >= intent["confidence"] for k in clash):
+                dropped.add(len(out))
+                notes.append(f"'{clause.text[:80]}': another action on a target already asked for; the first kept")
+            else:
+                dropped.update(clash)
+                notes.append(f"'{clause.text[:80]}': another action on a target asked for before; this likelier one kept")
         out.append(intent)
         keys.append(parts)
     return [i for k, i in enumerate(out) if k not in dropped]
