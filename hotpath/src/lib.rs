@@ -50,6 +50,20 @@ fn write_decoded(result: Result<decode::Decoded, Fail>, out: &mut [i64]) {
     }
 }
 
+/// The frames laid end to end in `frames`, `lens[i]` bytes each; None when a length is negative or
+/// overruns `frames` (then nothing is read).
+fn split_frames<'a>(frames: &'a [u8], lens: &[i64]) -> Option<Vec<&'a [u8]>> {
+    let mut at = 0usize;
+    let mut out = Vec::with_capacity(lens.len());
+    for &len in lens {
+        let len = usize::try_from(len).ok()?;
+        let end = at.checked_add(len).filter(|&end| end <= frames.len())?;
+        out.push(&frames[at..end]);
+        at = end;
+    }
+    Some(out)
+}
+
 /// Decode `n` frames laid end to end in `frames` (`lens[i]` bytes each, link type `linktypes[i]`) into
 /// `out` (`n * DECODED_FIELDS` values): status (0 decoded, k > 0 decode error k-1, k < 0 not IP -k-1,
 /// `STATUS_LINKTYPE`), then ip_version, source address offset, proto, sport, dport, tcp_flags, l3, l4,
@@ -64,14 +78,11 @@ pub unsafe extern "C" fn ngp_decode_batch(frames: *const u8, frames_len: usize, 
     let lens = slice(lens, n);
     let linktypes = slice(linktypes, n);
     let out = slice_mut(out, n * DECODED_FIELDS);
-    let mut at = 0usize;
-    for i in 0..n {
-        let len = lens[i];
-        if len < 0 || at + len as usize > frames.len() {
-            return -1;
-        }
-        let frame = &frames[at..at + len as usize];
-        at += len as usize;
+    let parts = match split_frames(frames, lens) {
+        Some(parts) => parts,
+        None => return -1,
+    };
+    for (i, frame) in parts.into_iter().enumerate() {
         let linktype = u32::try_from(linktypes[i]).unwrap_or(u32::MAX);
         let slot = &mut out[i * DECODED_FIELDS..(i + 1) * DECODED_FIELDS];
         match std::panic::catch_unwind(|| decode::decode(linktype, frame)) {
@@ -275,7 +286,7 @@ fn timestamp(lo: &[u64], hi: &[i64], i: usize) -> i128 {
 
 /// Decode `n` frames (laid end to end in `frames`, `lens[i]` bytes each) and track their flows. `ts_lo`
 /// holds each timestamp (signed) where `ts_hi` is null, else their low 64 bits (`ts_hi` the high ones).
-/// Returns 0, or -1 when the lengths overrun `frames`. Events wait in the engine (`ngp_engine_events`).
+/// Returns 0, or -1 (nothing read) when the lengths overrun `frames`. Events wait in the engine (`ngp_engine_events`).
 ///
 /// # Safety
 /// Each pointer valid for its number of elements (`ts_hi` may be null).
@@ -288,14 +299,11 @@ pub unsafe extern "C" fn ngp_engine_feed(handle: *mut EngineHandle, frames: *con
     let (lens, linktypes, wire_lens) = (slice(lens, n), slice(linktypes, n), slice(wire_lens, n));
     let ts_lo = slice(ts_lo, n);
     let ts_hi = if ts_hi.is_null() { &[][..] } else { slice(ts_hi, n) };
-    let mut at = 0usize;
-    for i in 0..n {
-        let len = lens[i];
-        if len < 0 || at + len as usize > frames.len() {
-            return -1;
-        }
-        let frame = &frames[at..at + len as usize];
-        at += len as usize;
+    let parts = match split_frames(frames, lens) {
+        Some(parts) => parts,
+        None => return -1,
+    };
+    for (i, frame) in parts.into_iter().enumerate() {
         let linktype = u32::try_from(linktypes[i]).unwrap_or(u32::MAX);
         h.track(timestamp(ts_lo, ts_hi, i), linktype, frame, wire_lens[i].max(0) as u64);
     }
