@@ -19,7 +19,6 @@ A benchmark, not a test:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
 import string
 import subprocess
 import time
@@ -163,6 +165,20 @@ class OutageRun:
     killed: str  # site/sensor killed with SIGKILL at the end
     killed_status: int  # its exit status
     bridge_states: dict[str, bytes]  # netgpt/<site>/_bridge/state at the end, per site
+
+
+def stop_group(process: subprocess.Popen, resume: bool = False) -> None:
+    """SIGTERM a process group started with ``start_new_session`` (SIGCONT first where it may be stopped),
+    SIGKILL if it is not gone in 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        if resume:
+            os.killpg(process.pid, signal.SIGCONT)
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

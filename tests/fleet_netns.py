@@ -32,7 +32,6 @@ import contextlib
 import functools
 import http.server
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from broker import free_port, require
-from fleet import (Delivery, brokers_of, bundle_version, collector, eve_alerts, rollout_config,
+from fleet import (Delivery, stop_group, brokers_of, bundle_version, collector, eve_alerts, rollout_config,
                    rollout_keys, sensor, served, statuses, tally, wait_until)  # fmt: skip
 from netgptd.model.bundle import DEFAULT_BUNDLE, load_bundle
 from netgptd.model.triton_serve import triton_name
@@ -212,13 +211,7 @@ def central_inference(folder: Path, python: Path, http_port: int) -> Iterator[No
         wait_until(ready, 90, "the central inference service ready")
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def netns_run(folder: Path, capture: Path, packets: int, sites: dict[str, list[str]], speed: float, outage: float,

@@ -29,6 +29,7 @@ from typing import Iterator
 import pytest
 
 from broker import free_port
+from fleet import stop_group
 from netgptd.model.bundle import DEFAULT_BUNDLE, load_bundle
 from netgptd.model.triton_serve import triton_name
 from test_daemon import MINING, Daemon
@@ -70,14 +71,7 @@ def triton(tmp_path: Path) -> Iterator[Triton]:
             time.sleep(0.5)
         yield server
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGCONT)
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process, resume=True)  # it may be stopped (SIGSTOP) by the test
         log.close()
 
 

@@ -7,7 +7,6 @@ import stat
 import time
 from pathlib import Path
 
-import pytest
 import structlog
 
 from netgptd.capture.file_source import PcapFileSource

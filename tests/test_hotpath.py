@@ -262,4 +262,4 @@ def test_without_the_library_python_takes_over_and_says_so(corpus: Path, tmp_pat
     proc = _netgptd("replay", str(capture), "--no-model", "--engine", "compiled", "-q", env=missing)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"netgptd: error: the compiled hot path is not available: "
-                                                f"not built (no Rust toolchain when netgptd was installed?)"]  # fmt: skip
+                                                "not built (no Rust toolchain when netgptd was installed?)"]  # fmt: skip

