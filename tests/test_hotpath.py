@@ -261,5 +261,5 @@ def test_without_the_library_python_takes_over_and_says_so(corpus: Path, tmp_pat
     assert stats["engine"] == "python" and stats["hotpath_fallback"] == 1 and stats["packets"] > 0
     proc = _netgptd("replay", str(capture), "--no-model", "--engine", "compiled", "-q", env=missing)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"netgptd: error: the compiled hot path is not available: "
+    assert proc.stderr.strip().splitlines() == ["netgptd: error: the compiled hot path is not available: "
                                                 "not built (no Rust toolchain when netgptd was installed?)"]  # fmt: skip
