@@ -1,6 +1,6 @@
 """Central inference at 1, 4 and 10 sensors: the service's flows/s, the sensors' request latency, their own pace.
 
-    NETGPTD_TRITON_PYTHON=.venv-triton/bin/python python bench/central_inference.py [--sensors 1,4,10]
+    NETGPTD_TRITON_PYTHON=.venv-triton/bin/python python bench/central_inference.py [--sensors 1,4,10] [--timeout-ms 200]
 
 One Triton service (``netgptd serve-central``, the shipped bundle, a 5 ms
 batching window) for the whole run. For each fleet size N, N real
@@ -8,10 +8,13 @@ batching window) for the whole run. For each fleet size N, N real
 at once, with ``central_below = 1.0`` (every flow goes to the service), in
 four cases side by side: the service up, frozen (SIGSTOP: it accepts
 connections and answers nothing, so requests time out after
-``central_timeout_ms`` = 200), away (nothing listening), and no central
+``central_timeout_ms``, 200 by default as in netgptd), away (nothing listening), and no central
 inference at all. Per case: the flows classified centrally per second (the
 sum over sensors of the flows answered, over the fleet's wall time, startup
-included; Triton's own ``nv_inference_count`` alongside), the requests'
+included; Triton's own ``nv_inference_count`` alongside) and how many of
+the flows sent were answered (a request past the timeout, or failed, leaves
+its flows, and those of the next ``central_retry_s`` = 60, to the local
+model), the requests'
 latency as the sensors see it (their last stats event's ``central``: the
 median of their p50s, the worst of their p99s), and each sensor's wall time
 and flows/s (classified flows over its wall time: the mean, and the slowest
@@ -40,11 +43,11 @@ from test_daemon import MINING  # noqa: E402
 CASES = ("up", "frozen", "away", "none")
 
 
-def fleet(folder: Path, capture: Path, n: int, url: str) -> dict[str, float]:
+def fleet(folder: Path, capture: Path, n: int, url: str, timeout_ms: int) -> dict[str, float]:
     """N sensors at once against ``url`` ("" = no central inference): their pace and what the service did."""
     started = time.monotonic()
     plugins = '[plugins.rules]\n[plugins.prometheus]\nlisten = "127.0.0.1:{}"\n'  # each its own metrics port
-    daemons = [sensor(folder / f"s{i}", capture, url, timeout_ms=200, extra=plugins.format(free_port()))
+    daemons = [sensor(folder / f"s{i}", capture, url, timeout_ms=timeout_ms, extra=plugins.format(free_port()))
                for i in range(n)]  # fmt: skip
     ended: dict[int, float] = {}
     while len(ended) < n:
@@ -60,12 +63,13 @@ def fleet(folder: Path, capture: Path, n: int, url: str) -> dict[str, float]:
     latencies = [c["latency_ms"] for c in centrals if c["latency_ms"]["of"]]
     return {"wall": max(walls), "mean_fps": statistics.mean(c / w for c, w in zip(classified, walls)),
             "slowest_fps": min(c / w for c, w in zip(classified, walls)),
-            "answered": sum(c["answered"] for c in centrals), "requests": sum(c["requests"] for c in centrals),
+            "answered": sum(c["answered"] for c in centrals), "sent": sum(c["sent"] for c in centrals),
+            "requests": sum(c["requests"] for c in centrals),
             "p50": statistics.median(x["p50"] for x in latencies) if latencies else float("nan"),
             "p99": max(x["p99"] for x in latencies) if latencies else float("nan")}  # fmt: skip
 
 
-def measure(work: Path, capture: Path, triton: Triton, n: int) -> dict[str, dict[str, float]]:
+def measure(work: Path, capture: Path, triton: Triton, n: int, timeout_ms: int) -> dict[str, dict[str, float]]:
     rows = {}
     for case in CASES:
         before = triton.counter("nv_inference_count") if case == "up" else 0.0
@@ -73,7 +77,7 @@ def measure(work: Path, capture: Path, triton: Triton, n: int) -> dict[str, dict
         if case == "frozen":
             os.killpg(triton.process.pid, signal.SIGSTOP)
         try:
-            rows[case] = fleet(work / f"n{n}-{case}", capture, n, url)
+            rows[case] = fleet(work / f"n{n}-{case}", capture, n, url, timeout_ms)
         finally:
             if case == "frozen":
                 os.killpg(triton.process.pid, signal.SIGCONT)
@@ -83,16 +87,17 @@ def measure(work: Path, capture: Path, triton: Triton, n: int) -> dict[str, dict
 
 
 def table(results: dict[int, dict[str, dict[str, float]]]) -> str:
-    lines = ["| sensors | service | central flows/s (Triton rows) | requests | p50 / p99 ms | wall s | "
+    lines = ["| sensors | service | central flows/s (Triton rows) | answered / sent | requests | p50 / p99 ms | wall s | "
              "sensor flows/s mean (slowest) | pace vs no central |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for n, rows in results.items():
         base = rows["none"]["mean_fps"]
         for case in CASES:
             r = rows[case]
             central = f"{r['answered'] / r['wall']:.0f} ({r['triton_rows']:.0f})" if case == "up" else "0"
             latency = "–" if case == "none" else f"{r['p50']:.0f} / {r['p99']:.0f}"
-            lines.append(f"| {n} | {case} | {central} | {r['requests']:.0f} | {latency} | {r['wall']:.1f} | "
+            sent = "–" if case == "none" else f"{r['answered']:.0f} / {r['sent']:.0f}"
+            lines.append(f"| {n} | {case} | {central} | {sent} | {r['requests']:.0f} | {latency} | {r['wall']:.1f} | "
                          f"{r['mean_fps']:.0f} ({r['slowest_fps']:.0f}) | {r['mean_fps'] / base:.2f} |")  # fmt: skip
     return "\n".join(lines)
 
@@ -100,6 +105,8 @@ def table(results: dict[int, dict[str, dict[str, float]]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sensors", default="1,4,10", help="fleet sizes, comma-separated (default %(default)s)")
+    parser.add_argument("--timeout-ms", type=int, default=200,
+                        help="the sensors' central_timeout_ms (default %(default)s, netgptd's own default)")  # fmt: skip
     parser.add_argument("--keep", type=Path, metavar="DIR", help="the sensors' logs and EVE files go here, and stay")
     args = parser.parse_args()
     if reason := corpus_missing_reason():
@@ -114,8 +121,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="central-bench-") as tmp:
         work = args.keep or Path(tmp)
         with serve_central(work / "triton.log", queue_delay_us=5000) as triton:
-            results = {n: measure(work, capture, triton, n) for n in sizes}
-    print(f"central inference, {capture.name} at full speed, every flow sent; {cpu_model()}, {os.cpu_count()} CPUs")
+            results = {n: measure(work, capture, triton, n, args.timeout_ms) for n in sizes}
+    print(f"central inference, {capture.name} at full speed, every flow sent, central_timeout_ms = {args.timeout_ms}; "
+          f"{cpu_model()}, {os.cpu_count()} CPUs")
     print(table(results))
     return 0
 
