@@ -74,7 +74,6 @@ class CentralClassifier:
         try:
             apps, attacks = self._remote([flows[i] for i in unsure])
         except Exception as exc:  # noqa: BLE001 -- tritonclient, gevent and socket errors share no base class
-            self.latencies_s.append(self.clock() - started)
             self.counts["failed"] += len(unsure)
             self._retry_at = self.clock() + self.retry_after_s
             self._client = None  # a fresh connection next time
@@ -83,7 +82,8 @@ class CentralClassifier:
                             retry_in=self.retry_after_s, detail="local verdicts stand")  # fmt: skip
             self._away = True
             return results
-        self.latencies_s.append(self.clock() - started)
+        finally:
+            self.latencies_s.append(self.clock() - started)
         if self._away:
             log.info("central_inference_back", url=self.url)
             self._away = False
@@ -94,7 +94,7 @@ class CentralClassifier:
 
     def stats(self) -> dict[str, object]:
         """The flow counts, and the requests' latency (ms) as this sensor sees it: p50 and p99 of the last ones."""
-        recent = np.asarray(self.latencies_s, dtype=float) * 1000  # a copy: the model thread appends meanwhile
+        recent = np.array(list(self.latencies_s)) * 1000  # list(): one step, while the model thread appends
         latency = {"p50": round(float(np.percentile(recent, 50)), 3), "p99": round(float(np.percentile(recent, 99)), 3),
                    "of": len(recent)} if len(recent) else {"of": 0}  # fmt: skip
         return dict(self.counts) | {"latency_ms": latency}
