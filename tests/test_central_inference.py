@@ -24,7 +24,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -38,7 +38,8 @@ pytestmark = [pytest.mark.corpus, pytest.mark.slow, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parent.parent
 TRITON_PYTHON = Path(os.environ.get("NETGPTD_TRITON_PYTHON", REPO / ".venv-triton" / "bin" / "python"))
-CENTRAL = f"{triton_name(load_bundle(DEFAULT_BUNDLE))}@central"
+MODEL = triton_name(load_bundle(DEFAULT_BUNDLE))
+CENTRAL = f"{MODEL}@central"
 
 
 class Triton:
@@ -50,37 +51,47 @@ class Triton:
         return sum(float(m) for m in re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.M))
 
 
-@pytest.fixture
-def triton(tmp_path: Path) -> Iterator[Triton]:
-    if not TRITON_PYTHON.exists():
-        pytest.skip(f"no {TRITON_PYTHON} (setup.sh test makes .venv-triton with PyTriton)")
+@contextlib.contextmanager
+def serve_central(log_path: Path, queue_delay_us: int = 100000, max_batch: int = 1024) -> Iterator[Triton]:
+    """``netgptd serve-central`` with the shipped bundle on free ports, its model ready (the server says ready
+    before it has loaded it); stopped (resumed first) after."""
     http, grpc, metrics = free_port(), free_port(), free_port()
-    log = open(tmp_path / "triton.log", "wb")
+    log = open(log_path, "wb")
     process = subprocess.Popen([sys.executable, "-m", "netgptd", "serve-central", "--python", str(TRITON_PYTHON),
                                 "--model", str(DEFAULT_BUNDLE), "--http-port", str(http), "--grpc-port", str(grpc),
-                                "--metrics-port", str(metrics), "--queue-delay-us", "100000", "--max-batch", "1024"],
+                                "--metrics-port", str(metrics), "--queue-delay-us", str(queue_delay_us),
+                                "--max-batch", str(max_batch)],
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     server = Triton(process, http, metrics)
     try:
         deadline = time.monotonic() + 90
         while True:
             with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"{server.url}/v2/health/ready", timeout=2).status == 200:
+                if urllib.request.urlopen(f"{server.url}/v2/models/{MODEL}/ready", timeout=2).status == 200:
                     break
-            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "triton.log").read_text()
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.5)
         yield server
     finally:
-        stop_group(process, resume=True)  # it may be stopped (SIGSTOP) by the test
+        stop_group(process, resume=True)  # it may be stopped (SIGSTOP)
         log.close()
 
 
-def sensor(folder: Path, capture: Path, central_url: str, timeout_ms: int = 10000) -> Daemon:
+@pytest.fixture
+def triton(tmp_path: Path) -> Iterator[Triton]:
+    if not TRITON_PYTHON.exists():
+        pytest.skip(f"no {TRITON_PYTHON} (setup.sh test makes .venv-triton with PyTriton)")
+    with serve_central(tmp_path / "triton.log") as server:
+        yield server
+
+
+def sensor(folder: Path, capture: Path, central_url: str, timeout_ms: int = 10000, extra: str = "") -> Daemon:
+    """``extra``: more of the configuration file (after ``[model]``)."""
     folder.mkdir(parents=True)
     config = folder / "netgptd.toml"
     central = (f'central_url = "{central_url}"\ncentral_below = 1.0\ncentral_timeout_ms = {timeout_ms}\n'
                f"central_retry_s = 60\n") if central_url else ""  # fmt: skip
-    config.write_text(f"[model]\nmax_batch = 32\n{central}", encoding="utf-8")  # requests small enough to merge
+    config.write_text(f"[model]\nmax_batch = 32\n{central}{extra}", encoding="utf-8")  # requests small enough to merge
     return Daemon(folder, "--config", str(config), "--source", f"pcap:{capture}", "--replay-speed", "0")
 
 
@@ -89,6 +100,11 @@ def finished(daemon: Daemon) -> float:
     started = time.monotonic()
     assert daemon.wait(180) == 0, daemon.log.read_text()[-3000:]
     return time.monotonic() - started
+
+
+def central_stats(daemon: Daemon) -> dict[str, Any]:
+    """The ``central`` section of the sensor's last stats event."""
+    return daemon.events("stats")[-1]["netgpt"]["stats"]["central"]
 
 
 def labels(daemon: Daemon) -> list[tuple[object, ...]]:
@@ -109,6 +125,10 @@ def test_unsure_flows_get_the_central_verdict_in_merged_batches(corpus: Path, tr
         models = {f["netgpt"]["model"] for f in daemon.events("flow") if f["netgpt"].get("model")}
         assert models == {CENTRAL}, models
         assert labels(daemon) == labels(alone), "the same bundle centrally: the same applications"
+        central = central_stats(daemon)
+        assert central["sent"] == central["answered"] > 0 and central["failed"] == 0, central
+        latency = central["latency_ms"]
+        assert latency["of"] == central["requests"] > 0 and 0 < latency["p50"] <= latency["p99"] < 10000, central
     assert requests > 0 and executions < requests, (requests, executions)
 
 
@@ -125,3 +145,8 @@ def test_local_verdicts_stand_when_the_service_is_away_or_frozen(corpus: Path, t
         assert labels(daemon) == labels(alone), name
         assert [e["event"] for e in daemon.entries()].count("central_inference_away") == 1, name
         assert took < alone_s + 5, f"{name}: {took:.1f} s against {alone_s:.1f} s alone"
+        central = central_stats(daemon)
+        assert central["answered"] == 0 and central["failed"] > 0 and central["skipped"] > 0, (name, central)
+        assert central["requests"] == central["latency_ms"]["of"] == 1, (name, central)  # then none for 60 s
+        if name == "frozen":  # the one request waited for its timeout
+            assert 450 <= central["latency_ms"]["p99"] < 5000, central

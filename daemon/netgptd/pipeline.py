@@ -31,6 +31,7 @@ from netgptd.flow.table import Flow
 from netgptd.ingest import Ingest
 from netgptd.flow_id_store import FlowIdStore
 from netgptd.flow_ids import first_flow_id
+from netgptd.model.central import CentralClassifier
 from netgptd.plugin_host import PluginHost
 from netgptd.sdnotify import Notifier
 
@@ -209,6 +210,8 @@ class Pipeline:
         }  # fmt: skip
         if self.model is not None:
             stats["model"] = dict(self.model.info)
+            if isinstance(self.model.classifier, CentralClassifier):
+                stats["central"] = self.model.classifier.stats()
         return stats
 
     def _emit_stats(self) -> dict[str, Any]:

@@ -11,6 +11,9 @@ flows go on at once, and the service is not asked again for
 ``retry_after_s`` seconds, so an absent service costs one failed attempt
 per ``retry_after_s``, never a stall. Each change between reachable and not
 is logged once (``central_inference_away``, ``central_inference_back``).
+:meth:`CentralClassifier.stats` (in the sensor's ``stats`` events, under
+``central``) counts the flows and times the requests as the sensor sees
+them, failed ones included (p50/p99 over the last ``LATENCY_WINDOW``).
 
 It runs in the pipeline's one model thread: the HTTP client (tritonclient,
 on gevent) is made there, at the first call, and used from there only.
@@ -19,6 +22,7 @@ on gevent) is made there, at the first call, and used from there only.
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -29,6 +33,8 @@ from netgptd.model.session import Classifier, ClassifiableFlow, softmax
 from netgptd.model.tokenizer import pad_batch
 
 log = structlog.get_logger(__name__)
+
+LATENCY_WINDOW = 1000  # requests the latency percentiles are taken over
 
 
 def tritonclient_http() -> Any:
@@ -48,7 +54,8 @@ class CentralClassifier:
         self.local, self.url, self.model = local, url.removeprefix("http://"), model
         self.below, self.timeout_s, self.retry_after_s, self.clock = below, timeout_s, retry_after_s, clock
         self.width = local.tokenizer.max_tokens
-        self.counts = {"sent": 0, "answered": 0, "failed": 0, "skipped": 0}
+        self.counts = {"sent": 0, "answered": 0, "failed": 0, "skipped": 0, "requests": 0}
+        self.latencies_s: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._client: Any = None
         self._retry_at = 0.0
         self._away = False
@@ -62,6 +69,8 @@ class CentralClassifier:
             self.counts["skipped"] += len(unsure)
             return results
         self.counts["sent"] += len(unsure)
+        self.counts["requests"] += 1
+        started = self.clock()
         try:
             apps, attacks = self._remote([flows[i] for i in unsure])
         except Exception as exc:  # noqa: BLE001 -- tritonclient, gevent and socket errors share no base class
@@ -73,6 +82,8 @@ class CentralClassifier:
                             retry_in=self.retry_after_s, detail="local verdicts stand")  # fmt: skip
             self._away = True
             return results
+        finally:
+            self.latencies_s.append(self.clock() - started)
         if self._away:
             log.info("central_inference_back", url=self.url)
             self._away = False
@@ -80,6 +91,13 @@ class CentralClassifier:
         for i, app_p, attack_p in zip(unsure, apps, attacks):
             results[i] = self.local.verdict(app_p, attack_p, model=f"{self.model}@central")
         return results
+
+    def stats(self) -> dict[str, object]:
+        """The flow counts, and the requests' latency (ms) as this sensor sees it: p50 and p99 of the last ones."""
+        recent = np.array(list(self.latencies_s)) * 1000  # list(): one step, while the model thread appends
+        latency = {"p50": round(float(np.percentile(recent, 50)), 3), "p99": round(float(np.percentile(recent, 99)), 3),
+                   "of": len(recent)} if len(recent) else {"of": 0}  # fmt: skip
+        return dict(self.counts) | {"latency_ms": latency}
 
     def _unsure(self, verdict: dict[str, object]) -> bool:
         confidences = (verdict["app_confidence"], verdict["attack_confidence"])
