@@ -3,8 +3,9 @@
 Two network namespaces (``live-tx-PID``, ``live-rx-PID``) are joined by a
 veth pair (MTU 65535, IPv6 off so that the kernel adds no packets of its
 own). For each rate, ``tcpreplay --mbps R`` (or ``--topspeed``) sends the
-whole corpus mix (``replay_throughput.build_mix``) from the first namespace
-while, in the second, one of these captures the receiving end:
+corpus mix (``replay_throughput.build_mix``, 26 MB; looped so that each
+replay lasts ``--seconds``, since one pass at the higher rates is a burst that
+buffers absorb) from the first namespace while, in the second, one of these captures the receiving end:
 
 - ``netgptd run --source live:IFACE --no-model`` (dumpcap, decode, flows, rules, EVE);
 - the same with the shipped model (every payload flow offered to it);
@@ -23,7 +24,7 @@ also no payload flow left unclassified (the model kept up).
 
 The namespaces are deleted on every exit, Ctrl-C and errors included.
 
-    .venv/bin/python bench/live_veth.py [--rates 10,25,50,100,200,400,800,0 (0: --topspeed)]
+    .venv/bin/python bench/live_veth.py [--rates 25,50,100,200,400,800,0 (0: --topspeed)] [--seconds 3]
         [--tools netgptd,netgptd+model,ndpi]
 """
 
@@ -132,18 +133,19 @@ def has_child(pid: int, name: str) -> bool:
     return False
 
 
-def replay(tx: str, iface: str, mix: Path, mbps: int) -> tuple[int, float]:
-    """Send the whole mix at ``mbps`` (0: as fast as possible); packets sent and the Mb/s achieved."""
+def replay(tx: str, iface: str, mix: Path, mbps: int, loops: int) -> tuple[int, float]:
+    """Send the whole mix ``loops`` times at ``mbps`` (0: as fast as possible), from memory (``-K``);
+    packets sent and the Mb/s achieved."""
     pace = ["--topspeed"] if mbps == 0 else ["--mbps", str(mbps)]
-    proc = subprocess.run(["ip", "netns", "exec", tx, "tcpreplay", *pace, "-i", iface, str(mix)],
-                          check=True, capture_output=True, text=True)  # fmt: skip
+    command = ["ip", "netns", "exec", tx, "tcpreplay", "-K", f"--loop={loops}", *pace, "-i", iface, str(mix)]
+    proc = subprocess.run(command, check=True, capture_output=True, text=True)  # fmt: skip
     sent, achieved = SENT.search(proc.stdout), ACHIEVED.search(proc.stdout)
     if sent is None or achieved is None:
         raise SystemExit(f"tcpreplay: no 'Successful packets' or 'Rated' in its summary:\n{proc.stdout}{proc.stderr}")
     return int(sent[1]), float(achieved[1])
 
 
-def run_netgptd(rx: str, tx: str, tag: str, mix: Path, mbps: int, model: bool, tmp: Path) -> Row:
+def run_netgptd(rx: str, tx: str, tag: str, mix: Path, mbps: int, loops: int, model: bool, tmp: Path) -> Row:
     eve, state = tmp / "eve.json", tmp / "state"
     eve.unlink(missing_ok=True)
     shutil.rmtree(state, ignore_errors=True)
@@ -160,7 +162,7 @@ def run_netgptd(rx: str, tx: str, tag: str, mix: Path, mbps: int, model: bool, t
             time.sleep(0.2)
         time.sleep(1.0)  # dumpcap opened its socket
         ticks, start = tree_ticks(daemon.pid), time.monotonic()
-        sent, achieved = replay(tx, f"lvtx{tag}", mix, mbps)
+        sent, achieved = replay(tx, f"lvtx{tag}", mix, mbps, loops)
         time.sleep(SETTLE_S)
         cores = (tree_ticks(daemon.pid) - ticks) / CLK_TCK / (time.monotonic() - start)
         daemon.send_signal(signal.SIGTERM)
@@ -179,19 +181,18 @@ def run_netgptd(rx: str, tx: str, tag: str, mix: Path, mbps: int, model: bool, t
                cores)  # fmt: skip
 
 
-def run_ndpi(rx: str, tx: str, tag: str, mix: Path, mbps: int) -> Row:
-    """ndpiReader live on the receiving end for the replay's duration (its ``-s``, with a margin either side)."""
-    expected_s = mix.stat().st_size * 8 / (mbps * 1e6) if mbps else 1.0
-    duration = int(expected_s + 4)
-    ndpi = subprocess.Popen(["ip", "netns", "exec", rx, "ndpiReader", "-i", f"lvrx{tag}", "-s", str(duration)],
+def run_ndpi(rx: str, tx: str, tag: str, mix: Path, mbps: int, loops: int) -> Row:
+    """ndpiReader live on the receiving end, stopped as netgptd is (SIGINT: it prints its totals)."""
+    ndpi = subprocess.Popen(["ip", "netns", "exec", rx, "ndpiReader", "-i", f"lvrx{tag}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         time.sleep(1.5)  # ndpiReader opened the interface
         ticks, start = tree_ticks(ndpi.pid), time.monotonic()
-        sent, achieved = replay(tx, f"lvtx{tag}", mix, mbps)
+        sent, achieved = replay(tx, f"lvtx{tag}", mix, mbps, loops)
         time.sleep(SETTLE_S)
         cores = (tree_ticks(ndpi.pid) - ticks) / CLK_TCK / (time.monotonic() - start)
-        out, _ = ndpi.communicate(timeout=duration + 30)
+        ndpi.send_signal(signal.SIGINT)
+        out, _ = ndpi.communicate(timeout=STOP_TIMEOUT_S)
     finally:
         if ndpi.poll() is None:
             ndpi.kill()
@@ -219,7 +220,9 @@ def print_row(row: Row) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rates", default="10,25,50,100,200,400,800,0", help="Mb/s, comma-separated; 0: --topspeed")
+    parser.add_argument("--rates", default="25,50,100,200,400,800,0", help="Mb/s, comma-separated; 0: --topspeed")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="replay at least this long at each rate (the mix looped; at least once)")
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"some of {','.join(TOOLS)}")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
@@ -236,7 +239,11 @@ def main() -> None:
         tmp = Path(name)
         mix = tmp / "mix.pcap"
         packets = build_mix(mix)
-        print(f"mix: {packets:,} packets, {mix.stat().st_size * 8 / 1e6:,.0f} Mbit; {os.cpu_count()} CPUs")
+        mix_mbit = mix.stat().st_size * 8 / 1e6
+        print(f"mix: {packets:,} packets, {mix_mbit:,.0f} Mbit, looped to last {args.seconds:g} s at each rate "
+              f"(topspeed: as many loops as the highest rate); {os.cpu_count()} CPUs")
+        loops = {mbps: max(1, round(args.seconds * mbps / mix_mbit)) for mbps in rates if mbps}
+        loops[0] = max(loops.values(), default=1)
         print(f"{'tool':<15}{'rate':>11}{'Mb/s':>9}{'sent':>10}{'seen':>10}{'lost':>8}{'drops k/if':>12}"
               f"{'classified':>11}  "
               f"{'unclassified':<38}{'cores':>6}  lossless  kept up")  # fmt: skip
@@ -245,9 +252,9 @@ def main() -> None:
             for tool in tools:
                 for mbps in rates:
                     if tool == "ndpi":
-                        row = run_ndpi(rx, tx, tag, mix, mbps)
+                        row = run_ndpi(rx, tx, tag, mix, mbps, loops[mbps])
                     else:
-                        row = run_netgptd(rx, tx, tag, mix, mbps, tool == "netgptd+model", tmp)
+                        row = run_netgptd(rx, tx, tag, mix, mbps, loops[mbps], tool == "netgptd+model", tmp)
                     print_row(row)
                     for test in ("lossless", "kept up"):
                         if (row.lossless() if test == "lossless" else row.kept_up()):
