@@ -265,4 +265,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the namespaces are already gone (veth_pair's finally)
+        raise SystemExit("interrupted") from None
