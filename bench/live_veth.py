@@ -4,23 +4,24 @@ Two network namespaces (``live-tx-PID``, ``live-rx-PID``) are joined by a
 veth pair (MTU 65535, IPv6 off so that the kernel adds no packets of its
 own). For each rate, ``tcpreplay --mbps R`` (or ``--topspeed``) sends the
 corpus mix (``replay_throughput.build_mix``, 26 MB; looped so that each
-replay lasts ``--seconds``, since one pass at the higher rates is a burst that
-buffers absorb) from the first namespace while, in the second, one of these captures the receiving end:
+replay lasts ``--seconds``, since one pass at the higher rates is a burst
+that buffers absorb) from the first namespace while, in the second, one of
+these captures the receiving end:
 
 - ``netgptd run --source live:IFACE --no-model`` (dumpcap, decode, flows, rules, EVE);
 - the same with the shipped model (every payload flow offered to it);
 - ``ndpiReader -i IFACE`` (Debian's libndpi-bin, live, DPI on every flow).
 
 Per rate and tool it prints: the rate tcpreplay achieved and the packets it
-sent (its summary), packets
-seen (netgptd's closing stats event; ndpiReader's summary) and lost (the
-difference), drops (dumpcap's exit summary: kernel + dumpcap, and the
-interface's; ndpiReader reports none), flows classified and
-unclassified by reason (``overload`` and ``shutdown``: the model could not
-keep up; ``no_payload``: nothing to classify), and the CPU the capturing
-process and its children (dumpcap) used over the replay, in cores. Then the
-highest lossless rate of each: every packet sent was seen, no drop, and
-also no payload flow left unclassified (the model kept up).
+sent (its summary), packets seen (netgptd's closing stats event;
+ndpiReader's summary) and lost (the difference), drops (dumpcap's exit
+summary: kernel + dumpcap, and the interface's; ndpiReader reports none),
+flows classified and unclassified by reason (``overload`` and ``shutdown``:
+the model could not keep up; ``no_payload``: nothing to classify), and the
+CPU the capturing process and its children (dumpcap) used over the replay,
+in cores. Then the highest lossless rate of each (every packet sent was
+seen, no drop), and the highest at which also no payload flow was left
+unclassified (the model kept up).
 
 The namespaces are deleted on every exit, Ctrl-C and errors included.
 
