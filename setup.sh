@@ -31,6 +31,7 @@ if [ "$mode" = test ]; then
   need /usr/sbin/mosquitto mosquitto      # the MQTT tests start their own broker
   need prometheus prometheus              # the dashboards' queries run against a real Prometheus
   need ndpiReader libndpi-bin             # the nDPI comparisons
+  need tcpreplay tcpreplay                # bench/live_veth.py replays the corpus mix over a veth
   need systemd-analyze systemd            # the unit's checks
   need gcc build-essential
   need gcc python3-dev
