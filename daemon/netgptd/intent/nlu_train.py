@@ -253,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     config = build(args.out, args.n, args.steps, args.seed)
+    config["command"] = f"python -m netgptd.intent.nlu_train -n {args.n} --steps {args.steps} --seed {args.seed}"
+    write(args.out, _read(args.out)[1], config)
     print(json.dumps(config["scores"], indent=1))
 
 

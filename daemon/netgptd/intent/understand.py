@@ -244,7 +244,9 @@ def _reason(action: str, apps: list[str], hosts: list[tuple[str, str | None]], n
             window: dict[str, Any] | None) -> str:  # fmt: skip
     what = ", ".join(apps)
     scope = [f"host {a}" + (f" ({n})" if n else "") for a, n in hosts] + [f"{n} ({c})" if n else f"subnet {c}" for c, n in nets]
-    text = f"operator asked to {action.replace('_', ' ')} {what}" + (f" on {', '.join(scope)}" if scope else "")
+    where = ", ".join(scope)
+    target = f"{what} on {where}" if what and where else (what or where or "the site")
+    text = f"operator asked to {action.replace('_', ' ')} {target}"
     if window:
         text += f" during {window.get('label', 'the window')}"
     return clean_reason(text)
