@@ -387,6 +387,10 @@ def health() -> dict[str, Any]:
         stat("Watchdog stalls", "Pipeline stalls the watchdog saw in the time range.",
              [target(increase("netgpt_watchdog_stalls_total"), "stalls", instant=True)], "short",
              defaults=RED_FROM_ONE),
+        stat("Python fallback", "1 where a sensor parses, decodes and tracks packets in Python because the compiled "
+             "hot path is not built (engine = auto); 0 on the compiled path.",
+             [target(f"max by ({PER_SENSOR}) (netgpt_hotpath_fallback{SEL})", SENSOR_LEGEND)], "none",
+             defaults=RED_FROM_ONE),
         row("Capture and decode"),
         timeseries("Capture drops", "Packets dropped per second, by where (kernel, interface).",
                    [target(or_zero(rate("netgpt_capture_drops_total", "where"), "where"), "{{where}}")], "pps"),
@@ -453,6 +457,11 @@ def health() -> dict[str, Any]:
                    [target(or_zero(rate("netgpt_rules_evicted_total", "rule"), "rule"), "evicted {{rule}}"),
                     target(or_zero(rate("netgpt_rules_sketched_total", "rule"), "rule"), "sketched {{rule}}"),
                     target(or_zero(rate("netgpt_rules_cooldowns_evicted_total")), "cool-downs evicted")], "short"),
+        timeseries("Flood-flow summaries", "Flows of a flood written as part of a flood_summary rather than one "
+                   "EVE/MQTT line each, summaries written (per second), and floods followed now ([flood_log]).",
+                   [target(rate("netgpt_flows_summarised_total"), "flows summarised/s"),
+                    target(rate("netgpt_flood_summaries_total"), "summaries/s"),
+                    target(f"max(netgpt_floods_followed{SEL})", "floods followed")], "short"),
         stat("Ask connected", "Whether each sensor's ask plugin is connected to its broker now (no data: the ask "
              "plugin is off).", [target(f"max by ({PER_SENSOR}) (netgpt_ask_connected{SEL})", SENSOR_LEGEND)], "none",
              defaults={"mappings": [{"type": "value", "options": mqtt_states}]}, w=6),

@@ -56,11 +56,12 @@ COUNTERS = {
     "netgpt_rules_evicted_total", "netgpt_rules_sketched_total", "netgpt_rules_cooldowns_evicted_total",
     "netgpt_ask_received_total", "netgpt_ask_accepted_total", "netgpt_ask_rate_limited_total",
     "netgpt_ask_refused_total", "netgpt_ask_dropped_total", "netgpt_ask_malformed_total",
+    "netgpt_flows_summarised_total", "netgpt_flood_summaries_total",
 }  # fmt: skip
 GAUGES = {
     "netgpt_build_info", "netgpt_model_info", "netgpt_uptime_seconds", "netgpt_flows_active", "netgpt_queue_depth",
     "netgpt_queue_capacity", "netgpt_mqtt_connected", "netgpt_mqtt_outbox_depth", "netgpt_rules_windows",
-    "netgpt_rules_cooldowns", "netgpt_ask_connected",
+    "netgpt_rules_cooldowns", "netgpt_ask_connected", "netgpt_floods_followed", "netgpt_hotpath_fallback",
 }  # fmt: skip
 HISTOGRAMS = {"netgpt_app_confidence", "netgpt_attack_confidence", "netgpt_inference_duration_seconds",
               "netgpt_inference_batch_size"}  # fmt: skip
