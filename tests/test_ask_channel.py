@@ -204,10 +204,11 @@ def test_token_bucket_and_replay_window() -> None:
 def test_intents_that_cut_the_site_off_need_a_confirmation(mosquitto: Mosquitto, tmp_path: Path) -> None:
     prefix = "netgpt/lab/guard/"
     requests = [
-        {"id": "d-any", "intent": "isolate 0.0.0.0/0"},
-        {"id": "d-site", "intent": "isolate NetBIOS"},  # read as isolating NetBIOS site-wide
+        {"id": "d-site", "intent": "isolate the whole network"},  # refused on its words too
+        {"id": "d-all", "intent": "block everyone"},  # all traffic of the whole site
         {"id": "d-gateway", "intent": "isolate 10.0.0.1"},
-        {"id": "d-all", "intent": "block all traffic"},
+        {"id": "d-gateway-2", "intent": "quarantine 10.0.0.1 right now"},
+        {"id": "d-any", "intent": "isolate 0.0.0.0/0"},  # refused on its words, before the model reads it
         {"id": "c-gateway", "intent": "isolate 10.0.0.1", "confirm": True},
         {"id": "ok-host", "intent": "isolate 10.0.0.66"},
         {"id": "q-gateway", "question": "should I isolate 10.0.0.1?", "confirm": True},
@@ -229,13 +230,14 @@ def test_intents_that_cut_the_site_off_need_a_confirmation(mosquitto: Mosquitto,
     got, status = asyncio.run(run())
     answers = answers_of(got, prefix)
     intents = [json.loads(m.payload) for m in got if m.topic == prefix + "intents"]
-    for refused in ("d-any", "d-site", "d-gateway", "d-all"):
+    for refused in ("d-any", "d-site", "d-all", "d-gateway", "d-gateway-2"):
         answer = answers[refused]
         assert (answer["status"], answer["reason"]) == ("rejected", "dangerous"), answer
         assert '"confirm": true' in answer["text"]
     assert "every address" in answers["d-any"]["text"] and "whole site" in answers["d-site"]["text"]
+    assert "all traffic of the whole site" in answers["d-all"]["text"]
     assert "protected address HOST-1" in answers["d-gateway"]["text"], "the reason, redacted as answers are"
-    assert [i["action"] for i in answers["d-site"]["intents"]] == ["isolate"], "what would have been published"
+    assert [i["action"] for i in answers["d-all"]["intents"]] == ["block"], "what would have been published"
     assert {e["netgpt"]["request_id"] for e in intents} == {"c-gateway", "ok-host"}, "only the confirmed and the harmless one"
     (confirmed,) = [e["intent"] for e in intents if e["netgpt"]["request_id"] == "c-gateway"]
     assert confirmed["target"]["host"] == ["10.0.0.1"], "the intent itself carries the real address"
@@ -243,7 +245,7 @@ def test_intents_that_cut_the_site_off_need_a_confirmation(mosquitto: Mosquitto,
         assert answers[question]["status"] == "local"
         assert not any(dangers(i, Protected.of(["10.0.0.1"])) or not i["target"].get("host")
                        for i in answers[question].get("intents", [])), "a question yields no dangerous intent"  # fmt: skip
-    assert status["refused"]["dangerous"] == 4 and status["accepted"] == len(requests)
+    assert status["refused"]["dangerous"] == 5 and status["accepted"] == len(requests)
     assert "10.0.0.1" not in json.dumps(answers), "answers are redacted"
 
 
