@@ -297,6 +297,8 @@ def netns_run(folder: Path, capture: Path, packets: int, sites: dict[str, list[s
             for daemon in daemons.values():
                 daemon.kill()
     flows = {k: d.events("flow") for k, d in daemons.items()}
+    # Flows written, plus a flood's flows written as a summary (the control sensor runs the rule detectors).
+    summarised = {k: sum(e["flood_summary"]["flows"] for e in d.events("flood_summary")) for k, d in daemons.items()}
     by_version: dict[str, dict[str, int]] = {}
     central: dict[str, int] = {}
     for k, events in flows.items():
@@ -311,5 +313,5 @@ def netns_run(folder: Path, capture: Path, packets: int, sites: dict[str, list[s
                     counts[version] = counts.get(version, 0) + 1
         by_version[k] = counts
     return NetnsRun([tally(*k.split("/"), written[k], received) for k in daemons], during, outage_s, rollout_s,
-                    served(received), {k: len(v) for k, v in flows.items()}, by_version, central, up, model,
+                    served(received), {k: len(v) + summarised[k] for k, v in flows.items()}, by_version, central, up, model,
                     central_alerts, eve_then, exit_codes)  # fmt: skip

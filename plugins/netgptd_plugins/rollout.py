@@ -188,7 +188,7 @@ class RolloutPlugin:
 
     def report(self) -> bytes:
         refused = {k: v for k, v in self.refused.items() if k != "sig"} if self.refused else None
-        return dumps({"serving": self.serving, "refused": refused}).encode()
+        return dumps({"serving": self.serving, "refused": refused})
 
     # -- MQTT -----------------------------------------------------------------------
 
