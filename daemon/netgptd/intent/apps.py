@@ -34,15 +34,13 @@ class Lexicon:
     products: dict[str, list[str]]
     categories: dict[str, list[str]]
     phrases: dict[tuple[str, ...], str]
+    longest: int  # words in the longest phrase
 
     def ndpi_names(self, ref: str) -> list[str]:
         """The nDPI names a product or ``category:NAME`` stands for."""
         if ref.startswith("category:"):
             return [n for p in self.categories[ref[9:]] for n in self.products[p]]
         return list(self.products[ref])
-
-    def longest(self) -> int:
-        return max(len(k) for k in self.phrases)
 
 
 @lru_cache(maxsize=1)
@@ -66,7 +64,7 @@ def lexicon() -> Lexicon:
         categories[name] = list(cat["products"])
         for alias in [name, *cat["aliases"]]:
             phrases[tuple(words_of(alias))] = f"category:{name}"
-    return Lexicon(products, categories, phrases)
+    return Lexicon(products, categories, phrases, max(len(k) for k in phrases))
 
 
 TRAFFIC_MODEL_MANIFEST = Path(__file__).resolve().parent.parent / "model" / "default" / "manifest.json"

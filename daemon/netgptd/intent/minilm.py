@@ -144,7 +144,7 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Encoder:
-    """The encoder's weights (float32) and shape; :meth:`embed` gives mean-pooled, normalised sentence vectors."""
+    """The encoder's weights (float32) and shape; :meth:`pooled` gives mean-pooled sentence vectors."""
 
     weights: dict[str, np.ndarray]
     layers: int
@@ -209,11 +209,6 @@ class Encoder:
         lengths = np.array([len(b) for b in batch], np.float32)[:, None]
         mask = (np.arange(states.shape[1])[None, :] < lengths).astype(np.float32)
         return (states * mask[..., None]).sum(1) / lengths
-
-    def embed(self, text: str) -> np.ndarray:
-        """all-MiniLM-L6-v2's sentence embedding: the mean of the token states, L2-normalised."""
-        v = self.pooled([text])[0]
-        return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
 @lru_cache(maxsize=1)

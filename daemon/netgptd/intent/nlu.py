@@ -51,6 +51,14 @@ def lora_deltas(arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np
     return {n: (arrays[f"lora/{n}/A"], arrays[f"lora/{n}/B"]) for n in sorted(names)}
 
 
+def labelled(logits: np.ndarray, temperature: float) -> list[tuple[str, float]]:
+    """Each row's most likely label and its probability at ``temperature``."""
+    z = logits / temperature
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    return [(LABELS[int(r.argmax())], float(r.max())) for r in p]
+
+
 @dataclass
 class ActionModel:
     """Masked clause -> (label, calibrated probability)."""
@@ -76,14 +84,8 @@ class ActionModel:
     def logits(self, texts: list[str]) -> np.ndarray:
         return self.encoder.pooled(texts) @ self.head_w.T + self.head_b
 
-    def probabilities(self, texts: list[str], temperature: float | None = None) -> np.ndarray:
-        z = self.logits(texts) / (temperature or self.temperature)
-        z = np.exp(z - z.max(1, keepdims=True))
-        return z / z.sum(1, keepdims=True)
-
     def classify(self, texts: list[str]) -> list[tuple[str, float]]:
-        probs = self.probabilities(texts)
-        return [(LABELS[int(p.argmax())], float(p.max())) for p in probs]
+        return labelled(self.logits(texts), self.temperature)
 
     def understand(self, text: str, profile: SiteProfile | None = None, state: SiteState | None = None,
                    today: _dt.date | None = None) -> Understanding:  # fmt: skip

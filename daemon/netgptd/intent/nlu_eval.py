@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from .apps import lexicon
 from .profile import SiteProfile
-from .understand import ENFORCING, Understanding, understand
+from .understand import Understanding, contradicts, understand
 
 EVAL_DIR = Path(__file__).with_name("eval")
 TEST_FILE, VALIDATION_FILE = EVAL_DIR / "test.jsonl", EVAL_DIR / "validation.jsonl"
@@ -109,7 +109,7 @@ def score(lines: list[dict[str, Any]], run: Callable[[str, SiteProfile | None], 
         extra += sum(id(p) not in used for p in pred)
         for i, a in enumerate(result.intents):
             for b in result.intents[i + 1 :]:
-                contradicting += a["action"] != b["action"] and {a["action"], b["action"]} <= ENFORCING and bool(_parts(a) & _parts(b))
+                contradicting += contradicts(a, b)
         for intent, p in zip(result.intents, pred):
             confs.append((intent["confidence"], any(p == g for g in gold)))
         abstain["gold"] += not gold
@@ -146,11 +146,6 @@ def abstain_reason(note: str) -> str:
     """The reason class of an abstention note (``abstain:offtopic - ...`` or ``off-topic: ...``, as the writers put it)."""
     head = note.lower().removeprefix("abstain:").lstrip()
     return next((r for r, words in REASONS.items() if head.startswith(words)), "unknown")
-
-
-def _parts(intent: dict[str, Any]) -> set[str]:
-    t = intent["target"]
-    return {f"{a}@{s}" for a in (t.get("application") or ["*"]) for s in ((t.get("host") or []) + (t.get("subnet") or []) or ["site"])}
 
 
 def calibration(confs: list[tuple[float, bool]], bins: int = 5) -> dict[str, Any]:

@@ -27,10 +27,11 @@ import numpy as np
 import structlog
 
 from .minilm import base_dir, base_encoder
-from .nlu import CONFIG_FILE, DEFAULT_NLU, FORMAT, WEIGHTS_FILE, ActionModel, NLUError
+from .nlu import CONFIG_FILE, DEFAULT_NLU, FORMAT, WEIGHTS_FILE, ActionModel, NLUError, labelled, read_folder
 from .nlu_data import dataset
 from .nlu_eval import TEST_FILE, TODAY, VALIDATION_FILE, load, predicted_fields, gold_fields, score
-from .understand import LABELS, clauses
+from .profile import SiteProfile
+from .understand import LABELS, clauses, understand
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +72,7 @@ def train(texts: list[str], labels: list[str], steps: int, lr: float = 1e-3, bat
     model = get_peft_model(bert, LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=["query", "value"], lora_dropout=0.05))
     head = torch.nn.Linear(bert.config.hidden_size, len(LABELS))
     if init is not None:
-        _, arrays = _read(init)
+        _, arrays = read_folder(init)
         with torch.no_grad():
             head.weight.copy_(torch.from_numpy(arrays["head/W"]))
             head.bias.copy_(torch.from_numpy(arrays["head/b"]))
@@ -121,12 +122,6 @@ def _lora_key(param_name: str) -> str | None:
     return None
 
 
-def _read(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    from .nlu import read_folder
-
-    return read_folder(folder)
-
-
 def write(folder: Path, arrays: dict[str, np.ndarray], config: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(folder / WEIGHTS_FILE, **arrays)
@@ -135,8 +130,6 @@ def write(folder: Path, arrays: dict[str, np.ndarray], config: dict[str, Any]) -
 
 def calibrate(model: ActionModel, lines: list[dict[str, Any]]) -> tuple[float, float, dict[str, Any]]:
     """(temperature, threshold) fitted on ``lines`` (the validation file), and what they were fitted on."""
-    from .profile import SiteProfile
-
     # One pass at temperature 1 with no threshold: every clause's logits are cached per sentence.
     cache: dict[str, np.ndarray] = {}
 
@@ -151,28 +144,18 @@ def calibrate(model: ActionModel, lines: list[dict[str, Any]]) -> tuple[float, f
         out = []
         for ex in lines:
             profile = SiteProfile.from_dict(ex["profile"]) if ex.get("profile") else None
-
-            def classify(texts: list[str]) -> list[tuple[str, float]]:
-                z = logits_of(texts) / temp
-                p = np.exp(z - z.max(1, keepdims=True))
-                p /= p.sum(1, keepdims=True)
-                return [(LABELS[int(r.argmax())], float(r.max())) for r in p]
-
-            from .understand import understand
-
-            result = understand(ex["text"], classify, profile, None, threshold, TODAY)
+            result = understand(ex["text"], lambda texts: labelled(logits_of(texts), temp), profile, None, threshold, TODAY)
             gold = [gold_fields(g) for g in ex["intents"]]
             for intent in result.intents:
                 out.append((intent["confidence"], predicted_fields(intent) in gold, bool(gold)))
         return out
 
-    best_t, best_nll = 1.0, math.inf
+    best_t, best_nll, emitted = 1.0, math.inf, []
     for temp in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0):
-        emitted = run_with(temp, 0.0)
-        nll = -sum(math.log(max(1e-6, c if ok else 1 - c)) for c, ok, _ in emitted) / max(1, len(emitted))
+        at_temp = run_with(temp, 0.0)
+        nll = -sum(math.log(max(1e-6, c if ok else 1 - c)) for c, ok, _ in at_temp) / max(1, len(at_temp))
         if nll < best_nll:
-            best_t, best_nll = temp, nll
-    emitted = run_with(best_t, 0.0)
+            best_t, best_nll, emitted = temp, nll, at_temp
     best_th, best_gain = 0.0, -math.inf
     for th in np.arange(0.2, 0.96, 0.05):
         gain = sum((1 if ok else -2) for c, ok, _ in emitted if c >= th)
@@ -190,7 +173,7 @@ def written_clauses(path: Path = CLAUSES_FILE) -> list[tuple[str, str]]:
     return out
 
 
-def build(out: Path, n: int, steps: int, seed: int, repeat_written: int = 2) -> dict[str, Any]:
+def build(out: Path, n: int, steps: int, seed: int, repeat_written: int = 2, command: str = "") -> dict[str, Any]:
     data = dataset(n, seed)
     written = written_clauses()
     texts = [d["masked"] for d in data] + [t for t, _ in written] * repeat_written
@@ -208,6 +191,8 @@ def build(out: Path, n: int, steps: int, seed: int, repeat_written: int = 2) -> 
     report = {name: _summary(score(load(path), lambda text, profile: model.understand(text, profile, None, TODAY)))
               for name, path in (("validation", VALIDATION_FILE), ("test", TEST_FILE))}  # fmt: skip
     config["scores"] = report
+    if command:
+        config["command"] = command
     write(out, arrays, config)
     return config
 
@@ -219,7 +204,7 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
 def finetune(base: Path | None, pairs: Path, out: Path, steps: int = 150, n_base: int = 2000, seed: int = 0) -> dict[str, Any]:
     """A site's LoRA: its ``{"text", "label"}`` pairs (a clause and one of :data:`LABELS`) with ``n_base`` base clauses."""
     base = Path(base or DEFAULT_NLU)
-    config, _ = _read(base)
+    config, _ = read_folder(base)
     site: list[tuple[str, str]] = []
     for k, line in enumerate(Path(pairs).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -252,9 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=700)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    config = build(args.out, args.n, args.steps, args.seed)
-    config["command"] = f"python -m netgptd.intent.nlu_train -n {args.n} --steps {args.steps} --seed {args.seed}"
-    write(args.out, _read(args.out)[1], config)
+    command = f"python -m netgptd.intent.nlu_train -n {args.n} --steps {args.steps} --seed {args.seed}"
+    config = build(args.out, args.n, args.steps, args.seed, command=command)
     print(json.dumps(config["scores"], indent=1))
 
 

@@ -27,7 +27,6 @@ from .profile import SiteProfile, SiteState
 MIN_PREFIX_V4, MIN_PREFIX_V6 = 8, 16  # a network broader than this is not one site's: never a target
 STRIP = ".,;:!?()[]{}\"'<>`*"
 PIECE = re.compile(r"\d{1,2}:\d{2}(?=-\d{1,2}:\d{2})|-(?=\d{1,2}:\d{2})|\d{1,2}:\d{2}|[a-z0-9]+(?:['+.&/][a-z0-9]+)*\+?|[,;.!?:]")
-SENTENCE_END = {".", "!", "?", ";"}
 DASHES = {"-", "--", "\u2013", "\u2014", "->", "=>", "\u2192"}
 POSSESSIVE = re.compile(r"'s\b|(?<=s)'(?=\W|$)")
 
@@ -114,12 +113,10 @@ class Names:
     """Multi-word names to find in the text: word tuple -> (kind, value)."""
 
     table: dict[tuple[str, ...], tuple[str, Any]] = field(default_factory=dict)
-    vocab: set[str] = field(default_factory=set)
 
     def add(self, words: list[str], kind: str, value: Any) -> None:
         if words:
             self.table.setdefault(tuple(words), (kind, value))
-            self.vocab.update(words)
 
     def match(self, words: list[str], i: int) -> tuple[int, str, Any] | None:
         """The longest name at ``words[i:]`` (exact, plural, or one typo per word)."""
@@ -252,7 +249,7 @@ def _typo_index() -> dict[tuple[str, ...], list[tuple[str, str]]]:
 
 
 def _lexicon_match(lex: Lexicon, words: list[str], i: int) -> tuple[int, str] | None:
-    for n in range(min(lex.longest(), len(words) - i), 0, -1):
+    for n in range(min(lex.longest, len(words) - i), 0, -1):
         key = tuple(words[i : i + n])
         ref = lex.phrases.get(key)
         if ref is None and key[-1].endswith("s"):

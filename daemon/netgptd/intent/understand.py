@@ -139,7 +139,7 @@ def clauses(text: str, profile: SiteProfile | None, state: SiteState | None) -> 
     for a, b in zip(cuts, cuts[1:]):
         if a > 0 and pieces[a - 1].text in (".", "!", "?", ";"):
             sentence += 1
-        body = [p for p in pieces[a:b]]
+        body = pieces[a:b]
         while body and (body[-1].kind == "punct" or body[-1].text in CONJUNCTIONS):
             body.pop()
         lead = 0
@@ -408,11 +408,17 @@ def _share_targets(found: list[Clause]) -> None:
             _take(clause, donors[0], merge=False)
 
 
-def _key_parts(intent: dict[str, Any]) -> set[str]:
+def target_parts(intent: dict[str, Any]) -> set[str]:
+    """An intent's target as application@scope pairs ("*" for every application, "site" for the whole site)."""
     t = intent["target"]
     apps = t.get("application") or ["*"]
     scopes = (t.get("host") or []) + (t.get("subnet") or []) or ["site"]
     return {f"{a}@{s}" for a in apps for s in scopes}
+
+
+def contradicts(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two different enforcing actions on a shared target."""
+    return a["action"] != b["action"] and {a["action"], b["action"]} <= ENFORCING and bool(target_parts(a) & target_parts(b))
 
 
 def _one_action_per_target(drafts: list[tuple[Clause, dict[str, Any]]], notes: list[str]) -> list[dict[str, Any]]:
@@ -421,14 +427,13 @@ def _one_action_per_target(drafts: list[tuple[Clause, dict[str, Any]]], notes: l
     keys: list[set[str]] = []
     dropped: set[int] = set()
     for clause, intent in drafts:
-        parts = _key_parts(intent)
+        parts = target_parts(intent)
         same = next((k for k, other in enumerate(out) if other["action"] == intent["action"] and keys[k] == parts
                      and other.get("window") == intent.get("window")), None)  # fmt: skip
         if same is not None:
             out[same]["confidence"] = max(out[same]["confidence"], intent["confidence"])
             continue
-        clash = [k for k, other in enumerate(out) if other["action"] != intent["action"] and keys[k] & parts
-                 and {other["action"], intent["action"]} <= ENFORCING and k not in dropped]
+        clash = [k for k, other in enumerate(out) if k not in dropped and contradicts(other, intent)]
         if clash:  # one action per target: the likelier reading stays, the other is said and dropped
             if all(out[k]["confidence"] >= intent["confidence"] for k in clash):
                 dropped.add(len(out))
