@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from netgptd.model.bundle import DEFAULT_BUNDLE, MODEL_FILE, BundleError, load_bundle  # noqa: E402
+from netgptd.model.open_set import OpenSet  # noqa: E402
 from netgptd.model.port_prior import PortPrior  # noqa: E402
 from netgptd.model.session import Classifier, ModelSession  # noqa: E402
 from netgptd.model.tokenizer import CLS, TokenizerConfig, encode_flow, vocab_size  # noqa: E402
@@ -287,9 +288,9 @@ def test_serving_never_imports_torch() -> None:
 
 @pytest.fixture(scope="module")
 def prior_bundle(model: NetGPT, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test bundle with a port prior: tcp/443 is TLS, udp/53 DNS, each in 40 flows of 2 captures."""
-    flows = [((6, 443), f"web{i}", "TLS") for i in range(2) for _ in range(20)]
-    flows += [((17, 53), f"dns{i}", "DNS") for i in range(2) for _ in range(20)]
+    """The test bundle with a port prior: tcp/443 is TLS, udp/53 DNS, each in 40 flows of 4 captures."""
+    flows = [((6, 443), f"web{i}", "TLS") for i in range(4) for _ in range(10)]
+    flows += [((17, 53), f"dns{i}", "DNS") for i in range(4) for _ in range(10)]
     return write_bundle(
         tmp_path_factory.mktemp("prior") / "netgpt", model, APPS, ATTACKS, TOKENIZER, SHAPE, {}, {},
         name="netgpt-test", version="0.2", port_prior=PortPrior.fit(flows, APPS),
@@ -310,7 +311,9 @@ def test_port_prior_rides_in_the_manifest_and_serving_applies_it(prior_bundle: P
     assert [v["app"] for v in verdicts] == [APPS[i] for i in fused.argmax(1)]
     assert verdicts[0]["app_confidence"] == round(float(fused[0].max()), 4)
     assert verdicts[1]["app"] == APPS[int(model_p[1].argmax())]  # a port the prior never saw: the model alone
-    assert fused[0][APPS.index("TLS")] > model_p[0][APPS.index("TLS")]
+    # The bytes contradict TLS (below the prior's floor): the port, though it says TLS, does not raise it.
+    tls = APPS.index("TLS")
+    assert model_p[0][tls] < bundle.port_prior.floor and fused[0][tls] == pytest.approx(model_p[0][tls])
 
 
 def test_port_blind_serving_masks_the_port_and_skips_the_prior(prior_bundle: Path) -> None:
@@ -335,3 +338,27 @@ def test_unreadable_port_prior_is_named(prior_bundle: Path, tmp_path: Path) -> N
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="'port_prior' cannot be read: lacks 'alpha'"):
         load_bundle(copy)
+
+
+def test_open_set_threshold_rides_in_the_manifest_and_serving_abstains(model: NetGPT, tmp_path: Path) -> None:
+    """A bundle whose threshold no verdict of the tiny model reaches names every flow
+    ``unknown``, with the confidence that it is not the likeliest named app."""
+    sure = write_bundle(tmp_path / "sure", model, APPS, ATTACKS, TOKENIZER, SHAPE, {}, {}, name="t", version="1",
+                        open_set=OpenSet(0.999))  # fmt: skip
+    bundle = load_bundle(sure)
+    assert bundle.open_set == OpenSet(0.999) and load_bundle(DEFAULT_BUNDLE).open_set.threshold > 0
+    session = ModelSession(bundle, prefer=("CPUExecutionProvider",))
+    flows = [flow(b"\x0a\x00\x00\x01", 8443, bytes([b]) * 30) for b in (0x10, 0xf0)]
+    rows = [encode_flow([(d, p) for _, d, p in f.first_packets], f.server_port, TOKENIZER) for f in flows]
+    model_p, _ = session.classify(rows)
+    verdicts = Classifier(session).verdicts(flows)
+    for verdict, p in zip(verdicts, model_p):
+        if APPS[int(p.argmax())] == "unknown":
+            assert verdict["app"] == "unknown" and verdict["app_confidence"] == round(float(p.max()), 4)
+        else:
+            assert verdict["app"] == "unknown" and verdict["app_confidence"] == round(1 - float(p.max()), 4)
+    manifest = json.loads((sure / "manifest.json").read_text())
+    manifest["open_set"] = {"threshold": 1.5}
+    (sure / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="'open_set' must be"):
+        load_bundle(sure)

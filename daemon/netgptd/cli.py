@@ -182,6 +182,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"netgptd: error: training needs the train extra (pip install -e '.[train]'): {exc}", file=sys.stderr)
         return EXIT_USAGE
     from netgptd.train.evaluate import render
+    from netgptd.train.loso_report import render_loso
 
     missing = [str(c) for c in args.corpus if not c.exists()]
     if missing:
@@ -194,22 +195,30 @@ def cmd_train(args: argparse.Namespace) -> int:
                                 max_tokens=args.max_tokens)  # fmt: skip
     evaluation = train_bundle(args.corpus, args.out, settings, shape, tokenizer, args.name, __version__,
                               quantize=args.quantize, max_per_capture=args.max_per_capture,
-                              progress=sys.stderr.isatty())  # fmt: skip
+                              progress=sys.stderr.isatty(), loso=args.loso)  # fmt: skip
     print(render(evaluation))
+    if args.loso:
+        print("\n" + render_loso(evaluation["loso"]))
     print(f"model bundle written to {args.out}")
     return EXIT_OK
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from netgptd.train.evaluate import render
+    from netgptd.train.loso_report import render_loso
 
     try:
         bundle = load_bundle(args.model)
     except BundleError as exc:
         print(f"netgptd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    evaluation = bundle.manifest["evaluation"]
     print(f"{bundle.model_id}: evaluation recorded at training (split by capture file)")
-    print(render(bundle.manifest["evaluation"]))
+    print(render(evaluation))
+    if "loso" in evaluation:
+        print("\n" + render_loso(evaluation["loso"]))
+    else:
+        print("\n(no leave-one-source-out evaluation recorded: train with --loso)")
     return EXIT_OK
 
 
@@ -279,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=tok.max_tokens)
     p.add_argument("--max-per-capture", type=int, default=400, help="flows sampled from each capture at most")
     p.add_argument("--quantize", action="store_true", help="ship the int8 (dynamic) quantised model")
+    p.add_argument("--loso", action="store_true",
+                   help="also leave each source out in turn (one more training per source) and record the "
+                        "scores in the model card")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=cmd_train)

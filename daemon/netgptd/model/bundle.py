@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netgptd.model.open_set import OpenSet
 from netgptd.model.port_prior import PortPrior
 from netgptd.model.tokenizer import TokenizerConfig
 
@@ -55,6 +56,7 @@ class Bundle:
     model_file: Path
     lm_file: Path | None = None  # the LM head, for generation; None in bundles exported before it
     port_prior: PortPrior | None = None  # None in bundles exported before it
+    open_set: OpenSet = OpenSet()  # never abstains in bundles exported before it
 
     @property
     def model_id(self) -> str:
@@ -124,6 +126,14 @@ def _port_prior(manifest: dict[str, Any], apps: tuple[str, ...], where: Path) ->
         raise BundleError(f"{MANIFEST_FILE} in {where}: 'port_prior' cannot be read: {detail}") from None
 
 
+def _open_set(manifest: dict[str, Any], where: Path) -> OpenSet:
+    values = manifest.get("open_set") or {"threshold": 0.0}
+    threshold = values.get("threshold") if isinstance(values, dict) else None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
+        raise BundleError(f"{MANIFEST_FILE} in {where}: 'open_set' must be {{\"threshold\": a number in [0, 1)}}")
+    return OpenSet(float(threshold))
+
+
 def load_bundle(directory: str | Path) -> Bundle:
     """Read and check a bundle; raises ``BundleError`` naming what is wrong."""
     path = Path(directory)
@@ -170,6 +180,7 @@ def load_bundle(directory: str | Path) -> Bundle:
         model_file=path / model_name,
         lm_file=path / lm_name if lm_name is not None else None,
         port_prior=_port_prior(manifest, apps, path),
+        open_set=_open_set(manifest, path),
     )
     if not bundle.model_file.is_file():
         raise BundleError(f"{model_name} in {path} is missing")

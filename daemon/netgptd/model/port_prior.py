@@ -15,6 +15,13 @@ seen in at least ``min_captures`` training captures enter the table: a port
 that one capture used (a peer's random port) is a property of that capture,
 not of a service. Port-blind serving does without it.
 
+The port never outweighs the bytes: an application the model gives less
+than ``floor`` (the bytes contradict it) keeps the model's probability, and
+the port only shares out the rest among the applications the bytes allow.
+So a port that some training captures used for another protocol (UDP/443
+for DNScrypt beside QUIC) cannot turn a flow whose bytes say QUIC into
+DNScrypt.
+
 numpy only: the table is fitted at training time and lives in the manifest.
 """
 
@@ -34,11 +41,12 @@ class PortPrior:
     prior: np.ndarray  # p(app), one entry per app
     counts: dict[PortKey, np.ndarray]  # training flows per app, for ports seen in enough captures
     alpha: float = 1.0
-    min_captures: int = 2
+    min_captures: int = 3
+    floor: float = 0.05
 
     @classmethod
     def fit(cls, flows: Iterable[tuple[PortKey, str, str]], apps: Sequence[str], alpha: float = 1.0,
-            min_captures: int = 2) -> PortPrior:  # fmt: skip
+            min_captures: int = 3) -> PortPrior:  # fmt: skip
         """From training flows as ((proto, server port), capture, app); every app must be in ``apps``."""
         apps = tuple(apps)
         index = {a: i for i, a in enumerate(apps)}
@@ -62,19 +70,24 @@ class PortPrior:
         return (counts + self.alpha * self.prior) / (counts.sum() + self.alpha) / self.prior
 
     def apply(self, app_p: np.ndarray, keys: Sequence[PortKey]) -> np.ndarray:
-        """The model's probabilities (one row per flow) times each flow's port ratio, renormalised."""
+        """The model's probabilities (one row per flow) times each flow's port
+        ratio, renormalised among the apps at or above ``floor``; the others as they were."""
         if len(keys) != len(app_p):
             raise ValueError(f"{len(keys)} ports for {len(app_p)} rows of probabilities")
         if not len(keys):
             return app_p
-        fused = app_p * np.stack([self.ratio(k) for k in keys])
-        return fused / fused.sum(axis=-1, keepdims=True)
+        allowed = app_p >= self.floor
+        weighted = np.where(allowed, app_p * np.stack([self.ratio(k) for k in keys]), 0.0)
+        mass = np.where(allowed, app_p, 0.0).sum(axis=-1, keepdims=True)
+        total = weighted.sum(axis=-1, keepdims=True)
+        return np.where(allowed, weighted / np.where(total > 0, total, 1.0) * mass, app_p)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (the manifest's ``port_prior``): counts, sparse, by ``"proto/port"``."""
         return {
             "alpha": self.alpha,
             "min_captures": self.min_captures,
+            "floor": self.floor,
             "prior": {a: float(p) for a, p in zip(self.apps, self.prior)},
             "ports": {f"{proto}/{port}": {a: int(n) for a, n in zip(self.apps, counts) if n}
                       for (proto, port), counts in sorted(self.counts.items())},
@@ -103,7 +116,10 @@ class PortPrior:
         p = np.array([float(prior[a]) for a in apps])
         if not (p > 0).all():
             raise ValueError("every app's prior must be above 0")
-        return cls(apps, p / p.sum(), counts, alpha, int(values["min_captures"]))
+        floor = float(values.get("floor", 0.0))  # bundles made before it let the port raise any app
+        if not 0 <= floor < 1:
+            raise ValueError("floor must be in [0, 1)")
+        return cls(apps, p / p.sum(), counts, alpha, int(values["min_captures"]), floor)
 
 
 def _smoothed(counts: np.ndarray) -> np.ndarray:

@@ -169,10 +169,13 @@ class Classifier:
     def verdict(self, app_p: np.ndarray, attack_p: np.ndarray, model: str = "") -> dict[str, object]:
         """The verdict of one flow's probabilities, naming ``model`` (default: this bundle)."""
         bundle = self.session.bundle
-        app, attack = int(app_p.argmax()), int(attack_p.argmax())
+        top, attack = int(app_p.argmax()), int(attack_p.argmax())
+        app = int(bundle.open_set.decide(app_p[None, :], bundle.apps)[0])
+        # An abstention's confidence is that of "not the likeliest named app".
+        confidence = app_p[app] if app == top else 1.0 - app_p[top]
         return {
             "app": bundle.apps[app],
-            "app_confidence": round(float(app_p[app]), 4),
+            "app_confidence": round(float(confidence), 4),
             "attack": bundle.attacks[attack],
             "attack_confidence": round(float(attack_p[attack]), 4),
             "model": model or bundle.model_id,

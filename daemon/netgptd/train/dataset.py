@@ -11,7 +11,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import structlog
 from tqdm import tqdm
@@ -22,7 +22,8 @@ from netgptd.eve import PROTO_NAMES, ip_text
 from netgptd.flow.table import Flow
 from netgptd.ingest import Ingest
 from netgptd.model.tokenizer import TokenizerConfig
-from netgptd.train.labels import MULTI_FLOW_ATTACKS, Label, labeller_for
+from netgptd.train.labels import ATTACKS, MULTI_FLOW_ATTACKS, Label, label_source, labeller_for
+from netgptd.train.ndpi_reader import NdpiReaderError
 
 log = structlog.get_logger(__name__)
 
@@ -39,11 +40,17 @@ class FlowExample:
     server_port: int
     proto: int
     label: Label
+    source: str = ""  # where the capture comes from (``source_of``); "" for made-up examples
 
     @property
     def capture_id(self) -> str:
         """``collection/capture``: lab runs repeat file names, one folder each."""
         return f"{self.collection}/{self.capture}"
+
+    @property
+    def origin(self) -> str:
+        """The source left out whole by leave-one-source-out (the collection where none is set)."""
+        return self.source or self.collection
 
 
 @dataclass
@@ -57,7 +64,7 @@ def capture_files(roots: Iterable[Path]) -> list[Path]:
     files = []
     for root in roots:
         paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix in CAPTURE_SUFFIXES)
-        files += [p for p in paths if labeller_for(p) is not None]
+        files += [p for p in paths if label_source(p) is not None]
     return files
 
 
@@ -66,6 +73,15 @@ def collection_of(capture: Path) -> str:
     if capture.parent.name == "pcap" and capture.parent.parent.name == "ndpi":
         return "ndpi"
     return capture.parent.name
+
+
+def source_of(capture: Path) -> str:
+    """The project a capture comes from, the unit leave-one-source-out holds
+    out: ``ndpi``, ``mining``, ``lab`` (every lab run), ``extra/OWNER__REPO``."""
+    kind = label_source(capture)
+    if kind == "ndpiReader":
+        return f"extra/{capture.parent.name}"
+    return kind if kind in ("lab", "mining", "ndpi") else collection_of(capture)
 
 
 def flows_of(capture: Path, config: TokenizerConfig) -> list[Flow]:
@@ -85,14 +101,14 @@ def load_corpus(roots: Iterable[Path], config: TokenizerConfig, max_per_capture:
     rng = random.Random(seed)
     files = capture_files(roots)
     for capture in tqdm(files, desc="flows", unit="capture", disable=not progress):
-        labeller = labeller_for(capture)
-        assert labeller is not None
         try:
+            labeller = labeller_for(capture)
+            assert labeller is not None
             flows = flows_of(capture, config)
-        except CaptureFileError as exc:
+        except (CaptureFileError, NdpiReaderError) as exc:
             log.warning("capture_skipped", capture=str(capture), error=str(exc))
             continue
-        examples, collection = [], collection_of(capture)
+        examples, collection, source = [], collection_of(capture), source_of(capture)
         for flow in flows:
             proto = PROTO_NAMES.get(flow.proto)
             if proto not in ("TCP", "UDP") or not flow.first_packets:
@@ -110,7 +126,7 @@ def load_corpus(roots: Iterable[Path], config: TokenizerConfig, max_per_capture:
                 corpus.left_out["multi_flow_attack"] += 1
                 continue
             packets = tuple((toserver, data) for _, toserver, data in flow.first_packets)
-            examples.append(FlowExample(capture.name, collection, packets, flow.server_port, flow.proto, label))
+            examples.append(FlowExample(capture.name, collection, packets, flow.server_port, flow.proto, label, source))
         if len(examples) > max_per_capture:
             corpus.left_out["sampled_out"] += len(examples) - max_per_capture
             examples = rng.sample(examples, max_per_capture)
@@ -161,7 +177,7 @@ def split(corpus: Corpus, test_share: float = 0.25) -> tuple[list[FlowExample], 
     return train, test
 
 
-def app_classes(train: list[FlowExample], min_flows: int = 20, min_captures: int = 2) -> list[str]:
+def app_classes(train: Sequence[FlowExample], min_flows: int = 20, min_captures: int = 3) -> list[str]:
     """Applications with enough training flows, from enough captures, plus ``unknown``."""
     flows = Counter(e.label.app for e in train)
     captures: dict[str, set[str]] = {}
@@ -169,3 +185,9 @@ def app_classes(train: list[FlowExample], min_flows: int = 20, min_captures: int
         captures.setdefault(e.label.app, set()).add(e.capture_id)
     keep = sorted(a for a, n in flows.items() if n >= min_flows and len(captures[a]) >= min_captures and a != "unknown")
     return keep + ["unknown"]
+
+
+def attack_classes(examples: Sequence[FlowExample]) -> list[str]:
+    """The attack classes the data holds, ``benign`` first."""
+    present = {e.label.attack for e in examples}
+    return [a for a in ATTACKS if a in present or a == "benign"]

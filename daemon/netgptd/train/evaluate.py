@@ -25,6 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
+from netgptd.model.open_set import OpenSet
 from netgptd.model.port_prior import PortPrior
 from netgptd.model.tokenizer import TokenizerConfig
 from netgptd.train.baselines import ByteLogReg, PortLookup
@@ -51,21 +54,29 @@ def _targets(examples: Sequence[FlowExample], apps: Sequence[str]) -> dict[str, 
     return {"apps": [app_target(e, apps) for e in examples], "attacks": [e.label.attack for e in examples]}
 
 
-def _model_predictions(model: NetGPT, examples: Sequence[FlowExample], apps: Sequence[str], attacks: Sequence[str],
-                       config: TokenizerConfig, port_prior: PortPrior | None) -> dict[str, list[str]]:  # fmt: skip
-    """The model's verdicts as served: with the server port and ``port_prior``
-    (when given), or port-blind (``port_prior`` None and ``config`` without the port)."""
+def app_probabilities(model: NetGPT, examples: Sequence[FlowExample], config: TokenizerConfig,
+                      port_prior: PortPrior | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Application and attack probabilities as served: with the server port and
+    ``port_prior`` (when given), or port-blind (``port_prior`` None and ``config`` without the port)."""
     from netgptd.train.trainer import predict  # torch: only where the model runs
 
+    app_p, attack_p = predict(model, examples, config)
+    apps = app_p.numpy()
+    if port_prior is not None:
+        apps = port_prior.apply(apps, [(e.proto, e.server_port) for e in examples])
+    return apps, attack_p.numpy()
+
+
+def model_predictions(model: NetGPT, examples: Sequence[FlowExample], apps: Sequence[str], attacks: Sequence[str],
+                       config: TokenizerConfig, port_prior: PortPrior | None,
+                       open_set: OpenSet = OpenSet()) -> dict[str, list[str]]:  # fmt: skip
+    """The model's verdicts as served (``app_probabilities``, then ``open_set``)."""
     if not examples:
         return {"apps": [], "attacks": []}
-    app_p, attack_p = predict(model, examples, config)
-    app_probabilities = app_p.numpy()
-    if port_prior is not None:
-        app_probabilities = port_prior.apply(app_probabilities, [(e.proto, e.server_port) for e in examples])
+    app_p, attack_p = app_probabilities(model, examples, config, port_prior)
     return {
-        "apps": [apps[i] for i in app_probabilities.argmax(axis=-1).tolist()],
-        "attacks": [attacks[i] for i in attack_p.argmax(dim=-1).tolist()],
+        "apps": [apps[i] for i in open_set.decide(app_p, apps).tolist()],
+        "attacks": [attacks[i] for i in attack_p.argmax(axis=-1).tolist()],
     }
 
 
@@ -129,13 +140,13 @@ def per_collection(test: Sequence[FlowExample], y_true: Sequence[str], predictio
 
 
 def _leakage(model: NetGPT, test: Sequence[FlowExample], apps: Sequence[str], attacks: Sequence[str],
-             config: TokenizerConfig, port_prior: PortPrior | None, roots: Iterable[Path], seed: int,
+             config: TokenizerConfig, port_prior: PortPrior | None, open_set: OpenSet, roots: Iterable[Path], seed: int,
              workdir: Path | None, reports: dict[str, dict[str, Report]]) -> dict[str, object]:  # fmt: skip
     randomised = randomised_examples(test, capture_paths(roots), config, seed=seed, workdir=workdir)
     # The model on the same flows of the original captures, in the same order and batches.
     same = [test[i] for i in randomised.indices]
-    before = _model_predictions(model, same, apps, attacks, config, port_prior)
-    after = _model_predictions(model, randomised.examples, apps, attacks, config, port_prior)
+    before = model_predictions(model, same, apps, attacks, config, port_prior, open_set)
+    after = model_predictions(model, randomised.examples, apps, attacks, config, port_prior, open_set)
     truth = _targets(same, apps)
     out: dict[str, object] = {
         "flows": len(randomised.examples), "test_flows": len(test), "unmatched": randomised.unmatched,
@@ -160,7 +171,8 @@ def _leakage(model: NetGPT, test: Sequence[FlowExample], apps: Sequence[str], at
 
 def evaluate(model: NetGPT, train: Sequence[FlowExample], test: Sequence[FlowExample], apps: Sequence[str],
              attacks: Sequence[str], config: TokenizerConfig, port_prior: PortPrior | None = None,
-             roots: Iterable[Path] = (), seed: int = 0, workdir: Path | None = None) -> dict[str, Any]:  # fmt: skip
+             roots: Iterable[Path] = (), seed: int = 0, workdir: Path | None = None,
+             open_set: OpenSet = OpenSet()) -> dict[str, Any]:  # fmt: skip
     """Every score of the evaluation, JSON-able (it goes into the model manifest).
 
     ``roots`` are where the test captures lie (the corpus folders), for the
@@ -172,7 +184,7 @@ def evaluate(model: NetGPT, train: Sequence[FlowExample], test: Sequence[FlowExa
     predictions: dict[str, dict[str, list[str]]] = {task: {} for task in TASKS}
     blind = replace(config, server_port=False)
     for name, (tokens, prior) in ((NETGPT, (config, port_prior)), (PORT_BLIND, (blind, None))):
-        got = _model_predictions(model, test, apps, attacks, tokens, prior)
+        got = model_predictions(model, test, apps, attacks, tokens, prior, open_set)
         for task in TASKS:
             predictions[task][name] = got[task]
     for task in TASKS:
@@ -183,7 +195,7 @@ def evaluate(model: NetGPT, train: Sequence[FlowExample], test: Sequence[FlowExa
                for task in TASKS}  # fmt: skip
     roots = list(roots)
     if roots:
-        leakage = _leakage(model, test, apps, attacks, config, port_prior, roots, seed, workdir, reports)
+        leakage = _leakage(model, test, apps, attacks, config, port_prior, open_set, roots, seed, workdir, reports)
     else:
         leakage = {"skipped": "no capture folders given: the test captures cannot be rewritten"}
     order = [NETGPT, PORT_BLIND, RANDOMISED, PORT_LOOKUP, BYTE_LR]

@@ -9,6 +9,8 @@
 - ``ddos/``: left out of the model's data. A flood is a rate of flows, not
   a kind of flow (one SYN of a flood is any SYN): the rule detectors find
   floods and sweeps, and are evaluated on these captures per capture.
+- ``extra/OWNER__REPO/``: captures shipped without labels, read by the
+  installed ndpiReader (``ndpi_reader``), then as ``ndpi/``.
 - lab captures: ``NAME.labels.jsonl`` beside ``NAME.pcapng``, by Community ID.
 
 Multi-flow attacks (``MULTI_FLOW_ATTACKS``: floods, scans, password
@@ -26,6 +28,8 @@ import json
 import re
 from pathlib import Path
 from typing import Callable, NamedTuple
+
+from netgptd.train.ndpi_reader import ndpi_reading
 
 UNKNOWN = "unknown"
 BENIGN = "benign"
@@ -132,14 +136,33 @@ def lab_labeller(label_file: Path) -> Labeller:
     return lookup
 
 
-def labeller_for(capture: Path) -> Labeller | None:
-    """The label source of a capture, by where it lies; None if it has none."""
-    lab = capture.with_name(capture.name.removesuffix(".pcapng") + ".labels.jsonl")
-    if lab.is_file():
-        return lab_labeller(lab)
+EXTRA = "extra"  # the corpus's folder of captures shipped without labels (one sub-folder per repository)
+
+
+def label_source(capture: Path) -> str | None:
+    """Where a capture's labels come from (``lab``, ``ndpi``, ``mining``, or
+    ``ndpiReader`` for ``extra/``); None if it has none. Cheap: nothing is read."""
+    if capture.with_name(capture.name.removesuffix(".pcapng") + ".labels.jsonl").is_file():
+        return "lab"
     if capture.parent.name == "pcap" and capture.parent.parent.name == "ndpi":
-        out = capture.parent.parent / "labels" / f"{capture.name}.out"
-        return ndpi_labeller(out) if out.is_file() else None
+        return "ndpi" if (capture.parent.parent / "labels" / f"{capture.name}.out").is_file() else None
     if capture.parent.name == "mining":
+        return "mining"
+    if capture.parent.parent.name == EXTRA:
+        return "ndpiReader"
+    return None
+
+
+def labeller_for(capture: Path) -> Labeller | None:
+    """The labeller of a capture, by where it lies; None if it has none.
+    ``extra/`` captures are read by the installed ndpiReader (cached)."""
+    source = label_source(capture)
+    if source == "lab":
+        return lab_labeller(capture.with_name(capture.name.removesuffix(".pcapng") + ".labels.jsonl"))
+    if source == "ndpi":
+        return ndpi_labeller(capture.parent.parent / "labels" / f"{capture.name}.out")
+    if source == "mining":
         return mining_labeller
+    if source == "ndpiReader":
+        return ndpi_labeller(ndpi_reading(capture))
     return None

@@ -355,7 +355,7 @@ def randomised_examples(test: Sequence[FlowExample], paths: Mapping[tuple[str, s
                 e = test[i]
                 packets = tuple((t, d) for _, t, d in twin.first_packets)
                 result.indices.append(i)
-                result.examples.append(FlowExample(e.capture, e.collection, packets, twin.server_port, twin.proto, e.label))
+                result.examples.append(FlowExample(e.capture, e.collection, packets, twin.server_port, twin.proto, e.label, e.source))
             result.unmatched += sum(len(v) for v in wanted.values())
     order = sorted(range(len(result.indices)), key=result.indices.__getitem__)
     result.indices = [result.indices[k] for k in order]
