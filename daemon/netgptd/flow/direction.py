@@ -54,6 +54,19 @@ def is_service_port(port: int) -> bool:
     return 0 < port < 1024 or port in SERVICE_PORTS
 
 
+def port_role(port: int) -> int:
+    """All these rules read of a port: 0 (port 0), 1 a DNS port, 2 another service port, 3 an ephemeral port,
+    4 any other. A port swapped for one of the same role leaves every flow's orientation as it was (what
+    ``netgptd.train.leakage`` relies on when it randomises client ports)."""
+    if port in DNS_PORTS:
+        return 1
+    if is_service_port(port):
+        return 2
+    if port >= EPHEMERAL_MIN:
+        return 3
+    return 4 if port else 0
+
+
 def _payload_says(proto: int, sport: int, dport: int, payload: bytes) -> bool | None:
     """True: the payload is a request (its sender the client); False: a reply; None: it does not say."""
     if sport in DNS_PORTS or dport in DNS_PORTS:
