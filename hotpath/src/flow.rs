@@ -2,9 +2,10 @@
 //!
 //! Same keys (both directions of the 5-tuple), the same lazy timer buckets (one per second, ordered by a
 //! heap) and emergency eviction, fragment trains in insertion order, active-timeout continuations, the
-//! first-packet buffers and the first-segment choice of a TCP flow's login scanner. A flow lives in a slot;
-//! its generation changes when it ends or continues, so stale timer and fragment entries are recognised as
-//! Python recognises an ended `Flow` object. What Python needs comes out as events (`Table::out`), in order.
+//! first-packet buffers, the first-segment choice of a TCP flow's login scanner, and a new flow's orientation
+//! (`direction.rs`). A flow lives in a slot; its generation changes when it ends or continues, so stale timer
+//! and fragment entries are recognised as Python recognises an ended `Flow` object. What Python needs comes
+//! out as events (`Table::out`), in order.
 
 use crate::decode::{Decoded, NO_FRAGMENT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::direction::client_is_src;
