@@ -14,6 +14,7 @@ from netgptd.capture.file_source import PcapFileSource
 from netgptd.decode.decoder import decode
 from netgptd.decode.packet import PROTO_TCP, PROTO_UDP, DecodeError, NotIP
 from netgptd.flow.config import FlowConfig
+from netgptd.flow.direction import client_is_src, port_role
 from netgptd.flow.table import FlowTable
 from netgptd.model.tokenizer import TokenizerConfig, encode_flow
 from netgptd.synth import frames
@@ -22,7 +23,15 @@ from netgptd.train import dataset
 from netgptd.train.dataset import Corpus, FlowExample, app_classes, flows_of, load_corpus, split
 from netgptd.train.evaluate import class_recall, false_alarm_rate, per_capture
 from netgptd.train.labels import Label
-from netgptd.train.leakage import capture_paths, ip_layers, randomise_capture, randomised_examples, updated_checksum
+from netgptd.train.leakage import (
+    KEPT_PORTS,
+    _port_permutation,
+    capture_paths,
+    ip_layers,
+    randomise_capture,
+    randomised_examples,
+    updated_checksum,
+)
 from netgptd.train.metrics import Report, format_table, score
 
 # -- metrics ---------------------------------------------------------------------------
@@ -202,6 +211,25 @@ def _l4_checksum_ok(data: bytes, layer) -> bool | None:  # type: ignore[no-untyp
     else:
         pseudo = data[layer.l3 + 8 : layer.l3 + 40] + struct.pack("!I3xB", len(segment), layer.proto)
     return frames.checksum(pseudo + segment) == 0
+
+
+def test_client_ports_change_within_their_role_so_flows_keep_their_orientation() -> None:
+    """Client ports are swapped only for ports of the same role (netgptd.flow.direction.port_role), and
+    without fixed points but the ports the decoder reads: a flow of the copy is oriented as the original."""
+    ports = _port_permutation(random.Random(3))
+    assert sorted(ports) == list(range(65536))
+    assert [p for p in range(65536) if ports[p] == p] == sorted(KEPT_PORTS)
+    assert all(port_role(ports[p]) == port_role(p) for p in range(65536))
+    rng = random.Random(4)
+    for _ in range(20_000):
+        client = rng.choice((rng.randrange(65536), rng.choice((53, 80, 443, 5353, 8080, 40000))))
+        server = rng.randrange(65536)
+        payload = rng.choice((b"", b"x" * 20, b"\x12\x34\x81\x80" + bytes(10)))
+        for proto, flags in ((PROTO_UDP, 0), (PROTO_TCP, 0x10)):
+            assert (client_is_src(proto, flags, client, server, payload)
+                    == client_is_src(proto, flags, ports[client], server, payload))  # fmt: skip
+            assert (client_is_src(proto, flags, server, client, payload)
+                    == client_is_src(proto, flags, server, ports[client], payload))  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["ndpi/pcap/hart_ip.pcap", "ndpi/pcap/lru_ipv6_caches.pcapng", "ndpi/pcap/4in4tunnel.pcap"])

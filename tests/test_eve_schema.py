@@ -212,7 +212,8 @@ def test_every_rule_and_model_attack_has_its_own_stable_id() -> None:
     ids = [s.sid for s in SIGNATURES]
     assert len(ids) == len(set(ids)) and all(1_000_000 <= i < 2_000_000 for i in ids)
     manifest = json.loads((DEFAULT_BUNDLE / "manifest.json").read_text())
-    assert set(RULES) == {"syn_flood", "synack_reflection", "udp_flood", "port_sweep", "host_sweep", "bruteforce"}
+    assert set(RULES) == {"syn_flood", "synack_reflection", "udp_flood", "udp_reflection", "port_sweep", "host_sweep",
+                          "bruteforce"}
     assert set(manifest["attacks"]) - {"benign"} <= set(MODEL_SIGNATURES)
 
 

@@ -95,6 +95,20 @@ def test_a_flood_past_its_budget_is_summarised_and_the_counts_add_up(tmp_path: P
     assert len(spoofed) - len(before) <= 50 * len(summaries)
 
 
+def test_a_udp_reflection_is_summarised_by_its_victim(corpus: Path, tmp_path: Path) -> None:
+    """A real BACnet amplification: replies from port 47808 of 3,559 devices to one victim, their flows' client
+    (netgptd.flow.direction). They are written up to the budget, then counted into udp_reflection summaries
+    named by the victim as their src_ip."""
+    victim = "10.10.10.1"
+    events, _ = replay_to_eve(tmp_path, corpus / "ddos" / "amp.UDP.bacnet.IOT.37810.pcapng",
+                              FloodLogSettings(flows_per_window=50))  # fmt: skip
+    assert ("udp_reflection", victim) in {(a["netgpt"]["detector"], a["src_ip"]) for a in _of(events, "alert")}
+    summaries = [s for s in _of(events, "flood_summary") if s["flood_summary"]["detector"] == "udp_reflection"]
+    assert summaries and all(s["src_ip"] == victim for s in summaries)
+    replies = [f for f in _of(events, "flow") if f["src_ip"] == victim and f["flow"]["pkts_toserver"] == 0]
+    assert len(replies) + sum(s["flood_summary"]["flows"] for s in summaries) == 3_559
+
+
 def test_below_the_budget_every_flow_is_written(tmp_path: Path) -> None:
     capture = tmp_path / "flood.pcap"
     flood_capture(capture, 1_000, 400)

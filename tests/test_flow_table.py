@@ -95,6 +95,7 @@ def test_bidirectional_accounting() -> None:
 
 
 def test_orientation_from_the_first_packet() -> None:
+    """Two service ports and no payload: nothing else decides (netgptd.flow.direction, the last rule)."""
     table = FlowTable(config())
     flow = table.add(u4(0, B, A, 53, 5353))
     table.add(u4(1, A, B, 5353, 53))
@@ -357,8 +358,8 @@ def test_ipv4_fragments_join_the_flow_of_their_first_fragment() -> None:
     whole = ipv4(A, B, PROTO_UDP, udp(A, B, 5000, 53, bytes(1000)), ident=0x4242)
     fragments = [packet(1, f) for f in ipv4_fragments(whole, 400)]
     assert [table.add(p) for p in fragments] == [flow] * 3
-    assert flow is not None and (flow.pkts_toserver, flow.pkts_toclient) == (1, 3)
-    assert flow.bytes_toclient == sum(p.wire_len for p in fragments)
+    assert flow is not None and (flow.pkts_toserver, flow.pkts_toclient) == (3, 1)  # B:53 is the server
+    assert flow.bytes_toserver == sum(p.wire_len for p in fragments)
     assert table.fragments_unmatched == 0 and len(table) == 1
 
 

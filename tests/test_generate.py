@@ -26,7 +26,9 @@ pytest.importorskip("onnx")
 
 from netgptd import cli  # noqa: E402
 from netgptd.capture.file_source import PcapFileSource  # noqa: E402
-from netgptd.decode.packet import PROTO_TCP, PROTO_UDP, TCP_SYN  # noqa: E402
+from netgptd.decode.decoder import decode  # noqa: E402
+from netgptd.decode.packet import PROTO_TCP, PROTO_UDP, TCP_SYN, Packet  # noqa: E402
+from netgptd.flow.direction import client_is_src  # noqa: E402
 from netgptd.model.bundle import LM_FILE, BundleError, load_bundle  # noqa: E402
 from netgptd.model.generate import (  # noqa: E402
     Endpoints, GenerationError, LanguageModel, build_flow, generate, header_length, parse_sequence, sample_sequences,
@@ -343,10 +345,22 @@ def test_generate_cli_writes_a_valid_capture(bundle_dir: Path, tmp_path: Path, c
     assert stats["decode_errors"] == {} and stats["skipped"] == {} and stats["packets"] == len(records)
     flow_events = [e for e in events if e["event_type"] == "flow"]
     assert len(flow_events) == 20 == stats["flows"]
-    # Each flow as generated: the 10.77.0.x client to the 10.77.1.x server on the generated port.
-    assert sorted((e["src_ip"], e["src_port"], e["dest_ip"], e["dest_port"]) for e in flow_events) == sorted(
-        (f.client, f.client_port, f.server, f.server_port) for f in result.flows
-    )
+    # Each flow as generated (the 10.77.0.x client to the 10.77.1.x server on the generated port), oriented as
+    # netgptd.flow.direction reads its first packet: the tiny LM may open a flow with the server's words (a TLS
+    # ServerHello from the client's side), which makes its sender the server.
+    firsts: dict[frozenset, Packet] = {}
+    for record in records:
+        p = decode(record)
+        firsts.setdefault(frozenset(((p.src, p.sport), (p.dst, p.dport))), p)
+    expected = []
+    for f in result.flows:
+        client = (frames.addr(f.client), f.client_port)
+        p = firsts[frozenset((client, (frames.addr(f.server), f.server_port)))]
+        as_generated = client_is_src(p.proto, p.tcp_flags, p.sport, p.dport, p.data[p.payload_off : p.end]) == (
+            (p.src, p.sport) == client)  # fmt: skip
+        ends = [(f.client, f.client_port), (f.server, f.server_port)]
+        expected.append((*ends[0], *ends[1]) if as_generated else (*ends[1], *ends[0]))
+    assert sorted((e["src_ip"], e["src_port"], e["dest_ip"], e["dest_port"]) for e in flow_events) == sorted(expected)
     assert Counter(e["proto"] for e in flow_events).most_common(1)[0][0] == ("TCP" if proto == PROTO_TCP else "UDP")
     assert sum(e["netgpt"]["app"] == app for e in flow_events) == hits
 

@@ -59,11 +59,26 @@ def test_port_sweep_names_scanner_and_victim(tmp_path: Path) -> None:
     assert [(a["netgpt"]["detector"], a["src_ip"], a["dest_ip"]) for a in alerts] == [("port_sweep", scanner, VICTIM)]
 
 
+def _udp_to_victim(i: int, sport: int, dport: int) -> PacketRecord:
+    src = f"192.0.2.{i % 250 + 1}"
+    return _frame(1_700_000_000 * NS + i * NS // 1000, ip(src, VICTIM, PROTO_UDP, udp(src, VICTIM, sport, dport,
+                                                                                         b"x" * 400)))  # fmt: skip
+
+
 def test_udp_flood_and_quiet_below_thresholds(tmp_path: Path) -> None:
-    start = 1_700_000_000 * NS
-    flood = [_frame(start + i * NS // 1000, ip(f"192.0.2.{i % 250 + 1}", VICTIM, PROTO_UDP,
-                    udp(f"192.0.2.{i % 250 + 1}", VICTIM, 53, 2000 + i, b"x" * 400))) for i in range(400)]  # fmt: skip
-    assert [a["netgpt"]["detector"] for a in _alerts(tmp_path, flood)] == ["udp_flood"]
+    flood = [_udp_to_victim(i, 40000 + i, 2000 + i) for i in range(400)]  # the victim's ports are the servers'
+    alerts = _alerts(tmp_path, flood)
+    assert [(a["netgpt"]["detector"], a["dest_ip"]) for a in alerts] == [("udp_flood", VICTIM)]
+    assert _alerts(tmp_path, flood[:150]) == []
+
+
+def test_udp_replies_from_many_servers_are_a_reflection_naming_its_victim(tmp_path: Path) -> None:
+    """Datagrams from port 53 to the victim's high ports: the senders are the servers (netgptd.flow.direction),
+    the victim the client that sent nothing."""
+    flood = [_udp_to_victim(i, 53, 2000 + i) for i in range(400)]
+    alerts = _alerts(tmp_path, flood)
+    assert [(a["netgpt"]["detector"], a["src_ip"]) for a in alerts] == [("udp_reflection", VICTIM)]
+    assert alerts[0]["alert"]["signature_id"] == 1_000_007
     assert _alerts(tmp_path, flood[:150]) == []
 
 
@@ -93,7 +108,9 @@ def test_corpus_floods_and_scans_per_capture(corpus: Path) -> None:
     assert found == {
         "pkt.TCP.DOMINATE.syn.ecn.cwr.pcapng": {"syn_flood"},
         "amp.TCP.reflection.SYNACK.pcap": {"synack_reflection"},
-        "amp.UDP.bacnet.IOT.37810.pcapng": {"udp_flood"},
+        # BACnet replies from port 47808 land on the victim (udp_reflection); its other unanswered datagrams, between
+        # ports that say nothing of their roles, are a udp_flood to it
+        "amp.UDP.bacnet.IOT.37810.pcapng": {"udp_reflection", "udp_flood"},
     }
     assert "port_sweep" in {a["netgpt"]["detector"] for a in _alerts_of(corpus / "ndpi" / "pcap" / "synscan.pcap")}
     for quiet in ("1kxun.pcap", "443-chrome.pcap", "youtube_quic.pcap", "dns_long.pcap"):

@@ -5,7 +5,7 @@ would become an EVE line (and an MQTT message): a million identical lines
 that bury the alert. Once a rule detector has alerted on a flood or sweep
 (``netgptd.rules``), the flows that belong to it (the unanswered flows to
 the flood's victim, or from the sweeping source; the victim of a SYN-ACK
-reflection: the lone SYN-ACKs to it) are written only up to
+or UDP reflection: the lone SYN-ACKs or replies to it) are written only up to
 ``flows_per_window`` per flood and window; the rest are counted into one
 ``flood_summary`` event per flood and window (flows, packets, bytes, the
 busiest sources and destinations, bounded), emitted when the window closes.
@@ -27,9 +27,10 @@ from netgptd.eve import flow_end_seconds, timestamp_at
 from netgptd.rules import one_sided
 
 # The rules whose alerts open a flood, and which side of a flow event names it: a flood's victim is the
-# destination; a sweep's scanner, and a reflection's victim (the "client" the SYN-ACKs go to), the source.
+# destination; a sweep's scanner, and a reflection's victim (the "client" the SYN-ACKs or UDP replies go to),
+# the source.
 FLOOD_SIDE = {"syn_flood": "dest_ip", "udp_flood": "dest_ip", "synack_reflection": "src_ip",
-              "port_sweep": "src_ip", "host_sweep": "src_ip"}  # fmt: skip
+              "udp_reflection": "src_ip", "port_sweep": "src_ip", "host_sweep": "src_ip"}  # fmt: skip
 
 
 class _TopList:

@@ -8,8 +8,11 @@ alert per offender and window (then stay quiet for a cool-down):
   SYN-ACK, or got a RST) to one victim address;
 - ``synack_reflection``: SYN-ACKs from many servers to one address that
   sent no SYN (a reflection attack's victim);
-- ``udp_flood``: unanswered UDP from many sources to one address
-  (amplification replies land this way);
+- ``udp_flood``: unanswered UDP from many sources to one address;
+- ``udp_reflection``: UDP replies from many servers to one address that
+  asked nothing (an amplification's victim: ``netgptd.flow.direction``
+  makes the reflector, a DNS answer or a service port's sender, the
+  flow's server, so the victim is the client that sent nothing);
 - ``port_sweep``: one source reaching many distinct ports of one victim
   (TCP or UDP), most of them unanswered or refused;
 - ``host_sweep``: one source reaching the same port on many hosts;
@@ -70,11 +73,12 @@ def _reflected_synack(client_flags: int, server_flags: int) -> bool:
 
 
 def one_sided(event: dict[str, Any]) -> bool:
-    """A flow event that got no answer: a half-open TCP flow, a lone SYN-ACK (a reflection's), unanswered UDP."""
+    """A flow event that got no answer: a half-open TCP flow, a lone SYN-ACK (a reflection's), UDP one way only
+    (unanswered, or a reflection's replies)."""
     if event["proto"] == "TCP":
         client_flags, server_flags = _flags(event)
         return _half_open(client_flags, server_flags) or _reflected_synack(client_flags, server_flags)
-    return event["flow"]["pkts_toclient"] == 0
+    return event["flow"]["pkts_toclient"] == 0 or event["flow"]["pkts_toserver"] == 0
 
 
 class FlowRateRules:
@@ -108,6 +112,8 @@ class FlowRateRules:
             if no_answer:
                 alerts += self._count("udp_flood", (dst,), when, [(src, event["src_port"])], s.udp_flood_sources,
                                       event)  # fmt: skip
+            elif event["flow"]["pkts_toserver"] == 0:  # the victim is the "client" the replies go to
+                alerts += self._count("udp_reflection", (src,), when, [(dst, port)], s.udp_flood_sources, event)
         if no_answer:
             alerts += self._count("port_sweep", (src, dst, event["proto"]), when, [port], s.port_sweep_ports, event)
             alerts += self._count("host_sweep", (src, port, event["proto"]), when, [dst], s.host_sweep_hosts, event)
@@ -148,7 +154,9 @@ class FlowRateRules:
     def _alert(self, rule: str, when: float, event: dict[str, Any], confidence: float, flows: int,
                logins: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
         """The alert event of ``rule``, about the flow record that crossed its threshold."""
-        alert: dict[str, Any] = {"timestamp": timestamp(int(when * 1e9)), "flow_id": event["flow_id"],
+        # To the microsecond EVE writes, rounded: a start read back from EVE text differs from the number by
+        # a float's last bits, which truncation could turn into a different microsecond.
+        alert: dict[str, Any] = {"timestamp": timestamp(round(when * 1e6) * 1000), "flow_id": event["flow_id"],
                                  "event_type": "alert"}  # fmt: skip
         alert.update({k: event[k] for k in ALERT_FLOW_FIELDS if k in event})
         alert["alert"] = alert_object(RULES[rule])

@@ -36,6 +36,7 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature(1_000_004, RULE, "port_sweep", "scan", 2, "NETGPT SCAN port sweep"),
     Signature(1_000_005, RULE, "host_sweep", "scan", 2, "NETGPT SCAN host sweep"),
     Signature(1_000_006, RULE, "bruteforce", "bruteforce", 1, "NETGPT BRUTEFORCE many short logins to one service"),
+    Signature(1_000_007, RULE, "udp_reflection", "dos", 1, "NETGPT DOS UDP reflection flood"),
     Signature(1_000_101, MODEL, "mining", "mining", 2, "NETGPT MODEL cryptocurrency mining"),
     Signature(1_000_102, MODEL, "tunnel", "tunnel", 2, "NETGPT MODEL tunnelled traffic"),
     Signature(1_000_103, MODEL, "webattack", "webattack", 1, "NETGPT MODEL web attack"),

@@ -2,11 +2,13 @@
 //!
 //! Same keys (both directions of the 5-tuple), the same lazy timer buckets (one per second, ordered by a
 //! heap) and emergency eviction, fragment trains in insertion order, active-timeout continuations, the
-//! first-packet buffers and the first-segment choice of a TCP flow's login scanner. A flow lives in a slot;
-//! its generation changes when it ends or continues, so stale timer and fragment entries are recognised as
-//! Python recognises an ended `Flow` object. What Python needs comes out as events (`Table::out`), in order.
+//! first-packet buffers, the first-segment choice of a TCP flow's login scanner, and a new flow's orientation
+//! (`direction.rs`). A flow lives in a slot; its generation changes when it ends or continues, so stale timer
+//! and fragment entries are recognised as Python recognises an ended `Flow` object. What Python needs comes
+//! out as events (`Table::out`), in order.
 
 use crate::decode::{Decoded, NO_FRAGMENT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
+use crate::direction::client_is_src;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
@@ -256,12 +258,12 @@ impl Table {
         let (sport, dport) = if icmp { (0, 0) } else { (p.sport, p.dport) };
         let key = Key { src: addr(src), dst: addr(dst), sport, dport, proto: p.proto, v6: width == 16 }.canonical();
         let slot = match self.flows.get(&key) {
-            None => self.create(ts, p, src, dst, key),
+            None => self.create(ts, p, data, src, dst, key),
             Some(&slot) => {
                 let f = self.flow(slot);
                 if p.proto == PROTO_TCP && f.state == STATE_CLOSED && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
                     self.end(slot, REASON_REUSE);
-                    self.create(ts, p, src, dst, key)
+                    self.create(ts, p, data, src, dst, key)
                 } else {
                     slot
                 }
@@ -377,12 +379,13 @@ impl Table {
         }
     }
 
-    fn create(&mut self, ts: i128, p: &Decoded, src: &[u8], dst: &[u8], key: Key) -> usize {
+    fn create(&mut self, ts: i128, p: &Decoded, data: &[u8], src: &[u8], dst: &[u8], key: Key) -> usize {
         if self.active >= self.config.max_flows {
             self.make_room();
         }
-        let client_is_src = !(p.proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK));
-        let (client_ip, client_port, server_ip, server_port) = if client_is_src {
+        let payload = if 0 <= p.payload { data.get(p.payload as usize..p.end).unwrap_or(&[]) } else { &[] };
+        let src_is_client = client_is_src(p.proto, p.tcp_flags, p.sport, p.dport, payload);
+        let (client_ip, client_port, server_ip, server_port) = if src_is_client {
             (addr(src), p.sport, addr(dst), p.dport)
         } else {
             (addr(dst), p.dport, addr(src), p.sport)
@@ -659,7 +662,7 @@ impl Table {
 
 // -- the login scanner's first-segment choice (logins.py's scanner_for) ----------------------------
 
-const HTTP_METHODS: [&[u8]; 7] = [b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"PATCH ", b"OPTIONS "];
+pub(crate) const HTTP_METHODS: [&[u8]; 7] = [b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"PATCH ", b"OPTIONS "];
 
 fn encrypted_port(port: u16) -> u8 {
     match port {

@@ -6,6 +6,7 @@
 //! parsing is safe Rust over those slices.
 
 pub mod decode;
+pub mod direction;
 pub mod flow;
 pub mod pcap;
 

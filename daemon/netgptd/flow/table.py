@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 from netgptd.decode.packet import NO_FRAGMENT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Packet
 from netgptd.flow.community_id import community_id
 from netgptd.flow.config import STATE_CLOSED, STATE_ESTABLISHED, STATE_NEW, FlowConfig, Timeouts
+from netgptd.flow.direction import client_is_src
 from netgptd.flow.logins import SCAN_BYTES, LoginScanner, scanner_for
 
 NS = 1_000_000_000
@@ -37,7 +38,7 @@ REASONS = (REASON_TIMEOUT, REASON_ACTIVE, REASON_EMERGENCY, REASON_REUSE, REASON
 
 class Flow:
     """One bidirectional flow; ``client``/``server`` follow the orientation
-    chosen at creation. For ICMP the ports hold the first packet's type/code."""
+    chosen at creation (``netgptd.flow.direction``). For ICMP the ports hold the first packet's type/code."""
 
     __slots__ = (
         "flow_id", "keys", "proto", "ip_version", "client_ip", "client_port", "server_ip", "server_port",
@@ -224,11 +225,10 @@ class FlowTable:
     def _create(self, packet: Packet, key: tuple) -> Flow:
         if self.active >= self.config.max_flows:
             self._make_room()
-        flags = packet.tcp_flags
-        # A SYN-ACK first means the SYN was missed: its sender is the server.
-        client_is_src = not (packet.proto == PROTO_TCP and flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK))
+        payload = packet.data[packet.payload_off : packet.end]
+        src_is_client = client_is_src(packet.proto, packet.tcp_flags, packet.sport, packet.dport, payload)
         rkey = (key[1], key[0], key[3], key[2], key[4])
-        flow = Flow(next(self._ids), (key, rkey), packet, client_is_src,
+        flow = Flow(next(self._ids), (key, rkey), packet, src_is_client,
                     self.config.timeouts_for(packet.proto), self.config.community_id_seed)  # fmt: skip
         if self._buffer_packets > 0:
             flow.first_packets = []

@@ -8,7 +8,9 @@ tokenizer leaves those fields out, so its predictions must not change.
 address of every IP layer (outer and inner of tunnels) goes through one
 random bijection, and the client port of every TCP/UDP flow (the side that
 is not the server, as the flow table orients the flow) through a random
-permutation without fixed points. Server ports, payloads, packet count,
+permutation without fixed points that keeps each port's role
+(``netgptd.flow.direction.port_role``), so the copy's flows are oriented
+as the original's. Server ports, payloads, packet count,
 timestamps and everything else stay. Checksums (IPv4 header, TCP, UDP,
 ICMPv6, GRE) are updated incrementally (RFC 1624): a valid checksum stays
 valid, and one that was wrong in the capture (offloading) stays wrong by
@@ -34,6 +36,7 @@ from netgptd.capture.records import PacketRecord
 from netgptd.decode.decoder import UDP_GTPU, UDP_VXLAN, decode
 from netgptd.decode.packet import PROTO_GRE, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, DecodeError, NotIP, Packet
 from netgptd.flow.config import FlowConfig
+from netgptd.flow.direction import port_role
 from netgptd.flow.table import Flow, FlowTable
 from netgptd.model.tokenizer import TokenizerConfig
 from netgptd.synth.frames import checksum
@@ -148,16 +151,20 @@ def _random_address(rng: random.Random, version: int) -> bytes:
 
 def _port_permutation(rng: random.Random) -> list[int]:
     """A permutation of the ports without fixed points (Sattolo's shuffle,
-    one cycle), except the ports the decoder reads, which stay."""
-    movable = [p for p in range(65536) if p not in KEPT_PORTS]
-    cycle = movable[:]
-    for i in range(len(cycle) - 1, 0, -1):
-        j = rng.randrange(i)
-        cycle[i], cycle[j] = cycle[j], cycle[i]
+    one cycle per port role), except the ports the decoder reads, which stay."""
+    roles: dict[int, list[int]] = {}
+    for port in range(65536):
+        if port not in KEPT_PORTS:
+            roles.setdefault(port_role(port), []).append(port)
     table = list(range(65536))
-    # Sattolo's array is one cycle as a permutation of positions: p_i goes to p_cycle[i].
-    for position, port in enumerate(movable):
-        table[port] = cycle[position]
+    for movable in roles.values():
+        cycle = movable[:]
+        for i in range(len(cycle) - 1, 0, -1):
+            j = rng.randrange(i)
+            cycle[i], cycle[j] = cycle[j], cycle[i]
+        # Sattolo's array is one cycle as a permutation of positions: p_i goes to p_cycle[i].
+        for position, port in enumerate(movable):
+            table[port] = cycle[position]
     return table
 
 
