@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from netgptd.model.bundle import DEFAULT_BUNDLE, MODEL_FILE, BundleError, load_bundle  # noqa: E402
-from netgptd.model.open_set import OpenSet  # noqa: E402
+from netgptd.model.thresholds import Thresholds  # noqa: E402
 from netgptd.model.port_prior import PortPrior  # noqa: E402
 from netgptd.model.session import Classifier, ModelSession  # noqa: E402
 from netgptd.model.tokenizer import CLS, TokenizerConfig, encode_flow, vocab_size  # noqa: E402
@@ -340,25 +340,26 @@ def test_unreadable_port_prior_is_named(prior_bundle: Path, tmp_path: Path) -> N
         load_bundle(copy)
 
 
-def test_open_set_threshold_rides_in_the_manifest_and_serving_abstains(model: NetGPT, tmp_path: Path) -> None:
-    """A bundle whose threshold no verdict of the tiny model reaches names every flow
-    ``unknown``, with the confidence that it is not the likeliest named app."""
+def test_thresholds_ride_in_the_manifest_and_serving_applies_them(model: NetGPT, tmp_path: Path) -> None:
+    """A bundle whose thresholds no verdict of the tiny model reaches names every flow
+    ``unknown`` and ``benign``, with the confidence that the likeliest class is wrong."""
     sure = write_bundle(tmp_path / "sure", model, APPS, ATTACKS, TOKENIZER, SHAPE, {}, {}, name="t", version="1",
-                        open_set=OpenSet(0.999))  # fmt: skip
+                        thresholds=Thresholds(unknown_below=0.999, attack_at=0.999))  # fmt: skip
     bundle = load_bundle(sure)
-    assert bundle.open_set == OpenSet(0.999) and load_bundle(DEFAULT_BUNDLE).open_set.threshold > 0
+    assert bundle.thresholds == Thresholds(0.999, 0.999)
+    assert load_bundle(DEFAULT_BUNDLE).thresholds.unknown_below > 0
     session = ModelSession(bundle, prefer=("CPUExecutionProvider",))
     flows = [flow(b"\x0a\x00\x00\x01", 8443, bytes([b]) * 30) for b in (0x10, 0xf0)]
     rows = [encode_flow([(d, p) for _, d, p in f.first_packets], f.server_port, TOKENIZER) for f in flows]
-    model_p, _ = session.classify(rows)
-    verdicts = Classifier(session).verdicts(flows)
-    for verdict, p in zip(verdicts, model_p):
-        if APPS[int(p.argmax())] == "unknown":
-            assert verdict["app"] == "unknown" and verdict["app_confidence"] == round(float(p.max()), 4)
-        else:
-            assert verdict["app"] == "unknown" and verdict["app_confidence"] == round(1 - float(p.max()), 4)
+    model_p, attack_p = session.classify(rows)
+    for verdict, p, a in zip(Classifier(session).verdicts(flows), model_p, attack_p):
+        assert verdict["app"] == "unknown" and verdict["attack"] == "benign"
+        top_is_unknown = APPS[int(p.argmax())] == "unknown"
+        assert verdict["app_confidence"] == round(float(p.max()) if top_is_unknown else 1 - float(p.max()), 4)
+        top_is_benign = ATTACKS[int(a.argmax())] == "benign"
+        assert verdict["attack_confidence"] == round(float(a.max()) if top_is_benign else 1 - float(a.max()), 4)
     manifest = json.loads((sure / "manifest.json").read_text())
-    manifest["open_set"] = {"threshold": 1.5}
+    manifest["thresholds"] = {"unknown_below": 1.5}
     (sure / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="'open_set' must be"):
+    with pytest.raises(BundleError, match=r"thresholds.unknown_below must be a number in \[0, 1\)"):
         load_bundle(sure)

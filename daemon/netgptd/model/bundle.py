@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from netgptd.model.open_set import OpenSet
+from netgptd.model.thresholds import Thresholds
 from netgptd.model.port_prior import PortPrior
 from netgptd.model.tokenizer import TokenizerConfig
 
@@ -56,7 +56,7 @@ class Bundle:
     model_file: Path
     lm_file: Path | None = None  # the LM head, for generation; None in bundles exported before it
     port_prior: PortPrior | None = None  # None in bundles exported before it
-    open_set: OpenSet = OpenSet()  # never abstains in bundles exported before it
+    thresholds: Thresholds = Thresholds()  # argmax verdicts in bundles exported before them
 
     @property
     def model_id(self) -> str:
@@ -126,12 +126,17 @@ def _port_prior(manifest: dict[str, Any], apps: tuple[str, ...], where: Path) ->
         raise BundleError(f"{MANIFEST_FILE} in {where}: 'port_prior' cannot be read: {detail}") from None
 
 
-def _open_set(manifest: dict[str, Any], where: Path) -> OpenSet:
-    values = manifest.get("open_set") or {"threshold": 0.0}
-    threshold = values.get("threshold") if isinstance(values, dict) else None
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
-        raise BundleError(f"{MANIFEST_FILE} in {where}: 'open_set' must be {{\"threshold\": a number in [0, 1)}}")
-    return OpenSet(float(threshold))
+def _thresholds(manifest: dict[str, Any], where: Path) -> Thresholds:
+    values = manifest.get("thresholds") or {}
+    if not isinstance(values, dict):
+        raise BundleError(f"{MANIFEST_FILE} in {where}: 'thresholds' must be an object")
+    read = {}
+    for key in ("unknown_below", "attack_at"):
+        value = values.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise BundleError(f"{MANIFEST_FILE} in {where}: thresholds.{key} must be a number in [0, 1)")
+        read[key] = float(value)
+    return Thresholds(**read)
 
 
 def load_bundle(directory: str | Path) -> Bundle:
@@ -180,7 +185,7 @@ def load_bundle(directory: str | Path) -> Bundle:
         model_file=path / model_name,
         lm_file=path / lm_name if lm_name is not None else None,
         port_prior=_port_prior(manifest, apps, path),
-        open_set=_open_set(manifest, path),
+        thresholds=_thresholds(manifest, path),
     )
     if not bundle.model_file.is_file():
         raise BundleError(f"{model_name} in {path} is missing")

@@ -16,7 +16,7 @@ that one capture used (a peer's random port) is a property of that capture,
 not of a service. Port-blind serving does without it.
 
 The port never outweighs the bytes: an application the model gives less
-than ``floor`` (the bytes contradict it) keeps the model's probability, and
+than ``floor`` (1 %: the bytes contradict it) keeps the model's probability, and
 the port only shares out the rest among the applications the bytes allow.
 So a port that some training captures used for another protocol (UDP/443
 for DNScrypt beside QUIC) cannot turn a flow whose bytes say QUIC into
@@ -42,7 +42,7 @@ class PortPrior:
     counts: dict[PortKey, np.ndarray]  # training flows per app, for ports seen in enough captures
     alpha: float = 1.0
     min_captures: int = 3
-    floor: float = 0.05
+    floor: float = 0.01
 
     @classmethod
     def fit(cls, flows: Iterable[tuple[PortKey, str, str]], apps: Sequence[str], alpha: float = 1.0,

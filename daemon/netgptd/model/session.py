@@ -102,6 +102,13 @@ class ClassifiableFlow(Protocol):
     proto: int
 
 
+def _confidence(p: np.ndarray, chosen: int) -> float:
+    """The chosen class's probability; where a threshold overruled the likeliest
+    class, the probability that the likeliest one is wrong."""
+    top = int(p.argmax())
+    return round(float(p[chosen] if chosen == top else 1.0 - p[top]), 4)
+
+
 class Classifier:
     """Verdicts for flows, in batches, with an optional cache by server side.
 
@@ -169,15 +176,14 @@ class Classifier:
     def verdict(self, app_p: np.ndarray, attack_p: np.ndarray, model: str = "") -> dict[str, object]:
         """The verdict of one flow's probabilities, naming ``model`` (default: this bundle)."""
         bundle = self.session.bundle
-        top, attack = int(app_p.argmax()), int(attack_p.argmax())
-        app = int(bundle.open_set.decide(app_p[None, :], bundle.apps)[0])
-        # An abstention's confidence is that of "not the likeliest named app".
-        confidence = app_p[app] if app == top else 1.0 - app_p[top]
+        thresholds = bundle.thresholds
+        app = int(thresholds.apps(app_p[None, :], bundle.apps)[0])
+        attack = int(thresholds.attacks(attack_p[None, :], bundle.attacks)[0])
         return {
             "app": bundle.apps[app],
-            "app_confidence": round(float(confidence), 4),
+            "app_confidence": _confidence(app_p, app),
             "attack": bundle.attacks[attack],
-            "attack_confidence": round(float(attack_p[attack]), 4),
+            "attack_confidence": _confidence(attack_p, attack),
             "model": model or bundle.model_id,
         }
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from netgptd.model.open_set import OpenSet
+from netgptd.model.thresholds import Thresholds
 from netgptd.model.port_prior import PortPrior
 from netgptd.model.tokenizer import TokenizerConfig
 from netgptd.train.baselines import ByteLogReg, PortLookup
@@ -69,14 +69,14 @@ def app_probabilities(model: NetGPT, examples: Sequence[FlowExample], config: To
 
 def model_predictions(model: NetGPT, examples: Sequence[FlowExample], apps: Sequence[str], attacks: Sequence[str],
                        config: TokenizerConfig, port_prior: PortPrior | None,
-                       open_set: OpenSet = OpenSet()) -> dict[str, list[str]]:  # fmt: skip
-    """The model's verdicts as served (``app_probabilities``, then ``open_set``)."""
+                      thresholds: Thresholds = Thresholds()) -> dict[str, list[str]]:  # fmt: skip
+    """The model's verdicts as served (``app_probabilities``, then ``thresholds``)."""
     if not examples:
         return {"apps": [], "attacks": []}
     app_p, attack_p = app_probabilities(model, examples, config, port_prior)
     return {
-        "apps": [apps[i] for i in open_set.decide(app_p, apps).tolist()],
-        "attacks": [attacks[i] for i in attack_p.argmax(axis=-1).tolist()],
+        "apps": [apps[i] for i in thresholds.apps(app_p, apps).tolist()],
+        "attacks": [attacks[i] for i in thresholds.attacks(attack_p, attacks).tolist()],
     }
 
 
@@ -140,13 +140,13 @@ def per_collection(test: Sequence[FlowExample], y_true: Sequence[str], predictio
 
 
 def _leakage(model: NetGPT, test: Sequence[FlowExample], apps: Sequence[str], attacks: Sequence[str],
-             config: TokenizerConfig, port_prior: PortPrior | None, open_set: OpenSet, roots: Iterable[Path], seed: int,
+             config: TokenizerConfig, port_prior: PortPrior | None, thresholds: Thresholds, roots: Iterable[Path], seed: int,
              workdir: Path | None, reports: dict[str, dict[str, Report]]) -> dict[str, object]:  # fmt: skip
     randomised = randomised_examples(test, capture_paths(roots), config, seed=seed, workdir=workdir)
     # The model on the same flows of the original captures, in the same order and batches.
     same = [test[i] for i in randomised.indices]
-    before = model_predictions(model, same, apps, attacks, config, port_prior, open_set)
-    after = model_predictions(model, randomised.examples, apps, attacks, config, port_prior, open_set)
+    before = model_predictions(model, same, apps, attacks, config, port_prior, thresholds)
+    after = model_predictions(model, randomised.examples, apps, attacks, config, port_prior, thresholds)
     truth = _targets(same, apps)
     out: dict[str, object] = {
         "flows": len(randomised.examples), "test_flows": len(test), "unmatched": randomised.unmatched,
@@ -172,7 +172,7 @@ def _leakage(model: NetGPT, test: Sequence[FlowExample], apps: Sequence[str], at
 def evaluate(model: NetGPT, train: Sequence[FlowExample], test: Sequence[FlowExample], apps: Sequence[str],
              attacks: Sequence[str], config: TokenizerConfig, port_prior: PortPrior | None = None,
              roots: Iterable[Path] = (), seed: int = 0, workdir: Path | None = None,
-             open_set: OpenSet = OpenSet()) -> dict[str, Any]:  # fmt: skip
+             thresholds: Thresholds = Thresholds()) -> dict[str, Any]:  # fmt: skip
     """Every score of the evaluation, JSON-able (it goes into the model manifest).
 
     ``roots`` are where the test captures lie (the corpus folders), for the
@@ -184,7 +184,7 @@ def evaluate(model: NetGPT, train: Sequence[FlowExample], test: Sequence[FlowExa
     predictions: dict[str, dict[str, list[str]]] = {task: {} for task in TASKS}
     blind = replace(config, server_port=False)
     for name, (tokens, prior) in ((NETGPT, (config, port_prior)), (PORT_BLIND, (blind, None))):
-        got = model_predictions(model, test, apps, attacks, tokens, prior, open_set)
+        got = model_predictions(model, test, apps, attacks, tokens, prior, thresholds)
         for task in TASKS:
             predictions[task][name] = got[task]
     for task in TASKS:
@@ -195,7 +195,7 @@ def evaluate(model: NetGPT, train: Sequence[FlowExample], test: Sequence[FlowExa
                for task in TASKS}  # fmt: skip
     roots = list(roots)
     if roots:
-        leakage = _leakage(model, test, apps, attacks, config, port_prior, open_set, roots, seed, workdir, reports)
+        leakage = _leakage(model, test, apps, attacks, config, port_prior, thresholds, roots, seed, workdir, reports)
     else:
         leakage = {"skipped": "no capture folders given: the test captures cannot be rewritten"}
     order = [NETGPT, PORT_BLIND, RANDOMISED, PORT_LOOKUP, BYTE_LR]

@@ -25,7 +25,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from netgptd.model.bundle import (INPUTS, LM_FILE, LM_OUTPUTS, MANIFEST_FILE, MANIFEST_VERSION, MODEL_FILE, OUTPUTS,
                                   sha256_file)  # fmt: skip
-from netgptd.model.open_set import OpenSet
+from netgptd.model.thresholds import Thresholds
 from netgptd.model.port_prior import PortPrior
 from netgptd.model.tokenizer import CLS, EOS, FIRST_APP_TOKEN, GEN, PAD, PORT, TokenizerConfig
 from netgptd.train.model import ClassifierExport, ModelShape, NetGPT
@@ -135,14 +135,14 @@ def write_bundle(directory: str | Path, model: NetGPT, apps: Sequence[str], atta
                  tokenizer_config: TokenizerConfig, shape: ModelShape, training_summary: dict[str, Any],
                  evaluation: dict[str, Any], name: str, version: str, quantized: bool = False,
                  lm_model: NetGPT | None = None, port_prior: PortPrior | None = None,
-                 open_set: OpenSet = OpenSet()) -> Path:  # fmt: skip
+                 thresholds: Thresholds = Thresholds()) -> Path:  # fmt: skip
     """``model.onnx`` (classifier), ``lm.onnx`` (LM head, for generation) and
     ``manifest.json`` in ``directory``; returns the directory.
 
     The LM is ``lm_model``'s where given (e.g. the weights as pretraining
     left them: fine-tuning the backbone for classification wears the LM
     down), else ``model``'s. ``port_prior``, fitted on the training flows,
-    and ``open_set``, fitted on validation flows, go into the manifest.
+    and ``thresholds``, fitted on validation flows, go into the manifest.
 
     The manifest is written last: a bundle whose export failed half-way,
     or whose model was replaced without it, is refused by ``load_bundle``.
@@ -184,7 +184,7 @@ def write_bundle(directory: str | Path, model: NetGPT, apps: Sequence[str], atta
         "attacks": list(attacks),
         "tokenizer": tokenizer_config.to_dict(),
         "port_prior": port_prior.to_dict() if port_prior is not None else None,
-        "open_set": {"threshold": open_set.threshold},
+        "thresholds": thresholds.to_dict(),
         "shape": shape.to_dict(),
         "training": training_summary,
         "evaluation": evaluation,

@@ -1,9 +1,9 @@
-"""One classifier fitted as it ships: NetGPT, its port prior and its open-set threshold.
+"""One classifier fitted as it ships: NetGPT, its port prior and its verdict thresholds.
 
 The model learns on ``train``; the port prior is counted on ``train``; the
-open-set threshold (``model.open_set``) is chosen on ``validation``, captures
-the model did not learn on, since on its own training flows the model is
-surer than it will be on new traffic. ``netgptd train`` and every
+open-set and attack thresholds (``model.thresholds``) are chosen on
+``validation``, captures the model did not learn on, since on its own
+training flows the model is surer than it will be on new traffic. ``netgptd train`` and every
 leave-one-source-out fold fit through here, so both judge the same thing.
 """
 
@@ -15,10 +15,10 @@ from typing import Sequence
 
 import torch
 
-from netgptd.model.open_set import OpenSet
+from netgptd.model.thresholds import Thresholds
 from netgptd.model.port_prior import PortPrior
 from netgptd.model.tokenizer import TokenizerConfig, vocab_size
-from netgptd.train.calibration import fit_open_set
+from netgptd.train.calibration import fit_attack_at, fit_unknown_below
 from netgptd.train.dataset import FlowExample
 from netgptd.train.evaluate import app_probabilities, app_target
 from netgptd.train.model import ModelShape, NetGPT
@@ -33,7 +33,7 @@ class Fitted:
     apps: list[str]
     attacks: list[str]
     port_prior: PortPrior | None
-    open_set: OpenSet
+    thresholds: Thresholds
     losses: dict[str, list[float]] = field(default_factory=dict)
     pretrained: NetGPT | None = None  # the weights as pretraining left them (the generation LM starts there)
 
@@ -49,9 +49,10 @@ def fit(train: Sequence[FlowExample], validation: Sequence[FlowExample], apps: S
     # Serving applies a port prior only to a model that reads the port: fitted for such a model alone.
     port_prior = (PortPrior.fit((((e.proto, e.server_port), e.capture_id, app_target(e, apps)) for e in train), apps)
                   if tokenizer.server_port else None)  # fmt: skip
-    open_set = OpenSet()
+    thresholds = Thresholds()
     if validation:
         with torch.no_grad():
-            app_p, _ = app_probabilities(model, validation, tokenizer, port_prior)
-        open_set = fit_open_set(app_p, [app_target(e, apps) for e in validation], apps)
-    return Fitted(model, apps, attacks, port_prior, open_set, losses, pretrained)
+            app_p, attack_p = app_probabilities(model, validation, tokenizer, port_prior)
+        thresholds = Thresholds(fit_unknown_below(app_p, [app_target(e, apps) for e in validation], apps),
+                                fit_attack_at(attack_p, [e.label.attack for e in validation], attacks))  # fmt: skip
+    return Fitted(model, apps, attacks, port_prior, thresholds, losses, pretrained)

@@ -72,8 +72,8 @@ def _fold(examples: Sequence[FlowExample], source: str, tokenizer: TokenizerConf
     fitted = fit(train, validation, apps, attacks, tokenizer, shape, settings, progress)
     blind = replace(tokenizer, server_port=False)
     predicted = {
-        NETGPT: model_predictions(fitted.model, test, apps, attacks, tokenizer, fitted.port_prior, fitted.open_set),
-        PORT_BLIND: model_predictions(fitted.model, test, apps, attacks, blind, None, fitted.open_set),
+        NETGPT: model_predictions(fitted.model, test, apps, attacks, tokenizer, fitted.port_prior, fitted.thresholds),
+        PORT_BLIND: model_predictions(fitted.model, test, apps, attacks, blind, None, fitted.thresholds),
         PORT_LOOKUP: {
             "apps": PortLookup().fit(train, [app_target(e, apps) for e in train]).predict(test),
             "attacks": PortLookup().fit(train, [e.label.attack for e in train]).predict(test),
@@ -85,7 +85,7 @@ def _fold(examples: Sequence[FlowExample], source: str, tokenizer: TokenizerConf
         "test_flows": len(test),
         "test_captures": len({e.capture_id for e in test}),
         "apps": apps,
-        "threshold": fitted.open_set.threshold,
+        "thresholds": fitted.thresholds.to_dict(),
         "truth": {"apps": [app_target(e, apps) for e in test], "attacks": [e.label.attack for e in test]},
         "oov": [e.label.app not in apps and e.label.app != UNKNOWN for e in test],
         "predicted": predicted,
@@ -107,7 +107,7 @@ def leave_one_source_out(examples: Sequence[FlowExample], tokenizer: TokenizerCo
     for source in held:
         fold = _fold(examples, source, tokenizer, shape, settings, progress)
         rows.append({
-            **{k: fold[k] for k in ("source", "train_flows", "test_flows", "test_captures", "threshold")},
+            **{k: fold[k] for k in ("source", "train_flows", "test_flows", "test_captures", "thresholds")},
             "apps": len(fold["apps"]),
             "scorers": _scores(fold["truth"], fold["predicted"], fold["oov"], fold["apps"]),
         })  # fmt: skip

@@ -43,7 +43,7 @@ def train_bundle(roots: Sequence[Path], out: Path, settings: TrainSettings, shap
     # trained on for ``lm_epochs`` once the classifier is evaluated.
     fitted = fit(train, validation, apps, attacks, tokenizer, shape, settings, progress, keep_pretrained=True)
     evaluation = evaluate(fitted.model, train, test, apps, attacks, tokenizer, fitted.port_prior, roots=roots,
-                          seed=settings.seed, open_set=fitted.open_set)  # fmt: skip
+                          seed=settings.seed, thresholds=fitted.thresholds)  # fmt: skip
     if loso:
         evaluation["loso"] = leave_one_source_out(corpus.examples, tokenizer, shape, settings, progress)
     language_model = fitted.pretrained
@@ -68,7 +68,7 @@ def train_bundle(roots: Sequence[Path], out: Path, settings: TrainSettings, shap
     }
     write_bundle(out, fitted.model, apps, attacks, tokenizer, shape, summary, evaluation, name, version,
                  quantized=quantize, lm_model=language_model, port_prior=fitted.port_prior,
-                 open_set=fitted.open_set)  # fmt: skip
+                 thresholds=fitted.thresholds)  # fmt: skip
     text = render(evaluation) + ("\n\n" + render_loso(evaluation["loso"]) if loso else "")
     (out / "EVALUATION.txt").write_text(text + "\n", encoding="utf-8")
     return evaluation
