@@ -8,13 +8,14 @@ capture's sha256 and nDPI's version, so a corpus is read once per machine.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
+
+from netgptd.model.bundle import sha256_file
 
 CACHE_ENV = "NETGPTD_NDPI_CACHE"
 TIMEOUT_S = 120.0
@@ -44,18 +45,10 @@ def ndpi_version() -> str:
     return match.group(1) if match else "unknown"
 
 
-def _digest(capture: Path) -> str:
-    sha = hashlib.sha256()
-    with open(capture, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def ndpi_reading(capture: Path) -> Path:
     """The file holding ndpiReader's flow lines for ``capture``, made on first use."""
     version = ndpi_version()
-    out = cache_dir() / version / f"{_digest(capture)}.out"
+    out = cache_dir() / version / f"{sha256_file(capture)}.out"
     if out.is_file():
         return out
     done = subprocess.run(["ndpiReader", "-i", str(capture), "-v", "2"], capture_output=True, timeout=TIMEOUT_S)
