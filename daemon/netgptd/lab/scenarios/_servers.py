@@ -1,10 +1,14 @@
 """Helpers the scenarios share: Python servers in daemon threads (socketserver,
-asyncio, pyftpdlib), external servers logging into the workdir, checked tool runs."""
+asyncio, pyftpdlib), external servers logging into the workdir, checked tool
+runs, the server's port (its protocol's or another), folders a server's own
+user owns, and a source address for clients that cannot bind one."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pwd
 import socket
 import socketserver
 import subprocess
@@ -13,12 +17,12 @@ import threading
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import structlog
 
 from netgptd.lab.safety import LabError
-from netgptd.lab.scenario import LabContext
+from netgptd.lab.scenario import LabContext, scenario
 
 if TYPE_CHECKING:
     from pyftpdlib.servers import FTPServer
@@ -108,12 +112,17 @@ def well_known_port(ctx: LabContext, ip: str, port: int, kinds: Sequence[int] = 
     return port
 
 
-def start_daemon(ctx: LabContext, name: str, argv: Sequence[str], ip: str, port: int) -> Path:
+def start_daemon(ctx: LabContext, name: str, argv: Sequence[str], ip: str, port: int | None,
+                 **popen: Any) -> Path:  # fmt: skip
     """Start an external server with its output in ``workdir/NAME.log`` and
-    wait until it accepts on ip:port; returns the log's path."""
+    wait until it accepts on ip:port (a TCP port; None for a UDP server, which
+    the caller waits for); returns the log's path. ``popen`` goes to Popen
+    (``user``, ``env``)."""
     log_path = ctx.workdir / f"{name}.log"
     with open(log_path, "wb") as log_file:
-        ctx.supervisor.start(argv, stdout=log_file, stderr=subprocess.STDOUT)
+        ctx.supervisor.start(argv, stdout=log_file, stderr=subprocess.STDOUT, **popen)
+    if port is None:
+        return log_path
     try:
         ctx.wait_listening(ip, port)
     except LabError as e:
@@ -122,11 +131,67 @@ def start_daemon(ctx: LabContext, name: str, argv: Sequence[str], ip: str, port:
     return log_path
 
 
-def run_tool(ctx: LabContext, argv: Sequence[str], timeout: float = 30.0) -> str:
-    """Run a tool to completion; its output, or LabError if it failed."""
-    done = ctx.supervisor.run(argv, timeout=timeout)
+def run_tool(ctx: LabContext, argv: Sequence[str], timeout: float = 30.0, **popen: Any) -> str:
+    """Run a tool to completion; its output, or LabError if it failed.
+    ``popen`` goes to Popen (``user``, ``env``, ``input`` is not supported)."""
+    done = ctx.supervisor.run(argv, timeout=timeout, **popen)
     output = done.stdout.decode(errors="replace")
     if done.returncode != 0:
         last = output.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
         raise LabError(f"{ctx.scenario}: {argv[0]} failed: {last[0]}")
     return output
+
+
+@contextmanager
+def routed_source(ctx: LabContext, server_ip: str, client_ip: str) -> Iterator[None]:
+    """Make connections to ``server_ip`` that bind no address come from
+    ``client_ip``, for tools without an option to bind one (hydra,
+    slowhttptest, psql, ldapsearch): a /32 route in the local table with that
+    preferred source, taken out again at the end. Sockets bound to an address
+    (the Python clients, the readiness probes) are not affected."""
+    route = ["local", f"{server_ip}/32", "dev", "lo", "src", client_ip, "table", "local"]
+    run_tool(ctx, ["ip", "route", "replace", *route], timeout=10)
+    try:
+        yield
+    finally:
+        run_tool(ctx, ["ip", "route", "del", *route], timeout=10)
+
+
+def owned_dir(ctx: LabContext, name: str, user: str) -> Path:
+    """``workdir/NAME``, owned by ``user``: for servers that refuse to run as
+    root (postgres) or drop to their own user (mariadbd). The workdir is
+    opened for traversal (not listing) so that user reaches it."""
+    account = pwd.getpwnam(user)
+    path = ctx.workdir / name
+    path.mkdir(mode=0o700)
+    os.chown(path, account.pw_uid, account.pw_gid)
+    ctx.workdir.chmod(0o711)
+    return path
+
+
+WELL_KNOWN, OTHER_PORT = "well-known", "other-port"
+Variant = str  # WELL_KNOWN or OTHER_PORT
+
+
+def service_port(ctx: LabContext, ip: str, port: int, variant: Variant,
+                 kinds: Sequence[int] = (socket.SOCK_STREAM,)) -> int:  # fmt: skip
+    """The server's port: its protocol's (see well_known_port), or for the
+    OTHER_PORT variant a free high port, so that a model learns the traffic
+    and not the port."""
+    if variant == WELL_KNOWN:
+        return well_known_port(ctx, ip, port, kinds)
+    return ctx.free_port(ip, kinds[0])
+
+
+def on_both_ports(name: str, summary: str, requires: tuple[str, ...] = (), python: tuple[str, ...] = ()
+                  ) -> Callable[[Callable[[LabContext, Variant], None]], Callable[[LabContext, Variant], None]]:  # fmt: skip
+    """Register a benign scenario twice: ``name`` serving on its protocol's
+    port, ``name-other-port`` on a free high port, with the same labels."""
+
+    def register(run: Callable[[LabContext, Variant], None]) -> Callable[[LabContext, Variant], None]:
+        for variant, suffix, where in ((WELL_KNOWN, "", "its own port"), (OTHER_PORT, f"-{OTHER_PORT}", "a high port")):
+            scenario(f"{name}{suffix}", "benign", f"{summary}, on {where}", requires, python)(
+                lambda ctx, variant=variant: run(ctx, variant))
+        return run
+
+    return register

@@ -1,0 +1,55 @@
+"""The lab's application scenarios: nDPI 4.2 names every flow they label as
+they label it, on the protocol's own port and on a high one.
+
+Each scenario runs for a few seconds as root; ndpiReader reads its capture,
+and each labelled flow's master protocol (found by DPI, not by port) must be
+the label's application.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from netgptd.lab import runner
+from netgptd.train.labels import ndpi_labeller
+
+SCENARIO_SECONDS = 3.0
+APPS = ["postgresql"]  # each registered on its own port and as NAME-other-port
+SCENARIOS = [name for app in APPS for name in (app, f"{app}-other-port")]
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("dumpcap") is None,
+                       reason="the lab captures lo with dumpcap: needs root"),  # fmt: skip
+    pytest.mark.skipif(shutil.which("ndpiReader") is None, reason="needs ndpiReader (libndpi-bin)"),
+]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_ndpi_names_every_labelled_flow_as_labelled(name: str, tmp_path: Path) -> None:
+    scenario = runner.scenarios()[name]
+    missing = runner.missing_requirements(scenario)
+    if missing:
+        pytest.skip(f"{name} needs {', '.join(missing)}")
+    (result,) = runner.run_lab([name], tmp_path, SCENARIO_SECONDS)
+    labels = [json.loads(line) for line in result.labels.read_text().splitlines()]
+    assert labels, f"{name} labelled no flow"
+    reading = tmp_path / "ndpi.out"
+    with open(reading, "w") as out:
+        subprocess.run(["ndpiReader", "-i", str(result.capture), "-v", "2"], stdout=out, stderr=subprocess.DEVNULL,
+                       check=True, timeout=60)  # fmt: skip
+    lookup = ndpi_labeller(reading)
+    named = Counter()
+    for label in labels:
+        found = lookup(label["proto"], (label["src_ip"], label["src_port"]), (label["dest_ip"], label["dest_port"]),
+                       label["community_id"])  # fmt: skip
+        named[(label["app"], found.app if found else "not named by DPI")] += 1
+    assert set(named) == {(labels[0]["app"], labels[0]["app"])}, f"{name}: (label, nDPI) -> flows {dict(named)}"
