@@ -21,7 +21,7 @@ from netgptd.lab import runner
 from netgptd.train.labels import ndpi_labeller
 
 SCENARIO_SECONDS = 3.0
-APPS = ["postgresql"]  # each registered on its own port and as NAME-other-port
+APPS = ["postgresql", "mysql", "nats"]  # each registered on its own port and as NAME-other-port
 SCENARIOS = [name for app in APPS for name in (app, f"{app}-other-port")]
 
 pytestmark = [
