@@ -11,6 +11,7 @@ import os
 import pwd
 import socket
 import socketserver
+import struct
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import structlog
 
-from netgptd.lab.safety import LabError
+from netgptd.lab.safety import LabError, wait_until
 from netgptd.lab.scenario import LabContext, scenario
 
 if TYPE_CHECKING:
@@ -129,6 +130,19 @@ def start_daemon(ctx: LabContext, name: str, argv: Sequence[str], ip: str, port:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
         raise LabError(f"{e} ({name} said: {tail[0] if tail else 'nothing'})") from None
     return log_path
+
+
+def wait_udp_bound(ctx: LabContext, ip: str, port: int, timeout: float = 10.0) -> None:
+    """Block until a UDP socket is bound to ip:port (a UDP server has no
+    handshake to probe without speaking its protocol): /proc/net/udp lists it."""
+    local = f"{struct.unpack('<I', socket.inet_aton(ip))[0]:08X}:{port:04X}"  # as the kernel prints it (x86)
+
+    def bound() -> bool:
+        with open("/proc/net/udp", encoding="ascii") as table:
+            return any(line.split()[1] == local for line in list(table)[1:])
+
+    if not wait_until(bound, timeout):
+        raise LabError(f"{ctx.scenario}: nothing is bound to UDP {ip}:{port} after {timeout:g} s")
 
 
 def run_tool(ctx: LabContext, argv: Sequence[str], timeout: float = 30.0, **popen: Any) -> str:
