@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LAB_TOOLS = {"nmap", "hping3", "hydra", "slowhttptest", "openssh-server"}
+LAB_TOOLS = {"nmap", "hping3", "hydra", "slowhttptest", "openssh-server", "postgresql", "mariadb-server", "mariadb-client",
+             "nats-server", "dovecot-imapd", "dovecot-pop3d", "slapd", "ldap-utils", "samba", "smbclient", "chrony",
+             "snmpd", "snmp"}  # fmt: skip
 TEST_TOOLS = LAB_TOOLS | {"tshark", "mosquitto", "prometheus", "libndpi-bin", "python3-venv", "logrotate", "curl"}
 
 
