@@ -55,6 +55,8 @@ if [ "$mode" = test ]; then
   need /usr/sbin/chronyd chrony           # replaces systemd-timesyncd as the host's time service
   need /usr/sbin/snmpd snmpd
   need snmpget snmp
+  need /usr/sbin/telnetd inetutils-telnetd   # run per connection by the scenario, as inetd would
+  need telnet inetutils-telnet
   need /usr/sbin/logrotate logrotate     # the shipped logrotate snippet runs against a live daemon
   need curl curl                          # the brute-force test's busy web client
 fi
@@ -76,6 +78,7 @@ units_of() {
     case $package in
       openssh-server) echo ssh ;; mosquitto|prometheus|redis-server|postgresql|nats-server|slapd|snmpd) echo "$package" ;;
       mariadb-server) echo mariadb ;; dovecot-imapd|dovecot-pop3d) echo dovecot ;; samba) echo smbd nmbd ;;
+      inetutils-telnetd) echo inetutils-inetd ;;  # the inetd it depends on would serve telnet on port 23
     esac
   done
 }
