@@ -57,6 +57,8 @@ if [ "$mode" = test ]; then
   need snmpget snmp
   need /usr/sbin/telnetd inetutils-telnetd   # run per connection by the scenario, as inetd would
   need telnet inetutils-telnet
+  need /usr/sbin/kamailio kamailio        # SIP registrar; Debian 12 has no sipp
+  need sipsak sipsak
   need /usr/sbin/logrotate logrotate     # the shipped logrotate snippet runs against a live daemon
   need curl curl                          # the brute-force test's busy web client
 fi
@@ -76,7 +78,8 @@ fi
 units_of() {
   for package in "$@"; do
     case $package in
-      openssh-server) echo ssh ;; mosquitto|prometheus|redis-server|postgresql|nats-server|slapd|snmpd) echo "$package" ;;
+      openssh-server) echo ssh ;;
+      mosquitto|prometheus|redis-server|postgresql|nats-server|slapd|snmpd|kamailio) echo "$package" ;;
       mariadb-server) echo mariadb ;; dovecot-imapd|dovecot-pop3d) echo dovecot ;; samba) echo smbd nmbd ;;
       inetutils-telnetd) echo inetutils-inetd ;;  # the inetd it depends on would serve telnet on port 23
     esac

@@ -13,7 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 LAB_TOOLS = {"nmap", "hping3", "hydra", "slowhttptest", "openssh-server", "postgresql", "mariadb-server", "mariadb-client",
              "nats-server", "dovecot-imapd", "dovecot-pop3d", "slapd", "ldap-utils", "samba", "smbclient", "chrony",
-             "snmpd", "snmp", "inetutils-telnetd", "inetutils-telnet"}  # fmt: skip
+             "snmpd", "snmp", "inetutils-telnetd", "inetutils-telnet",
+             "kamailio", "sipsak"}  # fmt: skip
 TEST_TOOLS = LAB_TOOLS | {"tshark", "mosquitto", "prometheus", "libndpi-bin", "python3-venv", "logrotate", "curl"}
 
 
