@@ -24,7 +24,7 @@ from netgptd.train.labels import ndpi_labeller
 
 SCENARIO_SECONDS = 3.0
 # Each registered on its protocol's port as NAME and on a high one as NAME-other-port.
-APPS = ["postgresql", "mysql", "nats", "mailbox", "ldap", "smb", "ntp", "snmp", "telnet", "sip"]
+APPS = ["postgresql", "mysql", "nats", "mailbox", "ldap", "smb", "ntp", "snmp", "telnet", "sip", "git"]
 SCENARIOS = [name for app in APPS for name in (app, f"{app}-other-port")]
 NDPI_READINGS = {
     ("LDAP", "MQTT"): (
@@ -35,6 +35,11 @@ NDPI_READINGS = {
     ("SMBv23", "NetBIOS"): "nDPI 4.2 names SMB 2/3 on port 445 NetBIOS.SMBv23: the session framing is its master protocol",
     ("SMBv23", "unknown"): "nDPI 4.2's SMB dissector (protocols/smb.c) looks at port 445 only",
     ("NTP", "unknown"): "nDPI 4.2's NTP dissector (protocols/ntp.c) looks at port 123 only",
+    ("Git", "not named by DPI"): (
+        "git 2.39 sends a request's 4-byte pkt-line length in a segment of its own; nDPI 4.2's Git dissector "
+        "wants the whole pkt-line in the first segment, so it names the flow by port 9418 only"
+    ),
+    ("Git", "unknown"): "as above, and off port 9418 nDPI 4.2 has no port to go by",
     ("SNMP", "unknown"): "nDPI 4.2's SNMP dissector (protocols/snmp_proto.c) looks at ports 161 and 162 only",
     ("SNMP", "Skype_Teams"): "off ports 161/162, nDPI 4.2's UDP Skype heuristic (protocols/skype.c) claims some polls",
 }

@@ -96,6 +96,27 @@ def ftp_serving(server: FTPServer, poll_s: float = 0.05) -> Iterator[None]:
         thread.join(5)
 
 
+class InetdServer(QuietTCPServer):
+    """inetd for one service: accepts, logs each client's (ip, port) in
+    ``peers`` (an accept log, for exact labels), and runs ``argv`` (a server
+    in inetd mode: telnetd, git daemon --inetd, rsync --daemon) with the
+    connection as its standard input and output until it exits."""
+
+    def __init__(self, address: tuple[str, int], ctx: LabContext, argv: Sequence[str]) -> None:
+        self.ctx, self.argv, self.peers = ctx, list(argv), []
+        super().__init__(address, _HandOff)
+
+
+class _HandOff(socketserver.BaseRequestHandler):
+    server: InetdServer
+
+    def handle(self) -> None:
+        self.server.peers.append(self.client_address)
+        fd = self.request.fileno()
+        # Wait: socketserver shuts the connection down when handle() returns.
+        self.server.ctx.supervisor.start(self.server.argv, stdin=fd, stdout=fd).wait()
+
+
 def well_known_port(ctx: LabContext, ip: str, port: int, kinds: Sequence[int] = (socket.SOCK_STREAM,)) -> int:
     """``port`` where it is free on ``ip`` for every socket kind (the scenario
     owns ``ip``, so it is unless something listens on the wildcard address),

@@ -7,7 +7,6 @@ the client ports come from slapd's connection log."""
 
 from __future__ import annotations
 
-import itertools
 import random
 import re
 
@@ -71,9 +70,7 @@ def ldap(ctx: LabContext, variant: Variant) -> None:
     rng = random.Random(ctx.index)
     with routed_source(ctx, server_ip, client_ip):
         run_tool(ctx, ["ldapadd", *admin, "-f", str(ldif)], timeout=10)
-        for sent in itertools.count(1):
-            if not ctx.running():
-                break
+        for sent in ctx.rounds():
             name = rng.choice(PEOPLE)
             run_tool(ctx, ["ldapsearch", *uri, "-b", f"ou=people,{BASE}", f"(|(uid={name})(mail={name}*))",
                            "cn", "mail", "telephoneNumber"], timeout=10)  # fmt: skip

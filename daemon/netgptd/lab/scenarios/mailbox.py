@@ -7,7 +7,6 @@ POP3 sessions that list and download it. Labelled ``IMAP`` and ``POP3``."""
 from __future__ import annotations
 
 import imaplib
-import itertools
 import poplib
 import random
 import socket
@@ -137,9 +136,8 @@ def mailbox(ctx: LabContext, variant: Variant) -> None:
     start_daemon(ctx, "dovecot", ["dovecot", "-F", "-c", str(config)], *imap)
     ctx.wait_listening(*pop3)
     rng = random.Random(ctx.index)
-    for sent, user in enumerate(itertools.cycle(USERS), start=1):
-        if not ctx.running():
-            break
+    for sent in ctx.rounds():
+        user = list(USERS)[sent % len(USERS)]
         ctx.label(PROTO_TCP, _imap_session(imap, client_ip, user, rng), imap, "IMAP")
         ctx.label(PROTO_TCP, _pop3_session(pop3, client_ip, user), pop3, "POP3")
         ctx.pace(sent * 20)

@@ -6,7 +6,6 @@ the server for its own connection's host, which names the client port."""
 
 from __future__ import annotations
 
-import itertools
 import random
 
 from netgptd.decode.packet import PROTO_TCP
@@ -66,9 +65,7 @@ def mysql(ctx: LabContext, variant: Variant) -> None:
               "--skip-column-names", DATABASE, "-e"]  # fmt: skip
     rng = random.Random(ctx.index)
     with routed_source(ctx, server_ip, client_ip):
-        for sent in itertools.count(1):
-            if not ctx.running():
-                break
+        for sent in ctx.rounds():
             host = run_tool(ctx, [*client, _session(rng)], timeout=10).strip().splitlines()[-1]
             ip, _, cport = host.rpartition(":")
             if ip != client_ip:

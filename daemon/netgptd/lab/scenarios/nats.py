@@ -88,7 +88,7 @@ def nats(ctx: LabContext, variant: Variant) -> None:
     rng = random.Random(ctx.index)
     sent = 0
     try:
-        while ctx.running():
+        for _ in ctx.rounds():
             bind = (client_ip, ctx.free_port(client_ip))
             sock, stream = _connect(server, bind, f"web-{sent % 6}")
             with sock, stream:

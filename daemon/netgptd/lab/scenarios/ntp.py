@@ -7,7 +7,6 @@ exactly."""
 
 from __future__ import annotations
 
-import itertools
 import socket
 
 from netgptd.decode.packet import PROTO_UDP
@@ -35,9 +34,7 @@ def ntp(ctx: LabContext, variant: Variant) -> None:
     config.write_text(SERVER_CONFIG.format(port=port, ip=server_ip, network=ctx.network, run=run))
     start_daemon(ctx, "chronyd", ["chronyd", "-d", "-x", "-f", str(config)], server_ip, None)
     wait_udp_bound(ctx, server_ip, port)
-    for sent in itertools.count(1):
-        if not ctx.running():
-            break
+    for sent in ctx.rounds():
         cport = ctx.free_port(client_ip, socket.SOCK_DGRAM)
         run_tool(ctx, ["chronyd", "-Q", f"server {server_ip} port {port} iburst minpoll -4 maxpoll -4",
                        f"bindacqaddress {client_ip}", f"acquisitionport {cport}", "cmdport 0",

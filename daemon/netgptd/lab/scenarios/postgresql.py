@@ -8,7 +8,6 @@ client ports come from the server's connection log."""
 from __future__ import annotations
 
 import glob
-import itertools
 import random
 import re
 import shutil
@@ -76,9 +75,7 @@ def postgresql(ctx: LabContext, variant: Variant) -> None:
     with routed_source(ctx, server_ip, client_ip):
         run_tool(ctx, [*psql, f"CREATE DATABASE {DATABASE}", f"{server} dbname=postgres"], timeout=10, env=env)
         run_tool(ctx, [*psql, SCHEMA, f"{server} dbname={DATABASE}"], timeout=10, env=env)
-        for sent in itertools.count(1):
-            if not ctx.running():
-                break
+        for sent in ctx.rounds():
             run_tool(ctx, [*psql, _session(rng), f"{server} dbname={DATABASE}"], timeout=10, env=env)
             ctx.pace(sent * 20)
     for cip, cport in CONNECTED.findall(server_log.read_text(errors="replace")):

@@ -8,7 +8,6 @@ for sending and receiving), so its flow is known exactly."""
 from __future__ import annotations
 
 import glob
-import itertools
 import random
 import socket
 
@@ -66,9 +65,7 @@ def sip(ctx: LabContext, variant: Variant) -> None:
     wait_udp_bound(ctx, server_ip, port)
     rng = random.Random(ctx.index)
     with routed_source(ctx, server_ip, client_ip):
-        for sent in itertools.count(1):
-            if not ctx.running():
-                break
+        for sent in ctx.rounds():
             cport = ctx.free_port(client_ip, socket.SOCK_DGRAM)
             phone = ["sipsak", "-S", "-l", str(cport), "-H", client_ip]
             if sent % 2:

@@ -6,7 +6,6 @@ client ports come from smbd's log of each login."""
 
 from __future__ import annotations
 
-import itertools
 import random
 import re
 
@@ -71,9 +70,7 @@ def smb(ctx: LabContext, variant: Variant) -> None:
     client = ["smbclient", f"//{server_ip}/files", "-p", str(port), "-s", str(config), "-U", f"{USER}%{PASSWORD}",
               "-m", "SMB3", "-c"]  # fmt: skip
     with routed_source(ctx, server_ip, client_ip):
-        for sent in itertools.count(1):
-            if not ctx.running():
-                break
+        for sent in ctx.rounds():
             name = f"report-{rng.randrange(100):02d}.txt"
             local = ctx.workdir / name
             local.write_text("\n".join(f"row {i}: {rng.random():.6f}" for i in range(rng.randrange(50, 400))))

@@ -7,7 +7,6 @@ its flow is known exactly."""
 
 from __future__ import annotations
 
-import itertools
 import random
 import socket
 
@@ -51,9 +50,7 @@ def snmp(ctx: LabContext, variant: Variant) -> None:
     start_daemon(ctx, "snmpd", argv, server_ip, None, env=env)
     wait_udp_bound(ctx, server_ip, port)
     rng = random.Random(ctx.index)
-    for sent in itertools.count(1):
-        if not ctx.running():
-            break
+    for sent in ctx.rounds():
         cport = ctx.free_port(client_ip, socket.SOCK_DGRAM)
         tool, version, *oids = _poll(rng, sent)
         run_tool(ctx, [tool, version, "-c", COMMUNITY, "-M", "/dev/null", "-On", f"--clientaddr={client_ip}:{cport}",

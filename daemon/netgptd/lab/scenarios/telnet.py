@@ -1,20 +1,18 @@
-"""Telnet: inetutils telnetd, started per connection as inetd would (the
-scenario's listener accepts, logs the client's address, and hands the socket
-to telnetd as its standard input and output), logging operators in through
-a login program of the lab's own (a router-like banner, then a shell as
-nobody), and inetutils telnet clients bound to the client address, typing
-their commands as people do, a line at a time."""
+"""Telnet: inetutils telnetd, started per connection as inetd would (see
+InetdServer), logging operators in through a login program of the lab's own
+(a router-like banner, then a shell as nobody), and inetutils telnet
+clients bound to the client address, typing their commands as people do, a
+line at a time."""
 
 from __future__ import annotations
 
-import socketserver
 import subprocess
 import time
 from typing import Any
 
 from netgptd.decode.packet import PROTO_TCP
 from netgptd.lab.scenario import LabContext
-from netgptd.lab.scenarios._servers import QuietTCPServer, Variant, on_both_ports, serve_in_thread, service_port
+from netgptd.lab.scenarios._servers import InetdServer, Variant, on_both_ports, serve_in_thread, service_port
 
 USER, PASSWORD = "operator", "lab-telnet-password"
 LOGIN = f"""#!/bin/sh
@@ -29,24 +27,6 @@ echo 'Login incorrect'
 """
 TYPED = [USER, PASSWORD, "uname -a", "uptime", "cat /proc/loadavg", "ls /etc | head -20", "date -u", "exit"]
 KEYSTROKE_PAUSE_S = 0.15
-
-
-class _Inetd(QuietTCPServer):
-    """Accepts, logs each client's address in ``peers``, and runs telnetd on
-    the connection until it ends (the socket is shut down only then)."""
-
-    def __init__(self, address: tuple[str, int], ctx: LabContext, telnetd: list[str]) -> None:
-        self.ctx, self.telnetd, self.peers = ctx, telnetd, []
-        super().__init__(address, _Handoff)
-
-
-class _Handoff(socketserver.BaseRequestHandler):
-    server: _Inetd
-
-    def handle(self) -> None:
-        self.server.peers.append(self.client_address)
-        fd = self.request.fileno()
-        self.server.ctx.supervisor.start(self.server.telnetd, stdin=fd, stdout=fd, stderr=fd).wait()
 
 
 def _type(ctx: LabContext, argv: list[str]) -> None:
@@ -74,10 +54,10 @@ def telnet(ctx: LabContext, variant: Variant) -> None:
     login = ctx.workdir / "login"
     login.write_text(LOGIN)
     login.chmod(0o755)
-    server = serve_in_thread(_Inetd((server_ip, port), ctx, ["telnetd", "-h", "-E", str(login)]))
+    server = serve_in_thread(InetdServer((server_ip, port), ctx, ["telnetd", "-h", "-E", str(login)]))
     try:
         ctx.wait_listening(server_ip, port)
-        while ctx.running():
+        for _ in ctx.rounds():
             _type(ctx, ["telnet", "-b", client_ip, server_ip, str(port)])
     finally:
         server.shutdown()
