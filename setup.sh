@@ -59,6 +59,8 @@ if [ "$mode" = test ]; then
   need telnet inetutils-telnet
   need /usr/sbin/kamailio kamailio        # SIP registrar; Debian 12 has no sipp
   need sipsak sipsak
+  need /usr/lib/rabbitmq/bin/rabbitmq-server rabbitmq-server   # a node of the lab's own, beside any host node
+  need amqp-publish amqp-tools
   need /usr/sbin/logrotate logrotate     # the shipped logrotate snippet runs against a live daemon
   need curl curl                          # the brute-force test's busy web client
 fi
@@ -79,7 +81,7 @@ units_of() {
   for package in "$@"; do
     case $package in
       openssh-server) echo ssh ;;
-      mosquitto|prometheus|redis-server|postgresql|nats-server|slapd|snmpd|kamailio) echo "$package" ;;
+      mosquitto|prometheus|redis-server|postgresql|nats-server|slapd|snmpd|kamailio|rabbitmq-server) echo "$package" ;;
       mariadb-server) echo mariadb ;; dovecot-imapd|dovecot-pop3d) echo dovecot ;; samba) echo smbd nmbd ;;
       inetutils-telnetd) echo inetutils-inetd ;;  # the inetd it depends on would serve telnet on port 23
     esac

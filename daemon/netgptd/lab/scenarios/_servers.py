@@ -135,18 +135,18 @@ def well_known_port(ctx: LabContext, ip: str, port: int, kinds: Sequence[int] = 
 
 
 def start_daemon(ctx: LabContext, name: str, argv: Sequence[str], ip: str, port: int | None,
-                 **popen: Any) -> Path:  # fmt: skip
+                 timeout: float = 10.0, **popen: Any) -> Path:  # fmt: skip
     """Start an external server with its output in ``workdir/NAME.log`` and
-    wait until it accepts on ip:port (a TCP port; None for a UDP server, which
-    the caller waits for); returns the log's path. ``popen`` goes to Popen
-    (``user``, ``env``)."""
+    wait up to ``timeout`` until it accepts on ip:port (a TCP port; None for
+    a UDP server, which the caller waits for); returns the log's path.
+    ``popen`` goes to Popen (``user``, ``env``, ``cwd``)."""
     log_path = ctx.workdir / f"{name}.log"
     with open(log_path, "wb") as log_file:
         ctx.supervisor.start(argv, stdout=log_file, stderr=subprocess.STDOUT, **popen)
     if port is None:
         return log_path
     try:
-        ctx.wait_listening(ip, port)
+        ctx.wait_listening(ip, port, timeout)
     except LabError as e:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
         raise LabError(f"{e} ({name} said: {tail[0] if tail else 'nothing'})") from None
