@@ -61,6 +61,7 @@ if [ "$mode" = test ]; then
   need sipsak sipsak
   need /usr/lib/rabbitmq/bin/rabbitmq-server rabbitmq-server   # a node of the lab's own, beside any host node
   need amqp-publish amqp-tools
+  need rsync rsync
   need /usr/sbin/logrotate logrotate     # the shipped logrotate snippet runs against a live daemon
   need curl curl                          # the brute-force test's busy web client
 fi
