@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parent.parent
 LAB_TOOLS = {"nmap", "hping3", "hydra", "slowhttptest", "openssh-server", "postgresql", "mariadb-server", "mariadb-client",
              "nats-server", "dovecot-imapd", "dovecot-pop3d", "slapd", "ldap-utils", "samba", "smbclient", "chrony",
              "snmpd", "snmp", "inetutils-telnetd", "inetutils-telnet",
-             "kamailio", "sipsak", "rabbitmq-server", "amqp-tools", "rsync", "memcached"}  # fmt: skip
+             "kamailio", "sipsak", "rabbitmq-server", "amqp-tools", "rsync", "memcached",
+             "tftpd-hpa", "tftp-hpa"}  # fmt: skip
 TEST_TOOLS = LAB_TOOLS | {"tshark", "mosquitto", "prometheus", "libndpi-bin", "python3-venv", "logrotate", "curl"}
 
 
