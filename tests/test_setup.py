@@ -15,7 +15,8 @@ LAB_TOOLS = {"nmap", "hping3", "hydra", "slowhttptest", "openssh-server", "postg
              "nats-server", "dovecot-imapd", "dovecot-pop3d", "slapd", "ldap-utils", "samba", "smbclient", "chrony",
              "snmpd", "snmp", "inetutils-telnetd", "inetutils-telnet",
              "kamailio", "sipsak", "rabbitmq-server", "amqp-tools", "rsync", "memcached",
-             "tftpd-hpa", "tftp-hpa", "freeradius", "freeradius-utils"}  # fmt: skip
+             "tftpd-hpa", "tftp-hpa", "freeradius", "freeradius-utils",
+             "ngircd"}  # fmt: skip
 TEST_TOOLS = LAB_TOOLS | {"tshark", "mosquitto", "prometheus", "libndpi-bin", "python3-venv", "logrotate", "curl"}
 
 
