@@ -24,7 +24,7 @@ from netgptd.train.labels import ndpi_labeller
 
 SCENARIO_SECONDS = 3.0
 # Each registered on its protocol's port as NAME and on a high one as NAME-other-port.
-APPS = ["postgresql", "mysql", "nats", "mailbox", "ldap", "smb", "ntp", "snmp", "telnet", "sip", "git", "quic", "amqp", "rsync", "memcached", "tftp", "radius", "irc"]
+APPS = ["postgresql", "mysql", "nats", "mailbox", "ldap", "smb", "ntp", "snmp", "telnet", "sip", "git", "quic", "amqp", "rsync", "memcached", "tftp", "radius", "irc", "socks"]
 SCENARIOS = [name for app in APPS for name in (app, f"{app}-other-port")]
 NDPI_READINGS = {
     ("LDAP", "MQTT"): (
@@ -41,6 +41,11 @@ NDPI_READINGS = {
     ),
     ("Git", "unknown"): "as above, and off port 9418 nDPI 4.2 has no port to go by",
     ("Radius", "unknown"): "nDPI 4.2 does not name RADIUS off ports 1812/1813 (seen: Unknown on a high port)",
+    ("SOCKS", "not named by DPI"): (
+        "curl greets a SOCKS 5 proxy offering two methods (05 02 00 01); nDPI 4.2 did not take that for SOCKS "
+        "and named the flow by port 1080 only"
+    ),
+    ("SOCKS", "unknown"): "as above, and off port 1080 nDPI 4.2 has no port to go by",
     ("SNMP", "unknown"): "nDPI 4.2's SNMP dissector (protocols/snmp_proto.c) looks at ports 161 and 162 only",
     ("SNMP", "Skype_Teams"): "off ports 161/162, nDPI 4.2's UDP Skype heuristic (protocols/skype.c) claims some polls",
 }
