@@ -89,9 +89,11 @@ units_of() {
   for package in "$@"; do
     case $package in
       openssh-server) echo ssh ;;
-      mosquitto|prometheus|redis-server|postgresql|nats-server|slapd|snmpd|kamailio|rabbitmq-server|memcached|tftpd-hpa|freeradius|ngircd) echo "$package" ;;
+      mosquitto|prometheus|redis-server|postgresql|nats-server|slapd|snmpd|kamailio) echo "$package" ;;
+      rabbitmq-server|memcached|tftpd-hpa|freeradius|ngircd) echo "$package" ;;
       mariadb-server) echo mariadb ;; dovecot-imapd|dovecot-pop3d) echo dovecot ;; samba) echo smbd nmbd ;;
-      dante-server) echo danted ;; inetutils-telnetd) echo inetutils-inetd ;;  # the inetd it depends on would serve telnet on port 23
+      dante-server) echo danted ;;
+      inetutils-telnetd) echo inetutils-inetd ;;  # the inetd it depends on would serve telnet on port 23
     esac
   done
 }
