@@ -24,7 +24,7 @@ from netgptd.train.labels import ndpi_labeller
 
 SCENARIO_SECONDS = 3.0
 # Each registered on its protocol's port as NAME and on a high one as NAME-other-port.
-APPS = ["postgresql", "mysql", "nats", "mailbox", "ldap", "smb", "ntp", "snmp", "telnet", "sip", "git", "quic", "amqp", "rsync", "memcached", "tftp", "radius", "irc", "socks"]
+APPS = ["postgresql", "mysql", "nats", "mailbox", "ldap", "smb", "ntp", "snmp", "telnet", "sip", "git", "quic", "amqp", "rsync", "memcached", "tftp", "radius", "irc", "socks", "xmpp"]
 SCENARIOS = [name for app in APPS for name in (app, f"{app}-other-port")]
 NDPI_READINGS = {
     ("LDAP", "MQTT"): (
