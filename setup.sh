@@ -70,6 +70,7 @@ if [ "$mode" = test ]; then
   need /usr/sbin/ngircd ngircd
   need /usr/sbin/danted dante-server
   need prosody prosody
+  need coap-server-notls libcoap3-bin
   need /usr/sbin/logrotate logrotate     # the shipped logrotate snippet runs against a live daemon
   need curl curl                          # the brute-force test's busy web client
 fi

@@ -24,7 +24,7 @@ from netgptd.train.labels import ndpi_labeller
 
 SCENARIO_SECONDS = 3.0
 # Each registered on its protocol's port as NAME and on a high one as NAME-other-port.
-APPS = ["postgresql", "mysql", "nats", "mailbox", "ldap", "smb", "ntp", "snmp", "telnet", "sip", "git", "quic", "amqp", "rsync", "memcached", "tftp", "radius", "irc", "socks", "xmpp"]
+APPS = ["postgresql", "mysql", "nats", "mailbox", "ldap", "smb", "ntp", "snmp", "telnet", "sip", "git", "quic", "amqp", "rsync", "memcached", "tftp", "radius", "irc", "socks", "xmpp", "coap"]
 SCENARIOS = [name for app in APPS for name in (app, f"{app}-other-port")]
 NDPI_READINGS = {
     ("LDAP", "MQTT"): (
@@ -46,6 +46,7 @@ NDPI_READINGS = {
         "and named the flow by port 1080 only"
     ),
     ("SOCKS", "unknown"): "as above, and off port 1080 nDPI 4.2 has no port to go by",
+    ("COAP", "unknown"): "nDPI 4.2's CoAP dissector (protocols/coap.c) looks at port 5683 and 61616-61631 only",
     ("SNMP", "unknown"): "nDPI 4.2's SNMP dissector (protocols/snmp_proto.c) looks at ports 161 and 162 only",
     ("SNMP", "Skype_Teams"): "off ports 161/162, nDPI 4.2's UDP Skype heuristic (protocols/skype.c) claims some polls",
 }
