@@ -71,6 +71,7 @@ if [ "$mode" = test ]; then
   need /usr/sbin/danted dante-server
   need prosody prosody
   need coap-server-notls libcoap3-bin
+  need /usr/sbin/openvpn openvpn
   need /usr/sbin/logrotate logrotate     # the shipped logrotate snippet runs against a live daemon
   need curl curl                          # the brute-force test's busy web client
 fi
@@ -92,7 +93,7 @@ units_of() {
     case $package in
       openssh-server) echo ssh ;;
       mosquitto|prometheus|redis-server|postgresql|nats-server|slapd|snmpd|kamailio) echo "$package" ;;
-      rabbitmq-server|memcached|tftpd-hpa|freeradius|ngircd|prosody) echo "$package" ;;
+      rabbitmq-server|memcached|tftpd-hpa|freeradius|ngircd|prosody|openvpn) echo "$package" ;;
       mariadb-server) echo mariadb ;; dovecot-imapd|dovecot-pop3d) echo dovecot ;; samba) echo smbd nmbd ;;
       dante-server) echo danted ;;
       inetutils-telnetd) echo inetutils-inetd ;;  # the inetd it depends on would serve telnet on port 23

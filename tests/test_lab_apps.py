@@ -24,7 +24,7 @@ from netgptd.train.labels import ndpi_labeller
 
 SCENARIO_SECONDS = 3.0
 # Each registered on its protocol's port as NAME and on a high one as NAME-other-port.
-APPS = ["postgresql", "mysql", "nats", "mailbox", "ldap", "smb", "ntp", "snmp", "telnet", "sip", "git", "quic", "amqp", "rsync", "memcached", "tftp", "radius", "irc", "socks", "xmpp", "coap"]
+APPS = ["postgresql", "mysql", "nats", "mailbox", "ldap", "smb", "ntp", "snmp", "telnet", "sip", "git", "quic", "amqp", "rsync", "memcached", "tftp", "radius", "irc", "socks", "xmpp", "coap", "openvpn"]
 SCENARIOS = [name for app in APPS for name in (app, f"{app}-other-port")]
 NDPI_READINGS = {
     ("LDAP", "MQTT"): (
@@ -47,6 +47,11 @@ NDPI_READINGS = {
     ),
     ("SOCKS", "unknown"): "as above, and off port 1080 nDPI 4.2 has no port to go by",
     ("COAP", "unknown"): "nDPI 4.2's CoAP dissector (protocols/coap.c) looks at port 5683 and 61616-61631 only",
+    ("OpenVPN", "not named by DPI"): (
+        "in point-to-point TLS mode the server's first packet is its own hard reset (opcode 8), the client's is "
+        "acknowledged later (seen with tshark); nDPI 4.2 names these sessions by port 1194 only"
+    ),
+    ("OpenVPN", "unknown"): "as above, and off port 1194 nDPI 4.2 has no port to go by",
     ("SNMP", "unknown"): "nDPI 4.2's SNMP dissector (protocols/snmp_proto.c) looks at ports 161 and 162 only",
     ("SNMP", "Skype_Teams"): "off ports 161/162, nDPI 4.2's UDP Skype heuristic (protocols/skype.c) claims some polls",
 }

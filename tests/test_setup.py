@@ -16,7 +16,7 @@ LAB_TOOLS = {"nmap", "hping3", "hydra", "slowhttptest", "openssh-server", "postg
              "snmpd", "snmp", "inetutils-telnetd", "inetutils-telnet",
              "kamailio", "sipsak", "rabbitmq-server", "amqp-tools", "rsync", "memcached",
              "tftpd-hpa", "tftp-hpa", "freeradius", "freeradius-utils",
-             "ngircd", "dante-server", "prosody", "libcoap3-bin"}  # fmt: skip
+             "ngircd", "dante-server", "prosody", "libcoap3-bin", "openvpn"}  # fmt: skip
 TEST_TOOLS = LAB_TOOLS | {"tshark", "mosquitto", "prometheus", "libndpi-bin", "python3-venv", "logrotate", "curl"}
 
 
