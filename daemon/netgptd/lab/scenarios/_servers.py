@@ -18,7 +18,7 @@ import threading
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar
 
 import structlog
 
@@ -204,8 +204,9 @@ def owned_dir(ctx: LabContext, name: str, user: str) -> Path:
     return path
 
 
-WELL_KNOWN, OTHER_PORT = "well-known", "other-port"
-Variant = str  # WELL_KNOWN or OTHER_PORT
+Variant = Literal["well-known", "other-port"]
+WELL_KNOWN: Variant = "well-known"
+OTHER_PORT: Variant = "other-port"
 
 
 def service_port(ctx: LabContext, ip: str, port: int, variant: Variant,
