@@ -24,30 +24,32 @@ from netgptd.train.labels import ndpi_labeller
 
 SCENARIO_SECONDS = 3.0
 # Each registered on its protocol's port as NAME and on a high one as NAME-other-port.
-APPS = ["postgresql", "mysql", "nats", "mailbox", "ldap", "smb", "ntp", "snmp", "telnet", "sip", "git", "quic", "amqp", "rsync", "memcached", "tftp", "radius", "irc", "socks", "xmpp", "coap", "openvpn"]
+APPS = ["postgresql", "mysql", "nats", "mailbox", "ldap", "smb", "ntp", "snmp", "telnet", "sip", "git", "quic",
+        "amqp", "rsync", "memcached", "tftp", "radius", "irc", "socks", "xmpp", "coap", "openvpn"]
 SCENARIOS = [name for app in APPS for name in (app, f"{app}-other-port")]
+NOT_BY_DPI = "not named by DPI"  # by port, IP or not at all (ndpi_labeller leaves those out)
 NDPI_READINGS = {
     ("LDAP", "MQTT"): (
         "nDPI 4.2 knows LDAP by an anonymous bind's exact shape (ldapsearch -x: 30 0c ...); a simple bind "
         "with a DN and password (ldapwhoami -D, ldapmodify -D: 30 LEN 02 01 ID 60 ...) passes its MQTT "
         "check instead, as a PUBLISH (0x30) whose remaining length is the segment's"
     ),
-    ("SMBv23", "NetBIOS"): "nDPI 4.2 names SMB 2/3 on port 445 NetBIOS.SMBv23: the session framing is its master protocol",
+    ("SMBv23", "NetBIOS"): "nDPI 4.2 names SMB 2/3 on port 445 NetBIOS.SMBv23, the session framing as master",
     ("SMBv23", "unknown"): "nDPI 4.2's SMB dissector (protocols/smb.c) looks at port 445 only",
     ("NTP", "unknown"): "nDPI 4.2's NTP dissector (protocols/ntp.c) looks at port 123 only",
-    ("Git", "not named by DPI"): (
+    ("Git", NOT_BY_DPI): (
         "git 2.39 sends a request's 4-byte pkt-line length in a segment of its own; nDPI 4.2's Git dissector "
         "wants the whole pkt-line in the first segment, so it names the flow by port 9418 only"
     ),
     ("Git", "unknown"): "as above, and off port 9418 nDPI 4.2 has no port to go by",
     ("Radius", "unknown"): "nDPI 4.2 does not name RADIUS off ports 1812/1813 (seen: Unknown on a high port)",
-    ("SOCKS", "not named by DPI"): (
+    ("SOCKS", NOT_BY_DPI): (
         "curl greets a SOCKS 5 proxy offering two methods (05 02 00 01); nDPI 4.2 did not take that for SOCKS "
         "and named the flow by port 1080 only"
     ),
     ("SOCKS", "unknown"): "as above, and off port 1080 nDPI 4.2 has no port to go by",
     ("COAP", "unknown"): "nDPI 4.2's CoAP dissector (protocols/coap.c) looks at port 5683 and 61616-61631 only",
-    ("OpenVPN", "not named by DPI"): (
+    ("OpenVPN", NOT_BY_DPI): (
         "in point-to-point TLS mode the server's first packet is its own hard reset (opcode 8), the client's is "
         "acknowledged later (seen with tshark); nDPI 4.2 names these sessions by port 1194 only"
     ),
@@ -79,10 +81,14 @@ def test_ndpi_names_every_labelled_flow_as_labelled(name: str, tmp_path: Path) -
         subprocess.run(["ndpiReader", "-i", str(result.capture), "-v", "2"], stdout=out, stderr=subprocess.DEVNULL,
                        check=True, timeout=60)  # fmt: skip
     lookup = ndpi_labeller(reading)
-    named = Counter()
+    named: Counter[tuple[str, str]] = Counter()
     for label in labels:
         found = lookup(label["proto"], (label["src_ip"], label["src_port"]), (label["dest_ip"], label["dest_port"]),
                        label["community_id"])  # fmt: skip
-        named[(label["app"], found.app if found else "not named by DPI")] += 1
+        named[(label["app"], found.app if found else NOT_BY_DPI)] += 1
     disagree = {pair for pair in named if pair[0] != pair[1]} - set(NDPI_READINGS)
-    assert not disagree, f"{name}: (label, nDPI) -> flows {dict(named)}"
+    # Where DPI gives up, nDPI names a flow by port, and an ephemeral client port may be some protocol's
+    # (an SNMP poll from port 51820 read as WireGuard): a stray one is no disagreement.
+    stray = {pair for pair in disagree if pair[1] == NOT_BY_DPI}
+    assert sum(named[pair] for pair in stray) <= max(1, len(labels) // 100), f"{name}: {dict(named)}"
+    assert not disagree - stray, f"{name}: (label, nDPI) -> flows {dict(named)}"

@@ -219,12 +219,15 @@ def service_port(ctx: LabContext, ip: str, port: int, variant: Variant,
     return ctx.free_port(ip, kinds[0])
 
 
-def on_both_ports(name: str, summary: str, requires: tuple[str, ...] = (), python: tuple[str, ...] = ()
-                  ) -> Callable[[Callable[[LabContext, Variant], None]], Callable[[LabContext, Variant], None]]:  # fmt: skip
+Run = Callable[[LabContext, Variant], None]
+
+
+def on_both_ports(name: str, summary: str, requires: tuple[str, ...] = (),
+                  python: tuple[str, ...] = ()) -> Callable[[Run], Run]:  # fmt: skip
     """Register a benign scenario twice: ``name`` serving on its protocol's
     port, ``name-other-port`` on a free high port, with the same labels."""
 
-    def register(run: Callable[[LabContext, Variant], None]) -> Callable[[LabContext, Variant], None]:
+    def register(run: Run) -> Run:
         for variant, suffix, where in ((WELL_KNOWN, "", "its own port"), (OTHER_PORT, f"-{OTHER_PORT}", "a high port")):
             scenario(f"{name}{suffix}", "benign", f"{summary}, on {where}", requires, python)(
                 lambda ctx, variant=variant: run(ctx, variant))

@@ -40,7 +40,8 @@ def _binary(name: str) -> str:
 def _session(rng: random.Random) -> str:
     """One connection's statements."""
     name = f"{rng.choice(['Ana', 'Ben', 'Chloe', 'Dev', 'Eve'])} {rng.choice(['Ruiz', 'Kim', 'Moreau', 'Novak'])}"
-    totals = ", ".join(f"((SELECT max(id) FROM customers), {rng.uniform(5, 400):.2f})" for _ in range(rng.randrange(1, 4)))
+    order = "((SELECT max(id) FROM customers), {:.2f})"
+    totals = ", ".join(order.format(rng.uniform(5, 400)) for _ in range(rng.randrange(1, 4)))
     return f"""
 INSERT INTO customers (name, city) VALUES ('{name}', '{rng.choice(CITIES)}');
 INSERT INTO orders (customer, total) VALUES {totals};

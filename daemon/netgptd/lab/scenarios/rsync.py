@@ -31,9 +31,12 @@ def _change(ctx: LabContext, rng: random.Random, round_: int) -> None:
     for name in rng.sample(FILES, rng.randrange(1, 3)):
         path = ctx.workdir / "home" / name
         path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".raw"):
+            data = rng.randbytes(rng.randrange(1_000, 40_000))
+        else:
+            data = "".join(f"{round_},{rng.random():.6f}\n" for _ in range(rng.randrange(10, 300))).encode()
         with open(path, "ab") as f:
-            f.write(rng.randbytes(rng.randrange(1_000, 40_000)) if name.endswith(".raw") else
-                    "".join(f"{round_},{rng.random():.6f}\n" for _ in range(rng.randrange(10, 300))).encode())  # fmt: skip
+            f.write(data)
 
 
 @on_both_ports("rsync", "rsync backups, listings and restores against an rsync daemon (rsync)", requires=("rsync",))

@@ -43,10 +43,11 @@ def tftp(ctx: LabContext, variant: Variant) -> None:
                 command = f"get {rng.choice(list(BOOT_FILES))}"
             else:
                 config = local / f"running-{sent}.cfg"
-                config.write_text("".join(f"interface ge-0/0/{i}\n  mtu {rng.choice([1500, 9000])}\n" for i in range(48)))
+                mtus = (rng.choice([1500, 9000]) for _ in range(48))
+                config.write_text("".join(f"interface ge-0/0/{i}\n  mtu {mtu}\n" for i, mtu in enumerate(mtus)))
                 command = f"put {config.name} backup-{sent}.cfg"
-            run_tool(ctx, ["tftp", "-m", "octet", "-R", f"{cport}:{cport}", server_ip, str(port), "-c", *command.split()],
-                     timeout=20, cwd=local)  # fmt: skip
+            run_tool(ctx, ["tftp", "-m", "octet", "-R", f"{cport}:{cport}", server_ip, str(port),
+                           "-c", *command.split()], timeout=20, cwd=local)  # fmt: skip
             ctx.label(PROTO_UDP, (client_ip, cport), (server_ip, port), "TFTP")
             ctx.label(PROTO_UDP, (client_ip, cport), (server_ip, transfer_port), "TFTP")
             ctx.pace(sent * 40)
