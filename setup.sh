@@ -41,6 +41,37 @@ if [ "$mode" = test ]; then
   need /usr/sbin/sshd openssh-server
   need ssh openssh-client
   need redis-server redis-server
+  # The lab's application scenarios start servers of their own on lab addresses (their services stay off):
+  need pg_ctlcluster postgresql           # postgres and initdb (in /usr/lib/postgresql/N/bin), psql
+  need /usr/sbin/mariadbd mariadb-server  # mariadbd, mariadb-install-db
+  need mariadb mariadb-client
+  need /usr/sbin/nats-server nats-server
+  need /usr/sbin/dovecot dovecot-imapd    # IMAP; POP3 below
+  need /usr/lib/dovecot/pop3 dovecot-pop3d
+  need /usr/sbin/slapd slapd
+  need ldapsearch ldap-utils
+  need /usr/sbin/smbd samba
+  need smbclient smbclient
+  need /usr/sbin/chronyd chrony           # replaces systemd-timesyncd as the host's time service
+  need /usr/sbin/snmpd snmpd
+  need snmpget snmp
+  need /usr/sbin/telnetd inetutils-telnetd   # run per connection by the scenario, as inetd would
+  need telnet inetutils-telnet
+  need /usr/sbin/kamailio kamailio        # SIP registrar; Debian 12 has no sipp
+  need sipsak sipsak
+  need /usr/lib/rabbitmq/bin/rabbitmq-server rabbitmq-server   # a node of the lab's own, beside any host node
+  need amqp-publish amqp-tools
+  need rsync rsync
+  need memcached memcached
+  need /usr/sbin/in.tftpd tftpd-hpa
+  need tftp tftp-hpa
+  need /usr/sbin/freeradius freeradius
+  need radclient freeradius-utils
+  need /usr/sbin/ngircd ngircd
+  need /usr/sbin/danted dante-server
+  need prosody prosody
+  need coap-server-notls libcoap3-bin
+  need /usr/sbin/openvpn openvpn
   need /usr/sbin/logrotate logrotate     # the shipped logrotate snippet runs against a live daemon
   need curl curl                          # the brute-force test's busy web client
 fi
@@ -56,10 +87,16 @@ fi
 
 # Services the test suite starts itself (on free ports); installing their packages must not start
 # them on this host (an SSH server above all), nor enable them for the next boot.
+# chrony is left enabled: installing it removes systemd-timesyncd, and the host still needs a time service.
 units_of() {
   for package in "$@"; do
     case $package in
-      openssh-server) echo ssh ;; mosquitto|prometheus|redis-server) echo "$package" ;;
+      openssh-server) echo ssh ;;
+      mosquitto|prometheus|redis-server|postgresql|nats-server|slapd|snmpd|kamailio) echo "$package" ;;
+      rabbitmq-server|memcached|tftpd-hpa|freeradius|ngircd|prosody|openvpn) echo "$package" ;;
+      mariadb-server) echo mariadb ;; dovecot-imapd|dovecot-pop3d) echo dovecot ;; samba) echo smbd nmbd ;;
+      dante-server) echo danted ;;
+      inetutils-telnetd) echo inetutils-inetd ;;  # the inetd it depends on would serve telnet on port 23
     esac
   done
 }

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LAB_TOOLS = {"nmap", "hping3", "hydra", "slowhttptest", "openssh-server"}
+LAB_TOOLS = {"nmap", "hping3", "hydra", "slowhttptest", "openssh-server", "postgresql", "mariadb-server", "mariadb-client",
+             "nats-server", "dovecot-imapd", "dovecot-pop3d", "slapd", "ldap-utils", "samba", "smbclient", "chrony",
+             "snmpd", "snmp", "inetutils-telnetd", "inetutils-telnet",
+             "kamailio", "sipsak", "rabbitmq-server", "amqp-tools", "rsync", "memcached",
+             "tftpd-hpa", "tftp-hpa", "freeradius", "freeradius-utils",
+             "ngircd", "dante-server", "prosody", "libcoap3-bin", "openvpn"}  # fmt: skip
 TEST_TOOLS = LAB_TOOLS | {"tshark", "mosquitto", "prometheus", "libndpi-bin", "python3-venv", "logrotate", "curl"}
 
 

@@ -153,12 +153,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_lab_list(args: argparse.Namespace) -> int:
-    for name, s in runner.scenarios().items():
+    known = runner.scenarios()
+    width = max(map(len, [*known, *UNAVAILABLE])) + 2
+    for name, s in known.items():
         missing = runner.missing_requirements(s)
         note = f"  (needs {', '.join(missing)})" if missing else ""
-        print(f"{name:<18}{s.kind:<8}{s.summary}{note}")
+        print(f"{name:<{width}}{s.kind:<8}{s.summary}{note}")
     for name, needs in sorted(UNAVAILABLE.items()):
-        print(f"{name:<18}{'?':<8}(needs {needs})")
+        print(f"{name:<{width}}{'?':<8}(needs {needs})")
     return EXIT_OK
 
 

@@ -10,11 +10,12 @@ against the labels, not the other way round.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from netgptd.decode.packet import PROTO_TCP, PROTO_UDP
 from netgptd.eve import PROTO_NAMES
@@ -116,6 +117,14 @@ class LabContext:
 
     def running(self) -> bool:
         return self.remaining > 0
+
+    def rounds(self) -> Iterator[int]:
+        """1, 2, 3, ... while the scenario runs, and 1 at least: a scenario
+        whose servers took its whole time to start still makes one round."""
+        for n in itertools.count(1):
+            yield n
+            if not self.running():
+                return
 
     def label(self, proto: int, client: tuple[str, int], server: tuple[str, int], app: str,
               attack: str = BENIGN) -> None:  # fmt: skip

@@ -1,6 +1,5 @@
 """What the attack scenarios share: the roles' host numbers, victim servers
-that keep their own accept log, the attacker's source address for tools
-that cannot bind one, plain HTTP fetches over bound sockets, the lab DNS
+that keep their own accept log, plain HTTP fetches over bound sockets, the lab DNS
 responder, and hydra's word lists and loop."""
 
 from __future__ import annotations
@@ -9,8 +8,7 @@ import http.client
 import socket
 import socketserver
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 
@@ -21,7 +19,7 @@ from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer, UDPSer
 from netgptd.decode.packet import PROTO_TCP
 from netgptd.lab.safety import LabError
 from netgptd.lab.scenario import BENIGN, LabContext
-from netgptd.lab.scenarios._servers import QuietErrors, run_tool, serve_in_thread, well_known_port
+from netgptd.lab.scenarios._servers import QuietErrors, routed_source, serve_in_thread, well_known_port
 
 log = structlog.get_logger(__name__)
 
@@ -73,21 +71,6 @@ def label_peers(ctx: LabContext, peers: Iterable[Peer], client_ip: str, server: 
     for ip, port in peers:
         if ip == client_ip:
             ctx.label(PROTO_TCP, (ip, port), server, app, attack)
-
-
-@contextmanager
-def attacker_source(ctx: LabContext, victim_ip: str, attacker_ip: str) -> Iterator[None]:
-    """Make connections to ``victim_ip`` that bind no address come from
-    ``attacker_ip``, for tools without an option to bind one (hydra,
-    slowhttptest): a /32 route in the local table with that preferred
-    source, taken out again at the end. Sockets bound to an address (the
-    benign clients, the readiness probes) are not affected."""
-    route = ["local", f"{victim_ip}/32", "dev", "lo", "src", attacker_ip, "table", "local"]
-    run_tool(ctx, ["ip", "route", "replace", *route], timeout=10)
-    try:
-        yield
-    finally:
-        run_tool(ctx, ["ip", "route", "del", *route], timeout=10)
 
 
 def run_timed_tool(ctx: LabContext, argv: Sequence[str], timeout: float, **kwargs: object) -> str:
@@ -179,7 +162,7 @@ def hydra(ctx: LabContext, victim: Peer, service: Sequence[str]) -> None:
     argv = ["hydra", "-I", "-t", str(HYDRA_TASKS), "-w", str(HYDRA_WAIT_S), "-L", str(users), "-P", str(passwords),
             "-s", str(victim[1]), victim[0], *service]  # fmt: skip
     attempts = 0
-    with attacker_source(ctx, victim[0], ctx.host(ATTACKER)):
+    with routed_source(ctx, victim[0], ctx.host(ATTACKER)):
         while ctx.running():  # hydra has no time limit of its own: it is stopped at the scenario's end
             run_timed_tool(ctx, argv, timeout=ctx.remaining, cwd=ctx.workdir)
             attempts += len(USERS) * len(PASSWORDS)

@@ -1,15 +1,15 @@
 """Slow HTTP (slowloris): slowhttptest holds connections to the lab HTTP
 server open with a request whose headers never end, one more header line
 now and then. slowhttptest cannot bind an address, so it gets the
-attacker's by a route (see attacker_source); the client ports come from the
+attacker's by a route (see routed_source); the client ports come from the
 server's accept log."""
 
 from __future__ import annotations
 
 from netgptd.lab.scenario import LabContext, scenario
-from netgptd.lab.scenarios._attack_targets import (ATTACKER, VICTIM, attacker_source, label_peers,
+from netgptd.lab.scenarios._attack_targets import (ATTACKER, VICTIM, label_peers,
                                                    run_timed_tool, serve_logged_http, stop_servers)
-from netgptd.lab.scenarios._servers import well_known_port
+from netgptd.lab.scenarios._servers import routed_source, well_known_port
 from netgptd.lab.scenarios.http1 import _Pages
 
 CONNECTIONS = 50  # slowhttptest -c
@@ -26,7 +26,7 @@ def slow_http(ctx: LabContext) -> None:
     server = serve_logged_http(victim_ip, port, _Pages)
     try:
         ctx.wait_listening(victim_ip, port)
-        with attacker_source(ctx, victim_ip, attacker_ip):
+        with routed_source(ctx, victim_ip, attacker_ip):
             while ctx.remaining >= 1:  # slowhttptest's test length is whole seconds
                 seconds = int(ctx.remaining)
                 argv = ["slowhttptest", "-H", "-c", str(CONNECTIONS), "-r", str(CONNECT_RATE),
