@@ -65,7 +65,7 @@ def stop_servers(servers: Iterable[socketserver.BaseServer]) -> None:
 
 
 def label_peers(ctx: LabContext, peers: Iterable[Peer], client_ip: str, server: Peer, app: str,
-                attack: str) -> None:  # fmt: skip
+                attack: str = BENIGN) -> None:  # fmt: skip
     """Label the TCP flow of every accepted connection that came from ``client_ip``
     (readiness probes come from elsewhere and stay unlabelled)."""
     for ip, port in peers:

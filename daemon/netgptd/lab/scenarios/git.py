@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import random
 
-from netgptd.decode.packet import PROTO_TCP
 from netgptd.lab.scenario import LabContext
+from netgptd.lab.scenarios._attack_targets import label_peers, stop_servers
 from netgptd.lab.scenarios._servers import (InetdServer, Variant, on_both_ports, routed_source, run_tool,
                                             serve_in_thread, service_port)  # fmt: skip
 
@@ -61,8 +61,5 @@ def git(ctx: LabContext, variant: Variant) -> None:
                     run_tool(ctx, ["git", "clone", "-q", "--depth", "1", url, f"{clone}-{sent}"], env=GIT_ENV)
                 ctx.pace(sent * 40)
     finally:
-        server.shutdown()
-        server.server_close()
-    for peer in server.peers:
-        if peer[0] == client_ip:
-            ctx.label(PROTO_TCP, peer, (server_ip, port), "Git")
+        stop_servers([server])
+    label_peers(ctx, server.peers, client_ip, (server_ip, port), "Git")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import random
 
-from netgptd.decode.packet import PROTO_TCP
 from netgptd.lab.scenario import LabContext
+from netgptd.lab.scenarios._attack_targets import label_peers, stop_servers
 from netgptd.lab.scenarios._servers import (InetdServer, Variant, on_both_ports, owned_dir, run_tool,
                                             serve_in_thread, service_port)  # fmt: skip
 
@@ -66,8 +66,5 @@ def rsync(ctx: LabContext, variant: Variant) -> None:
                          timeout=20, env=env)  # fmt: skip
             ctx.pace(sent * 40)
     finally:
-        server.shutdown()
-        server.server_close()
-    for peer in server.peers:
-        if peer[0] == client_ip:
-            ctx.label(PROTO_TCP, peer, (server_ip, port), "RSYNC")
+        stop_servers([server])
+    label_peers(ctx, server.peers, client_ip, (server_ip, port), "RSYNC")

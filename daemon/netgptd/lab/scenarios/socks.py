@@ -10,7 +10,7 @@ import random
 
 from netgptd.decode.packet import PROTO_TCP
 from netgptd.lab.scenario import LabContext
-from netgptd.lab.scenarios._attack_targets import serve_logged_http, stop_servers
+from netgptd.lab.scenarios._attack_targets import label_peers, serve_logged_http, stop_servers
 from netgptd.lab.scenarios._servers import Variant, on_both_ports, run_tool, service_port, start_daemon
 from netgptd.lab.scenarios.http1 import PAGES, _Pages
 
@@ -54,6 +54,4 @@ def socks(ctx: LabContext, variant: Variant) -> None:
             ctx.pace(sent * 20)
     finally:
         stop_servers([server])
-    for peer in server.peers:
-        if peer[0] == proxy_ip:
-            ctx.label(PROTO_TCP, peer, web, "HTTP")
+    label_peers(ctx, server.peers, proxy_ip, web, "HTTP")

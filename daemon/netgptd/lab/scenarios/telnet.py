@@ -10,8 +10,8 @@ import subprocess
 import time
 from typing import Any
 
-from netgptd.decode.packet import PROTO_TCP
 from netgptd.lab.scenario import LabContext
+from netgptd.lab.scenarios._attack_targets import label_peers, stop_servers
 from netgptd.lab.scenarios._servers import InetdServer, Variant, on_both_ports, serve_in_thread, service_port
 
 USER, PASSWORD = "operator", "lab-telnet-password"
@@ -60,8 +60,5 @@ def telnet(ctx: LabContext, variant: Variant) -> None:
         for _ in ctx.rounds():
             _type(ctx, ["telnet", "-b", client_ip, server_ip, str(port)])
     finally:
-        server.shutdown()
-        server.server_close()
-    for peer in server.peers:
-        if peer[0] == client_ip:
-            ctx.label(PROTO_TCP, peer, (server_ip, port), "Telnet")
+        stop_servers([server])
+    label_peers(ctx, server.peers, client_ip, (server_ip, port), "Telnet")
