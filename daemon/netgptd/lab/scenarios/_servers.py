@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import pwd
+import random
 import socket
 import socketserver
 import struct
@@ -18,10 +19,11 @@ import threading
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Literal, TypeVar
 
 import structlog
 
+from netgptd.decode.packet import PROTO_TCP
 from netgptd.lab.safety import LabError, wait_until
 from netgptd.lab.scenario import LabContext, scenario
 
@@ -234,3 +236,19 @@ def on_both_ports(name: str, summary: str, requires: tuple[str, ...] = (),
         return run
 
     return register
+
+
+def stream_sessions(ctx: LabContext, client_ip: str, server: tuple[str, int], app: str,
+                    session: Callable[[BinaryIO, random.Random], int]) -> None:  # fmt: skip
+    """One TCP connection per round from a port the client binds (so the label is
+    exact), ``session`` speaking over it and returning how many requests it sent;
+    paced at 20 ms a request."""
+    rng = random.Random(ctx.index)
+    sent = 0
+    for _ in ctx.rounds():
+        cport = ctx.free_port(client_ip)
+        with socket.create_connection(server, timeout=5, source_address=(client_ip, cport)) as sock:
+            with sock.makefile("rwb") as stream:
+                sent += session(stream, rng)
+        ctx.label(PROTO_TCP, (client_ip, cport), server, app)
+        ctx.pace(sent * 20)

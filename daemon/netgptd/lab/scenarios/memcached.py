@@ -5,13 +5,11 @@ sockets: page fragments cached and read back, counters, misses and deletes."""
 from __future__ import annotations
 
 import random
-import socket
 from typing import BinaryIO
 
-from netgptd.decode.packet import PROTO_TCP
 from netgptd.lab.safety import LabError
 from netgptd.lab.scenario import LabContext
-from netgptd.lab.scenarios._servers import Variant, on_both_ports, service_port, start_daemon
+from netgptd.lab.scenarios._servers import Variant, on_both_ports, service_port, start_daemon, stream_sessions
 
 PAGES = ["home", "news", "cart", "search", "item"]
 
@@ -61,12 +59,4 @@ def memcached(ctx: LabContext, variant: Variant) -> None:
     port = service_port(ctx, server_ip, 11211, variant)
     argv = ["memcached", "-l", server_ip, "-p", str(port), "-U", "0", "-u", "nobody", "-m", "16"]
     start_daemon(ctx, "memcached", argv, server_ip, port)
-    rng = random.Random(ctx.index)
-    sent = 0
-    for _ in ctx.rounds():
-        cport = ctx.free_port(client_ip)
-        with socket.create_connection((server_ip, port), timeout=5, source_address=(client_ip, cport)) as sock:
-            with sock.makefile("rwb") as stream:
-                sent += _session(stream, rng)
-        ctx.label(PROTO_TCP, (client_ip, cport), (server_ip, port), "Memcached")
-        ctx.pace(sent * 20)
+    stream_sessions(ctx, client_ip, (server_ip, port), "Memcached", _session)

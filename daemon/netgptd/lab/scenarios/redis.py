@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 from typing import BinaryIO
 
-from netgptd.decode.packet import PROTO_TCP
 from netgptd.lab.safety import LabError
 from netgptd.lab.scenario import LabContext, scenario
-from netgptd.lab.scenarios._servers import start_daemon, well_known_port
+from netgptd.lab.scenarios._servers import start_daemon, stream_sessions, well_known_port
 
 PASSWORD = "lab-redis-password"  # without one, protected mode refuses clients from 127.77.x.x (not 127.0.0.1)
 Reply = bytes | int | None | list["Reply"]
@@ -74,12 +72,4 @@ def redis(ctx: LabContext) -> None:
     argv = ["redis-server", "--bind", server_ip, "--port", str(port), "--save", "", "--appendonly", "no",
             "--dir", str(ctx.workdir), "--requirepass", PASSWORD]  # fmt: skip
     start_daemon(ctx, "redis", argv, server_ip, port)
-    rng = random.Random(ctx.index)
-    sent = 0
-    while ctx.running():
-        cport = ctx.free_port(client_ip)
-        with socket.create_connection((server_ip, port), timeout=5, source_address=(client_ip, cport)) as sock:
-            with sock.makefile("rwb") as stream:
-                sent += _session(stream, rng)
-        ctx.label(PROTO_TCP, (client_ip, cport), (server_ip, port), "RESP")
-        ctx.pace(sent * 20)
+    stream_sessions(ctx, client_ip, (server_ip, port), "RESP", _session)
