@@ -91,4 +91,5 @@ def test_ndpi_names_every_labelled_flow_as_labelled(name: str, tmp_path: Path) -
     # client port may be some protocol's (an SNMP poll from port 51820 read as WireGuard); a heuristic may
     # claim one request of many (one proxied HTTP fetch in 178 read as BitTorrent). At most 1 % (or one
     # flow) may disagree; a scenario whose flows nDPI reads otherwise as a rule fails.
-    assert sum(named[pair] for pair in disagree) <= max(1, len(labels) // 100), f"{name}: (label, nDPI) -> flows {dict(named)}"
+    misread = sum(named[pair] for pair in disagree)
+    assert misread <= max(1, len(labels) // 100), f"{name}: (label, nDPI) -> flows {dict(named)}"
